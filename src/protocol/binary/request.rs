@@ -1,0 +1,377 @@
+//! Decoding and encoding of binary-protocol requests. No I/O: bytes in, a request and the
+//! number of bytes it used out.
+
+use super::header::{Header, HEADER_LEN, REQUEST_MAGIC};
+use super::opcode::{Extras, Key, Opcode};
+use super::status::Status;
+
+/// memcached's `KEY_MAX_LENGTH`.
+pub const MAX_KEY_LEN: usize = 250;
+
+/// The bounds a decoder enforces before it waits for a body.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    /// A stored value (SET/ADD/REPLACE/APPEND/PREPEND) larger than this gets E2BIG.
+    pub max_value_len: usize,
+}
+
+/// Extras of a request, by the shape of its opcode.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RequestExtras {
+    None,
+    /// SET, ADD, REPLACE and their quiet forms.
+    Store { flags: u32, exptime: u32 },
+    /// INCREMENT and DECREMENT.
+    Arith { delta: u64, initial: u64, exptime: u32 },
+    /// TOUCH, GAT*, and FLUSH's optional delay.
+    Expiry(u32),
+    /// VERBOSITY.
+    Verbosity(u32),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Request<'a> {
+    pub opcode: Opcode,
+    pub data_type: u8,
+    pub vbucket: u16,
+    pub opaque: u32,
+    pub cas: u64,
+    pub extras: RequestExtras,
+    pub key: &'a [u8],
+    pub value: &'a [u8],
+}
+
+/// Why a frame cannot be served as a request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DecodeError {
+    /// Answer with `status`, then discard `skip` bytes counted from the start of the frame
+    /// (some of which may not have arrived yet). The connection stays open.
+    Reject { header: Header, status: Status, skip: u64 },
+    /// Answer with `status` if there is a header to echo, then close the connection.
+    Close { header: Option<Header>, status: Status },
+}
+
+impl<'a> Request<'a> {
+    /// Decodes one request from the front of `buf`. `Ok(None)`: more bytes are needed.
+    ///
+    /// A frame is judged by its header alone before the body is awaited, so a header that
+    /// announces a huge body never makes the caller buffer it.
+    pub fn decode(buf: &'a [u8], limits: &Limits) -> Result<Option<(Request<'a>, usize)>, DecodeError> {
+        let Some(header) = Header::peek(buf) else {
+            if buf.first().is_some_and(|&m| m != REQUEST_MAGIC) {
+                return Err(DecodeError::Close { header: None, status: Status::InvalidArguments });
+            }
+            return Ok(None);
+        };
+        if header.magic != REQUEST_MAGIC {
+            return Err(DecodeError::Close { header: None, status: Status::InvalidArguments });
+        }
+        let invalid = DecodeError::Close { header: Some(header), status: Status::InvalidArguments };
+        if header.key_len as usize > MAX_KEY_LEN {
+            return Err(invalid);
+        }
+        let opcode = Opcode::from_u8(header.opcode);
+        let shape = opcode.shape();
+        let frame_len = HEADER_LEN as u64 + header.body_len as u64;
+        if matches!(opcode, Opcode::Unknown(_) | Opcode::SaslListMechs | Opcode::SaslAuth | Opcode::SaslStep) {
+            return Err(DecodeError::Reject { header, status: Status::UnknownCommand, skip: frame_len });
+        }
+        let Some(value_len) = header.value_len() else { return Err(invalid) };
+        let extras_ok = match shape.extras {
+            Extras::Exactly(n) => header.extras_len == n,
+            Extras::ZeroOr(n) => header.extras_len == 0 || header.extras_len == n,
+            Extras::Any => true,
+        };
+        let key_ok = match shape.key {
+            Key::Required => header.key_len > 0,
+            Key::Optional => true,
+            Key::Forbidden => header.key_len == 0,
+        };
+        if !extras_ok || !key_ok || (!shape.value && value_len > 0) {
+            return Err(invalid);
+        }
+        if value_len as usize > limits.max_value_len {
+            return Err(DecodeError::Reject { header, status: Status::ValueTooLarge, skip: frame_len });
+        }
+        let frame_len = frame_len as usize;
+        if buf.len() < frame_len {
+            return Ok(None);
+        }
+        let extras_end = HEADER_LEN + header.extras_len as usize;
+        let key_end = extras_end + header.key_len as usize;
+        let extras = decode_extras(opcode, &buf[HEADER_LEN..extras_end]);
+        Ok(Some((
+            Request {
+                opcode,
+                data_type: header.data_type,
+                vbucket: header.vbucket_or_status,
+                opaque: header.opaque,
+                cas: header.cas,
+                extras,
+                key: &buf[extras_end..key_end],
+                value: &buf[key_end..frame_len],
+            },
+            frame_len,
+        )))
+    }
+
+    /// Encodes this request (used by clients: the load generator and the tests).
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        let mut extras = [0u8; 20];
+        let extras_len = match self.extras {
+            RequestExtras::None => 0,
+            RequestExtras::Store { flags, exptime } => {
+                extras[..4].copy_from_slice(&flags.to_be_bytes());
+                extras[4..8].copy_from_slice(&exptime.to_be_bytes());
+                8
+            }
+            RequestExtras::Arith { delta, initial, exptime } => {
+                extras[..8].copy_from_slice(&delta.to_be_bytes());
+                extras[8..16].copy_from_slice(&initial.to_be_bytes());
+                extras[16..20].copy_from_slice(&exptime.to_be_bytes());
+                20
+            }
+            RequestExtras::Expiry(v) | RequestExtras::Verbosity(v) => {
+                extras[..4].copy_from_slice(&v.to_be_bytes());
+                4
+            }
+        };
+        let header = Header {
+            magic: REQUEST_MAGIC,
+            opcode: self.opcode.to_u8(),
+            key_len: self.key.len() as u16,
+            extras_len: extras_len as u8,
+            data_type: self.data_type,
+            vbucket_or_status: self.vbucket,
+            body_len: (extras_len + self.key.len() + self.value.len()) as u32,
+            opaque: self.opaque,
+            cas: self.cas,
+        };
+        header.write_to(out);
+        out.extend_from_slice(&extras[..extras_len]);
+        out.extend_from_slice(self.key);
+        out.extend_from_slice(self.value);
+    }
+}
+
+fn be32(b: &[u8]) -> u32 {
+    u32::from_be_bytes([b[0], b[1], b[2], b[3]])
+}
+
+fn be64(b: &[u8]) -> u64 {
+    u64::from_be_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]])
+}
+
+/// `extras` has the length the opcode's shape demands (checked by `decode`).
+fn decode_extras(opcode: Opcode, extras: &[u8]) -> RequestExtras {
+    use Opcode::*;
+    match (opcode, extras.len()) {
+        (Set | SetQ | Add | AddQ | Replace | ReplaceQ, 8) => {
+            RequestExtras::Store { flags: be32(&extras[..4]), exptime: be32(&extras[4..8]) }
+        }
+        (Increment | IncrementQ | Decrement | DecrementQ, 20) => RequestExtras::Arith {
+            delta: be64(&extras[..8]),
+            initial: be64(&extras[8..16]),
+            exptime: be32(&extras[16..20]),
+        },
+        (Touch | Gat | GatQ | GatK | GatKQ | Flush | FlushQ, 4) => RequestExtras::Expiry(be32(extras)),
+        (Verbosity, 4) => RequestExtras::Verbosity(be32(extras)),
+        _ => RequestExtras::None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LIMITS: Limits = Limits { max_value_len: 1024 };
+
+    fn decode(buf: &[u8]) -> Result<Option<(Request<'_>, usize)>, DecodeError> {
+        Request::decode(buf, &LIMITS)
+    }
+
+    /// A request frame from its parts, written out by hand (not by `encode`).
+    fn frame(opcode: u8, extras: &[u8], key: &[u8], value: &[u8], opaque: u32, cas: u64) -> Vec<u8> {
+        let mut f = vec![0x80, opcode];
+        f.extend_from_slice(&(key.len() as u16).to_be_bytes());
+        f.push(extras.len() as u8);
+        f.extend_from_slice(&[0, 0, 0]);
+        f.extend_from_slice(&((extras.len() + key.len() + value.len()) as u32).to_be_bytes());
+        f.extend_from_slice(&opaque.to_be_bytes());
+        f.extend_from_slice(&cas.to_be_bytes());
+        f.extend_from_slice(extras);
+        f.extend_from_slice(key);
+        f.extend_from_slice(value);
+        f
+    }
+
+    #[test]
+    fn get_from_literal_bytes() {
+        let bytes = [
+            0x80, 0x00, 0x00, 0x05, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x05, 0x00, 0x00, 0x00, 0x07, 0, 0, 0, 0, 0,
+            0, 0, 0, b'H', b'e', b'l', b'l', b'o',
+        ];
+        let (req, used) = decode(&bytes).unwrap().unwrap();
+        assert_eq!(used, 29);
+        assert_eq!(req.opcode, Opcode::Get);
+        assert_eq!(req.key, b"Hello");
+        assert_eq!(req.opaque, 7);
+        assert_eq!(req.extras, RequestExtras::None);
+    }
+
+    #[test]
+    fn set_from_literal_bytes() {
+        // memcached's protocol_binary docs: "Add Hello World, flags 0xdeadbeef, expiry 3600".
+        let bytes = [
+            0x80, 0x02, 0x00, 0x05, 0x08, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x12, 0x00, 0x00, 0x00, 0x00, 0, 0, 0, 0, 0,
+            0, 0, 0, 0xde, 0xad, 0xbe, 0xef, 0x00, 0x00, 0x0e, 0x10, b'H', b'e', b'l', b'l', b'o', b'W', b'o', b'r',
+            b'l', b'd',
+        ];
+        let (req, used) = decode(&bytes).unwrap().unwrap();
+        assert_eq!(used, bytes.len());
+        assert_eq!(req.opcode, Opcode::Add);
+        assert_eq!(req.extras, RequestExtras::Store { flags: 0xdeadbeef, exptime: 3600 });
+        assert_eq!(req.key, b"Hello");
+        assert_eq!(req.value, b"World");
+    }
+
+    #[test]
+    fn every_served_opcode_decodes_its_extras() {
+        let store = [0, 0, 0, 1, 0, 0, 0, 2];
+        let arith = [0, 0, 0, 0, 0, 0, 0, 3, 0, 0, 0, 0, 0, 0, 0, 4, 0, 0, 0, 5];
+        let four = [0, 0, 0, 9];
+        let cases: Vec<(u8, Vec<u8>, &[u8], &[u8], RequestExtras)> = vec![
+            (0x00, vec![], b"k", b"", RequestExtras::None),
+            (0x09, vec![], b"k", b"", RequestExtras::None),
+            (0x0c, vec![], b"k", b"", RequestExtras::None),
+            (0x0d, vec![], b"k", b"", RequestExtras::None),
+            (0x01, store.to_vec(), b"k", b"v", RequestExtras::Store { flags: 1, exptime: 2 }),
+            (0x11, store.to_vec(), b"k", b"v", RequestExtras::Store { flags: 1, exptime: 2 }),
+            (0x02, store.to_vec(), b"k", b"v", RequestExtras::Store { flags: 1, exptime: 2 }),
+            (0x12, store.to_vec(), b"k", b"", RequestExtras::Store { flags: 1, exptime: 2 }),
+            (0x03, store.to_vec(), b"k", b"v", RequestExtras::Store { flags: 1, exptime: 2 }),
+            (0x13, store.to_vec(), b"k", b"v", RequestExtras::Store { flags: 1, exptime: 2 }),
+            (0x04, vec![], b"k", b"", RequestExtras::None),
+            (0x14, vec![], b"k", b"", RequestExtras::None),
+            (0x05, arith.to_vec(), b"k", b"", RequestExtras::Arith { delta: 3, initial: 4, exptime: 5 }),
+            (0x15, arith.to_vec(), b"k", b"", RequestExtras::Arith { delta: 3, initial: 4, exptime: 5 }),
+            (0x06, arith.to_vec(), b"k", b"", RequestExtras::Arith { delta: 3, initial: 4, exptime: 5 }),
+            (0x16, arith.to_vec(), b"k", b"", RequestExtras::Arith { delta: 3, initial: 4, exptime: 5 }),
+            (0x07, vec![], b"", b"", RequestExtras::None),
+            (0x17, vec![], b"", b"", RequestExtras::None),
+            (0x08, vec![], b"", b"", RequestExtras::None),
+            (0x08, four.to_vec(), b"", b"", RequestExtras::Expiry(9)),
+            (0x18, four.to_vec(), b"", b"", RequestExtras::Expiry(9)),
+            (0x0a, vec![], b"", b"", RequestExtras::None),
+            (0x0b, vec![], b"", b"", RequestExtras::None),
+            (0x0e, vec![], b"k", b"v", RequestExtras::None),
+            (0x19, vec![], b"k", b"v", RequestExtras::None),
+            (0x0f, vec![], b"k", b"v", RequestExtras::None),
+            (0x1a, vec![], b"k", b"v", RequestExtras::None),
+            (0x10, vec![], b"", b"", RequestExtras::None),
+            (0x10, vec![], b"settings", b"", RequestExtras::None),
+            (0x1b, four.to_vec(), b"", b"", RequestExtras::Verbosity(9)),
+            (0x1c, four.to_vec(), b"k", b"", RequestExtras::Expiry(9)),
+            (0x1d, four.to_vec(), b"k", b"", RequestExtras::Expiry(9)),
+            (0x1e, four.to_vec(), b"k", b"", RequestExtras::Expiry(9)),
+            (0x23, four.to_vec(), b"k", b"", RequestExtras::Expiry(9)),
+            (0x24, four.to_vec(), b"k", b"", RequestExtras::Expiry(9)),
+        ];
+        for (op, extras, key, value, want) in cases {
+            let f = frame(op, &extras, key, value, 0x11223344, 42);
+            let (req, used) = decode(&f).unwrap_or_else(|e| panic!("opcode {op:#x}: {e:?}")).unwrap();
+            assert_eq!(used, f.len(), "opcode {op:#x}");
+            assert_eq!(req.opcode.to_u8(), op);
+            assert_eq!(req.extras, want, "opcode {op:#x}");
+            assert_eq!(req.key, key);
+            assert_eq!(req.value, value);
+            assert_eq!(req.opaque, 0x11223344);
+            assert_eq!(req.cas, 42);
+            let mut again = Vec::new();
+            req.encode(&mut again);
+            assert_eq!(again, f, "opcode {op:#x} re-encodes to the same bytes");
+        }
+    }
+
+    #[test]
+    fn incomplete_until_the_last_byte() {
+        let f = frame(0x01, &[0; 8], b"key", b"value", 1, 0);
+        for cut in 0..f.len() {
+            assert_eq!(decode(&f[..cut]), Ok(None), "cut at {cut}");
+        }
+        assert!(decode(&f).unwrap().is_some());
+    }
+
+    #[test]
+    fn wrong_magic_closes_even_before_a_whole_header() {
+        assert_eq!(decode(&[0x81]), Err(DecodeError::Close { header: None, status: Status::InvalidArguments }));
+        assert!(matches!(decode(b"get foo\r\n"), Err(DecodeError::Close { header: None, .. })));
+    }
+
+    #[test]
+    fn key_over_250_bytes_is_invalid_and_closes() {
+        let key = vec![b'k'; 251];
+        let f = frame(0x00, &[], &key, b"", 1, 0);
+        assert!(matches!(decode(&f[..24]), Err(DecodeError::Close { status: Status::InvalidArguments, .. })));
+        let key = vec![b'k'; 250];
+        assert!(decode(&frame(0x00, &[], &key, b"", 1, 0)).unwrap().is_some());
+    }
+
+    #[test]
+    fn lengths_that_do_not_fit_the_opcode_are_invalid() {
+        let bad = [
+            frame(0x00, &[0; 4], b"k", b"", 1, 0),   // GET with extras
+            frame(0x00, &[], b"", b"", 1, 0),        // GET without key
+            frame(0x00, &[], b"k", b"v", 1, 0),      // GET with a value
+            frame(0x01, &[0; 4], b"k", b"v", 1, 0),  // SET with 4 bytes of extras
+            frame(0x05, &[0; 8], b"k", b"", 1, 0),   // INCR with short extras
+            frame(0x0a, &[], b"k", b"", 1, 0),       // NOOP with a key
+            frame(0x08, &[0; 8], b"", b"", 1, 0),    // FLUSH with 8 bytes of extras
+            frame(0x1c, &[], b"k", b"", 1, 0),       // TOUCH without expiry
+        ];
+        for f in bad {
+            let got = decode(&f[..24]);
+            assert!(
+                matches!(got, Err(DecodeError::Close { header: Some(_), status: Status::InvalidArguments })),
+                "{:x?}: {got:?}",
+                &f[..2]
+            );
+        }
+        // Key and extras longer than the body.
+        let mut f = frame(0x01, &[0; 8], b"key", b"", 1, 0);
+        f[11] = 4;
+        assert!(matches!(decode(&f), Err(DecodeError::Close { .. })));
+    }
+
+    #[test]
+    fn unknown_opcode_is_rejected_and_its_body_skipped() {
+        let f = frame(0x3f, &[1, 2], b"key", b"value", 9, 0);
+        match decode(&f[..24]) {
+            Err(DecodeError::Reject { header, status: Status::UnknownCommand, skip }) => {
+                assert_eq!(skip, f.len() as u64);
+                assert_eq!(header.opaque, 9);
+            }
+            other => panic!("{other:?}"),
+        }
+        // SASL is not served yet.
+        let f = frame(0x20, &[], b"", b"", 9, 0);
+        assert!(matches!(decode(&f), Err(DecodeError::Reject { status: Status::UnknownCommand, .. })));
+    }
+
+    #[test]
+    fn value_over_the_limit_is_rejected_from_the_header_alone() {
+        let mut f = frame(0x01, &[0; 8], b"key", b"", 1, 0);
+        let body: u32 = 8 + 3 + 4 * 1024 * 1024 * 1023;
+        f[8..12].copy_from_slice(&body.to_be_bytes());
+        match decode(&f) {
+            Err(DecodeError::Reject { status: Status::ValueTooLarge, skip, .. }) => {
+                assert_eq!(skip, 24 + body as u64)
+            }
+            other => panic!("{other:?}"),
+        }
+        // A 4 GiB body on a GET is simply invalid.
+        let mut f = frame(0x00, &[], b"key", b"", 1, 0);
+        f[8..12].copy_from_slice(&u32::MAX.to_be_bytes());
+        assert!(matches!(decode(&f), Err(DecodeError::Close { .. })));
+    }
+}

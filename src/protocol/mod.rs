@@ -1,0 +1,3 @@
+//! Wire protocols. Codecs here do no I/O.
+
+pub mod binary;
