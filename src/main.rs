@@ -1,1 +1,27 @@
-fn main(){}
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use caskade::config::Config;
+
+fn main() -> ExitCode {
+    let config = Config::parse();
+    if let Err(e) = config.validate() {
+        eprintln!("caskade: {e}");
+        return ExitCode::from(2);
+    }
+    let level = match config.verbose {
+        0 => log::LevelFilter::Info,
+        1 => log::LevelFilter::Debug,
+        _ => log::LevelFilter::Trace,
+    };
+    env_logger::Builder::new().filter_level(level).parse_env("RUST_LOG").init();
+    match caskade::server::run(config) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            log::error!("{e}");
+            eprintln!("caskade: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -5,6 +5,7 @@
 //! that says which status to answer with and whether the connection survives. The wire
 //! format is written out in `protocol-spec/memcached-binary.md`.
 
+pub mod dispatch;
 pub mod header;
 pub mod opcode;
 pub mod request;

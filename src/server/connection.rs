@@ -1,0 +1,203 @@
+//! One client connection: its socket, its read buffer, and its replies in request order.
+//!
+//! Replies are appended to `wbuf` while nothing is outstanding. Once a request has gone to
+//! another core, everything after it waits in `pending` (one slot per outstanding request,
+//! plus slots holding the replies produced locally meanwhile) and moves to `wbuf` when the
+//! slots before it are complete. So replies leave in request order, and in as few writes as
+//! the socket allows.
+
+use std::collections::VecDeque;
+use std::io::{self, Read, Write};
+
+use mio::net::TcpStream;
+
+/// Bytes read per `read` call at least.
+const READ_CHUNK: usize = 16 * 1024;
+/// Stop reading new requests while this many reply bytes wait for the socket.
+pub const WRITE_HIGH_WATER: usize = 4 * 1024 * 1024;
+
+struct Slot {
+    seq: u64,
+    bytes: Vec<u8>,
+    /// Replies still to come before this slot is complete.
+    waiting: u32,
+}
+
+pub struct Connection {
+    pub socket: TcpStream,
+    pub generation: u64,
+    rbuf: Vec<u8>,
+    /// `rbuf[rstart..rend]` holds bytes read and not yet consumed.
+    rstart: usize,
+    rend: usize,
+    wbuf: Vec<u8>,
+    wpos: usize,
+    pending: VecDeque<Slot>,
+    next_seq: u64,
+    /// Body bytes of a rejected frame still to discard.
+    pub skip: u64,
+    /// Close once every reply has been written.
+    pub closing: bool,
+}
+
+pub enum ReadStatus {
+    /// Bytes were added (how many).
+    Data(usize),
+    /// Nothing more to read for now.
+    WouldBlock,
+    /// The peer closed its side, or the socket failed.
+    Closed,
+}
+
+impl Connection {
+    pub fn new(socket: TcpStream, generation: u64) -> Connection {
+        Connection {
+            socket,
+            generation,
+            rbuf: Vec::new(),
+            rstart: 0,
+            rend: 0,
+            wbuf: Vec::new(),
+            wpos: 0,
+            pending: VecDeque::new(),
+            next_seq: 0,
+            skip: 0,
+            closing: false,
+        }
+    }
+
+    /// Reads once into the buffer, making room for at least `want` unread bytes in all.
+    pub fn read_some(&mut self, want: usize) -> ReadStatus {
+        if self.rstart == self.rend {
+            self.rstart = 0;
+            self.rend = 0;
+        }
+        let needed = want.max(self.rend - self.rstart + READ_CHUNK);
+        if self.rbuf.len() - self.rstart < needed {
+            // Move the unread bytes to the front, then grow if that is not enough.
+            self.rbuf.copy_within(self.rstart..self.rend, 0);
+            self.rend -= self.rstart;
+            self.rstart = 0;
+            if self.rbuf.len() < needed {
+                self.rbuf.resize(needed, 0);
+            }
+        }
+        loop {
+            match self.socket.read(&mut self.rbuf[self.rend..]) {
+                Ok(0) => return ReadStatus::Closed,
+                Ok(n) => {
+                    self.rend += n;
+                    return ReadStatus::Data(n);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return ReadStatus::WouldBlock,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    log::debug!("read failed: {e}");
+                    return ReadStatus::Closed;
+                }
+            }
+        }
+    }
+
+    /// The unread bytes.
+    pub fn unread(&self) -> &[u8] {
+        &self.rbuf[self.rstart..self.rend]
+    }
+
+    /// Takes the read buffer out so requests can borrow it while replies are written.
+    pub fn take_input(&mut self) -> (Vec<u8>, usize, usize) {
+        (std::mem::take(&mut self.rbuf), self.rstart, self.rend)
+    }
+
+    pub fn restore_input(&mut self, rbuf: Vec<u8>, rstart: usize) {
+        self.rbuf = rbuf;
+        self.rstart = rstart;
+    }
+
+    /// Where the next reply goes: straight to the socket buffer, or after outstanding ones.
+    pub fn out(&mut self) -> &mut Vec<u8> {
+        match self.pending.back() {
+            None => &mut self.wbuf,
+            Some(slot) if slot.waiting == 0 => &mut self.pending.back_mut().expect("just seen").bytes,
+            Some(_) => {
+                let seq = self.next_seq;
+                self.next_seq += 1;
+                self.pending.push_back(Slot { seq, bytes: Vec::new(), waiting: 0 });
+                &mut self.pending.back_mut().expect("just pushed").bytes
+            }
+        }
+    }
+
+    /// Reserves the place of a reply that `waiting` other cores will complete; `bytes` is
+    /// sent after theirs. Returns the slot's sequence number.
+    pub fn expect_replies(&mut self, waiting: u32, bytes: Vec<u8>) -> u64 {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        self.pending.push_back(Slot { seq, bytes, waiting });
+        seq
+    }
+
+    /// A reply from another core; moves every complete slot at the front to `wbuf`.
+    pub fn complete(&mut self, seq: u64, bytes: &[u8]) {
+        let Some(front) = self.pending.front() else { return };
+        let Some(slot) = self.pending.get_mut(seq.wrapping_sub(front.seq) as usize) else { return };
+        debug_assert_eq!(slot.seq, seq);
+        // A remote reply goes before any local bytes queued in its slot (a flush's own reply).
+        let mut merged = bytes.to_vec();
+        merged.extend_from_slice(&slot.bytes);
+        slot.bytes = merged;
+        slot.waiting = slot.waiting.saturating_sub(1);
+        while self.pending.front().is_some_and(|s| s.waiting == 0) {
+            let slot = self.pending.pop_front().expect("front exists");
+            if self.wbuf.is_empty() {
+                self.wbuf = slot.bytes;
+            } else {
+                self.wbuf.extend_from_slice(&slot.bytes);
+            }
+        }
+    }
+
+    /// Reply bytes not yet taken by the socket.
+    pub fn unwritten(&self) -> usize {
+        self.wbuf.len() - self.wpos
+    }
+
+    /// Writes what is ready. `Err` means the connection is broken.
+    pub fn write(&mut self) -> io::Result<usize> {
+        let mut written = 0;
+        while self.wpos < self.wbuf.len() {
+            match self.socket.write(&self.wbuf[self.wpos..]) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => {
+                    self.wpos += n;
+                    written += n;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        if self.wpos == self.wbuf.len() {
+            self.wbuf.clear();
+            self.wpos = 0;
+            if self.wbuf.capacity() > WRITE_HIGH_WATER {
+                self.wbuf = Vec::new();
+            }
+        }
+        Ok(written)
+    }
+
+    /// Nothing left to send or to wait for.
+    pub fn is_idle_for_close(&self) -> bool {
+        self.pending.is_empty() && self.unwritten() == 0
+    }
+
+    /// Gives back memory held after a large request.
+    pub fn shrink_if_idle(&mut self) {
+        if self.rstart == self.rend && self.rbuf.len() > 4 * READ_CHUNK {
+            self.rbuf = Vec::new();
+            self.rstart = 0;
+            self.rend = 0;
+        }
+    }
+}

@@ -1,0 +1,404 @@
+//! One core: a mio event loop owning a listener, its connections and its shard.
+
+use std::io::{self, Write};
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::Receiver;
+use mio::net::TcpListener;
+use mio::{Events, Interest, Poll, Token};
+use slab::Slab;
+
+use super::connection::{Connection, ReadStatus, WRITE_HIGH_WATER};
+use super::mailbox::{Mailboxes, Message, Outbox, ReturnAddress};
+use super::report;
+use super::Node;
+use crate::cluster;
+use crate::protocol::binary::dispatch::{self, Action, ReplyTo};
+use crate::protocol::binary::{write_error, DecodeError, Limits, Request, HEADER_LEN};
+use crate::stats::{unix_now, CoreStats};
+use crate::storage::{Command, Shard};
+
+const LISTENER: Token = Token(usize::MAX - 1);
+pub const WAKER: Token = Token(usize::MAX - 2);
+
+/// How long a stopping node waits for replies in flight.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// memcached's answer to a connection over `-c`.
+const TOO_MANY_CONNECTIONS: &[u8] = b"ERROR Too many open connections\r\n";
+
+pub struct Core {
+    pub id: usize,
+    pub poll: Poll,
+    pub listener: TcpListener,
+    pub inbox: Receiver<Message>,
+    pub mailboxes: Mailboxes,
+    pub shard: Shard,
+    pub stats: Arc<CoreStats>,
+    pub node: Arc<Node>,
+    conns: Slab<Connection>,
+    outbox: Outbox,
+    next_generation: u64,
+    now: u32,
+    limits: Limits,
+    /// Connections that got replies from other cores this turn and need a write.
+    dirty: Vec<usize>,
+    /// While stopping: this core's own replies are all written.
+    drained: bool,
+}
+
+impl Core {
+    pub fn new(
+        id: usize,
+        poll: Poll,
+        listener: TcpListener,
+        inbox: Receiver<Message>,
+        mailboxes: Mailboxes,
+        shard: Shard,
+        stats: Arc<CoreStats>,
+        node: Arc<Node>,
+    ) -> Core {
+        let cores = mailboxes.len();
+        let limits = Limits { max_value_len: node.config.max_item_size };
+        Core {
+            id,
+            poll,
+            listener,
+            inbox,
+            mailboxes,
+            shard,
+            stats,
+            node,
+            conns: Slab::new(),
+            outbox: Outbox::new(cores),
+            next_generation: 1,
+            now: unix_now(),
+            limits,
+            dirty: Vec::new(),
+            drained: false,
+        }
+    }
+
+    pub fn run(mut self) -> io::Result<()> {
+        self.poll.registry().register(&mut self.listener, LISTENER, Interest::READABLE)?;
+        let mut events = Events::with_capacity(1024);
+        let mut draining_since: Option<Instant> = None;
+        loop {
+            let timeout = if !self.outbox.is_empty() || draining_since.is_some() {
+                Duration::from_millis(1)
+            } else {
+                Duration::from_secs(1)
+            };
+            if let Err(e) = self.poll.poll(&mut events, Some(timeout)) {
+                if e.kind() != io::ErrorKind::Interrupted {
+                    return Err(e);
+                }
+            }
+            self.now = unix_now();
+            self.shard.tick(self.now);
+            for event in events.iter() {
+                match event.token() {
+                    LISTENER => self.accept(),
+                    WAKER => {}
+                    Token(key) => {
+                        if draining_since.is_none() && (event.is_readable() || event.is_read_closed()) {
+                            self.on_readable(key);
+                        }
+                        if event.is_writable() {
+                            self.on_writable(key);
+                        }
+                    }
+                }
+            }
+            self.drain_inbox();
+            self.write_dirty();
+            self.outbox.send(&self.mailboxes);
+            self.publish_stats();
+
+            if self.node.stopping.load(Relaxed) {
+                let since = *draining_since.get_or_insert_with(|| {
+                    let _ = self.poll.registry().deregister(&mut self.listener);
+                    log::debug!("core {}: stopping, draining {} connections", self.id, self.conns.len());
+                    Instant::now()
+                });
+                let idle = self.conns.iter().all(|(_, c)| c.is_idle_for_close()) && self.outbox.is_empty();
+                let timed_out = since.elapsed() > DRAIN_TIMEOUT;
+                if (idle || timed_out) && !self.drained {
+                    self.drained = true;
+                    self.node.cores_draining.fetch_sub(1, Relaxed);
+                    self.mailboxes.wake_all();
+                }
+                if self.node.cores_draining.load(Relaxed) == 0 || timed_out {
+                    break;
+                }
+            }
+        }
+        let open = self.conns.len();
+        self.conns.clear();
+        self.node.stats.curr_connections.fetch_sub(open, Relaxed);
+        Ok(())
+    }
+
+    fn accept(&mut self) {
+        loop {
+            let (mut socket, peer) = match self.listener.accept() {
+                Ok(pair) => pair,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    log::warn!("core {}: accept failed: {e}", self.id);
+                    return;
+                }
+            };
+            let node_stats = &self.node.stats;
+            if node_stats.curr_connections.load(Relaxed) >= self.node.config.max_connections as usize {
+                self.stats.rejected_connections.incr();
+                log::warn!("refused connection from {peer}: {} connections open (-c)", self.node.config.max_connections);
+                let _ = socket.write(TOO_MANY_CONNECTIONS);
+                continue;
+            }
+            let _ = socket.set_nodelay(true);
+            let entry = self.conns.vacant_entry();
+            let key = entry.key();
+            if let Err(e) =
+                self.poll.registry().register(&mut socket, Token(key), Interest::READABLE | Interest::WRITABLE)
+            {
+                log::warn!("core {}: cannot register a connection: {e}", self.id);
+                continue;
+            }
+            let generation = self.next_generation;
+            self.next_generation += 1;
+            entry.insert(Connection::new(socket, generation));
+            node_stats.curr_connections.fetch_add(1, Relaxed);
+            node_stats.total_connections.fetch_add(1, Relaxed);
+            self.stats.total_connections.incr();
+            log::trace!("core {}: accepted {peer} as {key}", self.id);
+        }
+    }
+
+    fn close(&mut self, key: usize) {
+        if let Some(mut conn) = self.conns.try_remove(key) {
+            let _ = self.poll.registry().deregister(&mut conn.socket);
+            self.node.stats.curr_connections.fetch_sub(1, Relaxed);
+        }
+    }
+
+    fn on_readable(&mut self, key: usize) {
+        loop {
+            let Some(conn) = self.conns.get_mut(key) else { return };
+            if conn.closing || conn.unwritten() > WRITE_HIGH_WATER {
+                break;
+            }
+            let want = match Request::decode(conn.unread(), &self.limits) {
+                Ok(None) => frame_len(conn.unread()),
+                _ => 0,
+            };
+            match conn.read_some(want) {
+                ReadStatus::Data(n) => {
+                    self.stats.bytes_read.add(n as u64);
+                    self.process(key);
+                }
+                ReadStatus::WouldBlock => break,
+                ReadStatus::Closed => {
+                    self.close(key);
+                    return;
+                }
+            }
+        }
+        self.flush(key);
+    }
+
+    fn on_writable(&mut self, key: usize) {
+        let resume = self.conns.get(key).is_some_and(|c| c.unwritten() > WRITE_HIGH_WATER);
+        self.flush(key);
+        // Reading stopped at the high-water mark; edge-triggered readiness will not repeat.
+        if resume && self.conns.get(key).is_some_and(|c| c.unwritten() <= WRITE_HIGH_WATER) {
+            self.process(key);
+            self.on_readable(key);
+        }
+    }
+
+    /// Writes what is ready; closes a connection that asked for it once it is done.
+    fn flush(&mut self, key: usize) {
+        let Some(conn) = self.conns.get_mut(key) else { return };
+        match conn.write() {
+            Ok(n) => self.stats.bytes_written.add(n as u64),
+            Err(e) => {
+                log::debug!("core {}: write to {key} failed: {e}", self.id);
+                self.close(key);
+                return;
+            }
+        }
+        if conn.closing && conn.is_idle_for_close() {
+            self.close(key);
+        } else {
+            conn.shrink_if_idle();
+        }
+    }
+
+    /// Serves every whole request in the connection's buffer.
+    fn process(&mut self, key: usize) {
+        let Some(conn) = self.conns.get_mut(key) else { return };
+        let (rbuf, mut pos, end) = conn.take_input();
+        while !conn.closing && conn.unwritten() <= WRITE_HIGH_WATER {
+            if conn.skip > 0 {
+                let n = (conn.skip as usize).min(end - pos);
+                pos += n;
+                conn.skip -= n as u64;
+                if conn.skip > 0 {
+                    break;
+                }
+            }
+            match Request::decode(&rbuf[pos..end], &self.limits) {
+                Ok(None) => break,
+                Ok(Some((req, used))) => {
+                    pos += used;
+                    let generation = conn.generation;
+                    serve(
+                        req,
+                        conn,
+                        ReturnAddress { core: self.id, conn: key, generation, seq: 0 },
+                        &mut self.shard,
+                        &self.stats,
+                        &mut self.outbox,
+                        &self.node,
+                        self.now,
+                    );
+                }
+                Err(DecodeError::Reject { header, status, skip }) => {
+                    log::debug!("core {}: rejected opcode {:#04x}: {status:?}", self.id, header.opcode);
+                    self.stats.protocol_errors.incr();
+                    let to = ReplyTo { opcode: crate::protocol::binary::Opcode::from_u8(header.opcode), opaque: header.opaque };
+                    write_error(conn.out(), to.opcode, to.opaque, status);
+                    conn.skip = skip;
+                }
+                Err(DecodeError::Close { header, status }) => {
+                    log::debug!("core {}: closing connection {key} on a bad frame: {header:?}", self.id);
+                    self.stats.protocol_errors.incr();
+                    if let Some(h) = header {
+                        write_error(conn.out(), crate::protocol::binary::Opcode::from_u8(h.opcode), h.opaque, status);
+                    }
+                    conn.closing = true;
+                }
+            }
+        }
+        conn.restore_input(rbuf, pos);
+    }
+
+    /// Runs requests other cores sent here and slots in the replies they sent back.
+    fn drain_inbox(&mut self) {
+        while let Ok(msg) = self.inbox.try_recv() {
+            match msg {
+                Message::Request { from, reply, cmd } => {
+                    let outcome = self.shard.execute(&cmd, self.now);
+                    self.stats.record(&cmd, &outcome);
+                    let mut bytes = Vec::new();
+                    if let Some(to) = reply {
+                        dispatch::write_outcome(&mut bytes, to, cmd.key().unwrap_or(&[]), &outcome);
+                    }
+                    self.outbox.push(from.core, Message::Reply { to: from, bytes });
+                }
+                Message::Reply { to, bytes } => {
+                    if let Some(conn) = self.conns.get_mut(to.conn) {
+                        if conn.generation == to.generation {
+                            conn.complete(to.seq, &bytes);
+                            self.dirty.push(to.conn);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn write_dirty(&mut self) {
+        let mut dirty = std::mem::take(&mut self.dirty);
+        dirty.sort_unstable();
+        dirty.dedup();
+        for &key in &dirty {
+            self.flush(key);
+        }
+        dirty.clear();
+        self.dirty = dirty;
+    }
+
+    fn publish_stats(&self) {
+        let c = self.shard.counters();
+        self.stats.curr_items.set(self.shard.len() as u64);
+        self.stats.bytes.set(self.shard.used_bytes() as u64);
+        self.stats.evictions.set(c.evictions);
+        self.stats.reclaimed.set(c.reclaimed);
+        self.stats.total_items.set(c.total_items);
+    }
+}
+
+/// The length of the frame at the front of `buf`, once its header has arrived, so the
+/// reader can make room for all of it at once.
+fn frame_len(buf: &[u8]) -> usize {
+    crate::protocol::binary::Header::peek(buf).map_or(0, |h| HEADER_LEN + h.body_len as usize)
+}
+
+/// Serves one request: on this core's shard, or by sending it to the owner's mailbox.
+#[allow(clippy::too_many_arguments)]
+fn serve(
+    req: Request<'_>,
+    conn: &mut Connection,
+    mut from: ReturnAddress,
+    shard: &mut Shard,
+    stats: &CoreStats,
+    outbox: &mut Outbox,
+    node: &Node,
+    now: u32,
+) {
+    let to = ReplyTo { opcode: req.opcode, opaque: req.opaque };
+    let cores = node.core_stats.len();
+    match dispatch::action(&req) {
+        Action::Storage(cmd) => match cmd.key() {
+            Some(key) => {
+                let owner = cluster::core_of(key, cores);
+                if owner == from.core {
+                    let outcome = shard.execute(&cmd, now);
+                    stats.record(&cmd, &outcome);
+                    dispatch::write_outcome(conn.out(), to, key, &outcome);
+                } else {
+                    stats.forwarded_requests.incr();
+                    from.seq = conn.expect_replies(1, Vec::new());
+                    outbox.push(owner, Message::Request { from, reply: Some(to), cmd: cmd.to_owned() });
+                }
+            }
+            None => {
+                // FLUSH: every shard, then one reply once all have answered.
+                stats.cmd_flush.incr();
+                let outcome = shard.execute(&cmd, now);
+                let mut bytes = Vec::new();
+                dispatch::write_outcome(&mut bytes, to, &[], &outcome);
+                if cores == 1 {
+                    conn.out().extend_from_slice(&bytes);
+                    return;
+                }
+                from.seq = conn.expect_replies(cores as u32 - 1, bytes);
+                let owned: Command<bytes::Bytes> = cmd.to_owned();
+                for core in (0..cores).filter(|&c| c != from.core) {
+                    outbox.push(core, Message::Request { from, reply: None, cmd: owned.clone() });
+                }
+            }
+        },
+        Action::Noop => dispatch::write_ok(conn.out(), to, &[]),
+        Action::Version => dispatch::write_ok(conn.out(), to, super::VERSION.as_bytes()),
+        Action::Verbosity(level) => {
+            node.verbosity.store(level, Relaxed);
+            dispatch::write_ok(conn.out(), to, &[]);
+        }
+        Action::Quit => {
+            if !req.opcode.is_quiet() {
+                dispatch::write_ok(conn.out(), to, &[]);
+            }
+            conn.closing = true;
+        }
+        Action::Stat(group) => match report::stats(node, group) {
+            Some(list) => dispatch::write_stats(conn.out(), to, list),
+            None => write_error(conn.out(), to.opcode, to.opaque, crate::protocol::binary::Status::KeyNotFound),
+        },
+    }
+}

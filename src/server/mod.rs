@@ -1,0 +1,156 @@
+//! The server: listeners, one event-loop thread per core, and an orderly stop.
+
+mod connection;
+mod core;
+mod mailbox;
+mod report;
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering::Relaxed};
+use std::sync::Arc;
+
+use mio::{Poll, Waker};
+use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::iterator::Signals;
+use socket2::{Domain, Protocol, Socket, Type};
+
+use crate::config::Config;
+use crate::stats::{CoreStats, NodeStats};
+use crate::storage::{Shard, ShardConfig};
+
+/// What VERSION answers: the memcached protocol level first, for clients that parse it.
+pub const VERSION: &str = concat!("1.6.0-caskade-", env!("CARGO_PKG_VERSION"));
+
+/// State every core of the node reads.
+pub struct Node {
+    pub config: Config,
+    pub stats: NodeStats,
+    pub core_stats: Vec<Arc<CoreStats>>,
+    pub verbosity: AtomicU32,
+    /// Set by SIGTERM/SIGINT.
+    pub stopping: AtomicBool,
+    /// Cores still finishing their replies after a stop was asked for.
+    pub cores_draining: AtomicUsize,
+}
+
+/// Binds, serves until SIGTERM or SIGINT, and returns once every core has stopped.
+pub fn run(config: Config) -> io::Result<()> {
+    let threads = config.threads();
+    let listeners = bind(SocketAddr::new(config.listen, config.port), threads)?;
+    let local = listeners[0].local_addr()?;
+    let node = Arc::new(Node {
+        core_stats: (0..threads).map(|_| Arc::new(CoreStats::default())).collect(),
+        stats: NodeStats::default(),
+        verbosity: AtomicU32::new(config.verbose as u32),
+        stopping: AtomicBool::new(false),
+        cores_draining: AtomicUsize::new(threads),
+        config,
+    });
+
+    let mut polls = Vec::with_capacity(threads);
+    let mut wakers = Vec::with_capacity(threads);
+    let mut senders = Vec::with_capacity(threads);
+    let mut inboxes = Vec::with_capacity(threads);
+    for _ in 0..threads {
+        let poll = Poll::new()?;
+        wakers.push(Arc::new(Waker::new(poll.registry(), core::WAKER)?));
+        polls.push(poll);
+        let (tx, rx) = mailbox::channel();
+        senders.push(tx);
+        inboxes.push(rx);
+    }
+    let mailboxes = mailbox::Mailboxes::new(senders, wakers);
+
+    let mut signals = Signals::new([SIGTERM, SIGINT])?;
+    let signal_handle = signals.handle();
+    let shard_config = ShardConfig {
+        memory_limit: node.config.memory_limit_bytes() / threads,
+        max_item_size: node.config.max_item_size,
+    };
+    let mut handles = Vec::with_capacity(threads);
+    for (id, ((poll, listener), inbox)) in polls.into_iter().zip(listeners).zip(inboxes).enumerate() {
+        let core = core::Core::new(
+            id,
+            poll,
+            mio::net::TcpListener::from_std(listener),
+            inbox,
+            mailboxes.clone(),
+            Shard::new(shard_config),
+            node.core_stats[id].clone(),
+            node.clone(),
+        );
+        let signal_handle = signal_handle.clone();
+        let mailboxes = mailboxes.clone();
+        let node = node.clone();
+        handles.push(std::thread::Builder::new().name(format!("caskade-core-{id}")).spawn(move || {
+            let result = core.run();
+            if let Err(e) = &result {
+                log::error!("core {id} stopped: {e}");
+                // One core down takes the node down with it, in order.
+                node.stopping.store(true, Relaxed);
+                mailboxes.wake_all();
+                signal_handle.close();
+            }
+            result
+        })?);
+    }
+    log::info!(
+        "caskade {} listening on {local} with {threads} cores, -m {} MiB, -c {}, -I {}",
+        env!("CARGO_PKG_VERSION"),
+        node.config.memory_limit_mib,
+        node.config.max_connections,
+        node.config.max_item_size
+    );
+
+    if let Some(sig) = signals.forever().next() {
+        log::info!("signal {sig}: stopping");
+    }
+    node.stopping.store(true, Relaxed);
+    mailboxes.wake_all();
+    let mut failed = None;
+    for handle in handles {
+        match handle.join() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => failed = Some(e),
+            Err(_) => failed = Some(io::Error::other("a core thread panicked")),
+        }
+    }
+    match failed {
+        Some(e) => Err(e),
+        None => {
+            log::info!("stopped");
+            Ok(())
+        }
+    }
+}
+
+/// One listening socket per core on the same address (SO_REUSEPORT: the kernel spreads
+/// connections over them). A plain bind first makes sure no other process holds the port,
+/// since SO_REUSEPORT would otherwise let us share it silently.
+fn bind(addr: SocketAddr, count: usize) -> io::Result<Vec<std::net::TcpListener>> {
+    let domain = Domain::for_address(addr);
+    let mut addr = addr;
+    let probe = Socket::new(domain, Type::STREAM, Some(Protocol::TCP))?;
+    probe.set_reuse_address(true)?;
+    probe
+        .bind(&addr.into())
+        .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))?;
+    if addr.port() == 0 {
+        addr = probe.local_addr()?.as_socket().unwrap_or(addr);
+    }
+    drop(probe);
+    (0..count)
+        .map(|_| {
+            let socket = Socket::new(domain, Type::STREAM, Some(Protocol::TCP))?;
+            socket.set_reuse_address(true)?;
+            socket.set_reuse_port(true)?;
+            socket.set_nonblocking(true)?;
+            socket
+                .bind(&addr.into())
+                .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))?;
+            socket.listen(1024)?;
+            Ok(socket.into())
+        })
+        .collect()
+}
