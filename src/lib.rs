@@ -1,3 +1,44 @@
+//! caskade: a memcached-compatible cache-store.
+//!
+//! Any client that speaks memcached's binary protocol talks to caskade unchanged. Today a
+//! node keeps its items in memory; durable per-core logs, replication and failover are
+//! built on the same shape (see `protocol-spec/` and the project's ARCHITECTURE notes).
+//!
+//! # Threads and the path of a request
+//!
+//! ```text
+//!                 SO_REUSEPORT: the kernel spreads connections over the cores' listeners
+//!   client ──TCP──▶ core k  (one thread, one mio::Poll, its connections in a Slab)
+//!                    │ Connection: read buffer ─▶ protocol::binary::Request::decode (no I/O)
+//!                    │ dispatch::action ─▶ storage::Command
+//!                    │ cluster::core_of(key) = crc32c(key) % 1024 % cores
+//!                    ├─ owner == k ─▶ Shard k executes ─▶ dispatch::write_outcome ─▶ reply
+//!                    └─ owner == j ─▶ Outbox ─▶ core j's Mailbox (bounded crossbeam channel
+//!                          + mio::Waker, one wake per turn) ─▶ Shard j executes and encodes
+//!                          ─▶ Message::Reply ─▶ core k slots it into the connection's queue
+//!                    ▼
+//!   replies leave in request order: straight into the write buffer while nothing is
+//!   outstanding, otherwise behind the outstanding slots; one write() per turn and connection
+//!
+//!   main thread: binds, spawns the cores, waits for SIGTERM/SIGINT, then sets `stopping`;
+//!   each core stops accepting, finishes its replies in flight, and exits.
+//! ```
+//!
+//! * No locks on the data path: a shard belongs to one core; other cores send it messages.
+//! * Counters are per core ([`stats::CoreStats`]), written only by their core and summed
+//!   when STAT asks.
+//! * FLUSH runs on every shard: the connection's core flushes its own and sends a flush to
+//!   every other core, and replies once all have acknowledged.
+//!
+//! # Modules
+//!
+//! * [`protocol`]: wire codecs, no I/O (`protocol-spec/memcached-binary.md`).
+//! * [`storage`]: [`storage::Command`] / [`storage::Outcome`], items and the shard (index,
+//!   CLOCK eviction under the memory limit, lazy expiry, delayed flush).
+//! * [`cluster`]: placement of keys on partitions and cores.
+//! * [`server`]: listeners, the per-core event loop, connections, mailboxes, STAT.
+//! * [`stats`]: counters; [`config`]: the command line.
+
 pub mod cluster;
 pub mod config;
 pub mod protocol;

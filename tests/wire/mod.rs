@@ -98,12 +98,6 @@ impl Wire {
         self.buf.len()
     }
 
-    /// True when the server has closed the connection (after any replies still buffered).
-    pub fn is_closed(&mut self) -> bool {
-        while let Some(_) = self.try_recv() {}
-        true
-    }
-
     /// A SET then GET round trip on this connection: the server still serves it.
     pub fn assert_serves(&mut self, key: &[u8]) {
         self.send(&set(key, b"alive", 1));
