@@ -1,0 +1,148 @@
+//! Command-line options.
+
+use std::time::Duration;
+
+use clap::Parser;
+
+/// A load generator for servers that speak the memcached binary protocol.
+///
+/// A few threads each drive many non-blocking connections; every connection keeps
+/// `--pipeline` requests in flight and sends each refill in one write. The run stops at
+/// `--duration` or after `--requests`, whichever comes first.
+#[derive(Parser, Debug, Clone)]
+#[command(name = "caskade-loadgen", version)]
+pub struct Args {
+    /// Address of the server.
+    #[arg(long, default_value = "127.0.0.1:11211")]
+    pub server: String,
+
+    /// Connections in total, spread over the threads.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub connections: u32,
+
+    /// Threads, each with its own event loop (at most one per connection).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=256))]
+    pub threads: u32,
+
+    /// Requests in flight per connection.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=65_536))]
+    pub pipeline: u32,
+
+    /// SETs to GETs, as `S:G` (`1:10`, `0:1` GET only, `1:0` SET only).
+    #[arg(long, default_value = "1:10", value_parser = parse_ratio)]
+    pub set_ratio: Ratio,
+
+    /// Size of the key space: keys are `key:00000000` up to `key:%08d` of N-1.
+    #[arg(long, default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub keys: u64,
+
+    /// Bytes in each SET's value.
+    #[arg(long, default_value_t = 32)]
+    pub value_size: usize,
+
+    /// Seconds to run; the run also ends at --requests, whichever comes first.
+    #[arg(long, default_value_t = 10.0, value_parser = parse_seconds)]
+    pub duration: f64,
+
+    /// Requests to complete; the run also ends at --duration, whichever comes first.
+    #[arg(long)]
+    pub requests: Option<u64>,
+
+    /// SET every key of the key space once before the measured run (pipelined, not
+    /// measured). With `--requests 0` this only fills the server.
+    #[arg(long)]
+    pub prefill: bool,
+
+    /// Seconds the prefill may take at most.
+    #[arg(long, default_value_t = 300.0, value_parser = parse_seconds)]
+    pub prefill_timeout: f64,
+
+    /// Requests in flight per connection during the prefill (default: max(--pipeline, 64)).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=65_536))]
+    pub prefill_pipeline: Option<u32>,
+
+    /// Print one JSON line of results instead of the text report.
+    #[arg(long)]
+    pub json: bool,
+
+    /// Seed of the key and operation choice.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+}
+
+impl Args {
+    pub fn duration(&self) -> Duration {
+        Duration::from_secs_f64(self.duration)
+    }
+
+    pub fn prefill_timeout(&self) -> Duration {
+        Duration::from_secs_f64(self.prefill_timeout)
+    }
+
+    pub fn prefill_pipeline(&self) -> usize {
+        self.prefill_pipeline.unwrap_or(self.pipeline.max(64)) as usize
+    }
+
+    /// Threads actually started: never more than connections.
+    pub fn threads(&self) -> usize {
+        self.threads.min(self.connections) as usize
+    }
+}
+
+/// SETs to GETs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Ratio {
+    pub sets: u32,
+    pub gets: u32,
+}
+
+impl std::fmt::Display for Ratio {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.sets, self.gets)
+    }
+}
+
+fn parse_ratio(s: &str) -> Result<Ratio, String> {
+    let (a, b) = s
+        .split_once(':')
+        .ok_or_else(|| format!("`{s}` is not S:G"))?;
+    let sets: u32 = a.trim().parse().map_err(|e| format!("`{a}`: {e}"))?;
+    let gets: u32 = b.trim().parse().map_err(|e| format!("`{b}`: {e}"))?;
+    if sets as u64 + gets as u64 == 0 {
+        return Err("S:G needs at least one non-zero side".into());
+    }
+    if sets as u64 + gets as u64 > u32::MAX as u64 {
+        return Err("S + G must fit in 32 bits".into());
+    }
+    Ok(Ratio { sets, gets })
+}
+
+fn parse_seconds(s: &str) -> Result<f64, String> {
+    let v: f64 = s.parse().map_err(|e| format!("`{s}`: {e}"))?;
+    if !(v.is_finite() && v > 0.0 && v <= 86_400.0) {
+        return Err(format!("`{s}`: seconds must be in (0, 86400]"));
+    }
+    Ok(v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ratios() {
+        assert_eq!(parse_ratio("1:10"), Ok(Ratio { sets: 1, gets: 10 }));
+        assert_eq!(parse_ratio("0:1"), Ok(Ratio { sets: 0, gets: 1 }));
+        assert!(parse_ratio("0:0").is_err());
+        assert!(parse_ratio("3").is_err());
+        assert!(parse_ratio("a:1").is_err());
+    }
+
+    #[test]
+    fn seconds_are_bounded() {
+        assert!(parse_seconds("0").is_err());
+        assert!(parse_seconds("-1").is_err());
+        assert!(parse_seconds("inf").is_err());
+        assert_eq!(parse_seconds("0.5"), Ok(0.5));
+    }
+}
