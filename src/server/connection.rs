@@ -143,9 +143,9 @@ impl Connection {
         let Some(slot) = self.pending.get_mut(seq.wrapping_sub(front.seq) as usize) else { return };
         debug_assert_eq!(slot.seq, seq);
         // A remote reply goes before any local bytes queued in its slot (a flush's own reply).
-        let mut merged = bytes.to_vec();
-        merged.extend_from_slice(&slot.bytes);
-        slot.bytes = merged;
+        if !bytes.is_empty() {
+            slot.bytes.splice(0..0, bytes.iter().copied());
+        }
         slot.waiting = slot.waiting.saturating_sub(1);
         while self.pending.front().is_some_and(|s| s.waiting == 0) {
             let slot = self.pending.pop_front().expect("front exists");

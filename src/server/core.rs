@@ -18,7 +18,7 @@ use crate::cluster;
 use crate::protocol::binary::dispatch::{self, Action, ReplyTo};
 use crate::protocol::binary::{write_error, DecodeError, Limits, Request, HEADER_LEN};
 use crate::stats::{unix_now, CoreStats};
-use crate::storage::{Command, Shard};
+use crate::storage::Shard;
 
 const LISTENER: Token = Token(usize::MAX - 1);
 pub const WAKER: Token = Token(usize::MAX - 2);
@@ -291,20 +291,25 @@ impl Core {
     fn drain_inbox(&mut self) {
         while let Ok(msg) = self.inbox.try_recv() {
             match msg {
-                Message::Request { from, reply, cmd } => {
-                    let outcome = self.shard.execute(&cmd, self.now);
-                    self.stats.record(&cmd, &outcome);
-                    let mut bytes = Vec::new();
-                    if let Some(to) = reply {
-                        dispatch::write_outcome(&mut bytes, to, cmd.key().unwrap_or(&[]), &outcome);
+                Message::Requests(batch) => {
+                    for f in &batch.items {
+                        let cmd = batch.command(f);
+                        let outcome = self.shard.execute(&cmd, self.now);
+                        self.stats.record(&cmd, &outcome);
+                        self.outbox.replies(f.from.core).push(f.from, |out| {
+                            if let Some(to) = f.reply {
+                                dispatch::write_outcome(out, to, cmd.key().unwrap_or(&[]), &outcome);
+                            }
+                        });
                     }
-                    self.outbox.push(from.core, Message::Reply { to: from, bytes });
                 }
-                Message::Reply { to, bytes } => {
-                    if let Some(conn) = self.conns.get_mut(to.conn) {
-                        if conn.generation == to.generation {
-                            conn.complete(to.seq, &bytes);
-                            self.dirty.push(to.conn);
+                Message::Replies(batch) => {
+                    for (to, range) in &batch.items {
+                        if let Some(conn) = self.conns.get_mut(to.conn) {
+                            if conn.generation == to.generation {
+                                conn.complete(to.seq, batch.bytes(range));
+                                self.dirty.push(to.conn);
+                            }
                         }
                     }
                 }
@@ -364,7 +369,7 @@ fn serve(
                 } else {
                     stats.forwarded_requests.incr();
                     from.seq = conn.expect_replies(1, Vec::new());
-                    outbox.push(owner, Message::Request { from, reply: Some(to), cmd: cmd.to_owned() });
+                    outbox.requests(owner).push(from, Some(to), &cmd);
                 }
             }
             None => {
@@ -378,9 +383,8 @@ fn serve(
                     return;
                 }
                 from.seq = conn.expect_replies(cores as u32 - 1, bytes);
-                let owned: Command<bytes::Bytes> = cmd.to_owned();
                 for core in (0..cores).filter(|&c| c != from.core) {
-                    outbox.push(core, Message::Request { from, reply: None, cmd: owned.clone() });
+                    outbox.requests(core).push(from, None, &cmd);
                 }
             }
         },

@@ -1,22 +1,24 @@
 //! How cores talk: one bounded channel per core, paired with the `mio::Waker` of its poll.
 //!
-//! A core that must run a command on another core's shard sends a [`Message::Request`]; the
-//! owner runs it, encodes the reply, and sends back a [`Message::Reply`] that the first core
-//! slots into the connection's queue of pending replies. Messages to one core leave in the
-//! order they were queued, so two commands of one connection on one shard never overtake
-//! each other. Wakes are batched: one per destination per event-loop turn.
+//! A core that must run commands on another core's shard gathers them, during one event-loop
+//! turn, into one [`Message::Requests`] batch for that core: the commands' keys and values are
+//! copied into one byte arena, so a batch costs a few allocations whatever its size. The owner
+//! runs them in order, encodes each reply into one arena of its own, and sends back one
+//! [`Message::Replies`] batch, whose replies the first core slots into each connection's queue
+//! of pending replies. Batches to one core leave in the order they were made, so two commands
+//! of one connection on one shard never overtake each other. One wake per destination per turn.
 
+use std::ops::Range;
 use std::sync::Arc;
 
-use bytes::Bytes;
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 use mio::Waker;
 
 use crate::protocol::binary::dispatch::ReplyTo;
 use crate::storage::Command;
 
-/// Messages waiting in one core's inbox at most; past it the sender keeps them and retries.
-pub const MAILBOX_CAPACITY: usize = 1 << 16;
+/// Batches waiting in one core's inbox at most; past it the sender keeps them and retries.
+pub const MAILBOX_CAPACITY: usize = 1 << 12;
 
 /// Which connection a reply goes back to. `generation` tells a reused slab slot from the
 /// connection that sent the request.
@@ -28,13 +30,61 @@ pub struct ReturnAddress {
     pub seq: u64,
 }
 
+/// One command sent to another core; its buffers are ranges of the batch's arena.
+#[derive(Debug)]
+pub struct Forward {
+    pub from: ReturnAddress,
+    /// `None`: an empty acknowledgement is wanted (a flush fanned out to every core).
+    pub reply: Option<ReplyTo>,
+    pub cmd: Command<Range<u32>>,
+}
+
+#[derive(Debug, Default)]
+pub struct RequestBatch {
+    pub arena: Vec<u8>,
+    pub items: Vec<Forward>,
+}
+
+impl RequestBatch {
+    pub fn push(&mut self, from: ReturnAddress, reply: Option<ReplyTo>, cmd: &Command<&[u8]>) {
+        let arena = &mut self.arena;
+        let cmd = cmd.map(|b| {
+            let start = arena.len() as u32;
+            arena.extend_from_slice(b);
+            start..arena.len() as u32
+        });
+        self.items.push(Forward { from, reply, cmd });
+    }
+
+    /// The command with its buffers resolved in the arena.
+    pub fn command(&self, f: &Forward) -> Command<&[u8]> {
+        f.cmd.map(|r| &self.arena[r.start as usize..r.end as usize])
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct ReplyBatch {
+    pub arena: Vec<u8>,
+    pub items: Vec<(ReturnAddress, Range<u32>)>,
+}
+
+impl ReplyBatch {
+    /// Appends a reply written by `write` into the arena.
+    pub fn push(&mut self, to: ReturnAddress, write: impl FnOnce(&mut Vec<u8>)) {
+        let start = self.arena.len() as u32;
+        write(&mut self.arena);
+        self.items.push((to, start..self.arena.len() as u32));
+    }
+
+    pub fn bytes(&self, range: &Range<u32>) -> &[u8] {
+        &self.arena[range.start as usize..range.end as usize]
+    }
+}
+
 #[derive(Debug)]
 pub enum Message {
-    /// Run `cmd` on your shard and reply to `from`; `reply: None` wants an empty
-    /// acknowledgement (a flush fanned out to every core).
-    Request { from: ReturnAddress, reply: Option<ReplyTo>, cmd: Command<Bytes> },
-    /// The encoded reply (possibly empty) for the request sent from `to`.
-    Reply { to: ReturnAddress, bytes: Vec<u8> },
+    Requests(RequestBatch),
+    Replies(ReplyBatch),
 }
 
 /// The sending side of every core's mailbox.
@@ -68,52 +118,65 @@ pub fn channel() -> (Sender<Message>, Receiver<Message>) {
     crossbeam_channel::bounded(MAILBOX_CAPACITY)
 }
 
-/// Messages a core has queued for the others during one turn.
+/// What a core has gathered for the others during one turn.
 pub struct Outbox {
-    queues: Vec<Vec<Message>>,
+    requests: Vec<RequestBatch>,
+    replies: Vec<ReplyBatch>,
+    /// Batches a full mailbox did not take, in order, per destination.
+    held: Vec<Vec<Message>>,
 }
 
 impl Outbox {
     pub fn new(cores: usize) -> Outbox {
-        Outbox { queues: (0..cores).map(|_| Vec::new()).collect() }
+        Outbox {
+            requests: (0..cores).map(|_| RequestBatch::default()).collect(),
+            replies: (0..cores).map(|_| ReplyBatch::default()).collect(),
+            held: (0..cores).map(|_| Vec::new()).collect(),
+        }
     }
 
-    pub fn push(&mut self, core: usize, msg: Message) {
-        self.queues[core].push(msg);
+    pub fn requests(&mut self, core: usize) -> &mut RequestBatch {
+        &mut self.requests[core]
+    }
+
+    pub fn replies(&mut self, core: usize) -> &mut ReplyBatch {
+        &mut self.replies[core]
     }
 
     pub fn is_empty(&self) -> bool {
-        self.queues.iter().all(Vec::is_empty)
+        self.requests.iter().all(|b| b.items.is_empty())
+            && self.replies.iter().all(|b| b.items.is_empty())
+            && self.held.iter().all(Vec::is_empty)
     }
 
-    /// Sends what fits, wakes each destination once, keeps the rest (a full mailbox) for the
-    /// next turn. Returns whether anything was kept.
-    pub fn send(&mut self, mailboxes: &Mailboxes) -> bool {
-        let mut kept = false;
-        for (core, queue) in self.queues.iter_mut().enumerate() {
-            if queue.is_empty() {
-                continue;
+    /// Sends this turn's batches, waking each destination once; keeps what a full mailbox
+    /// refused for the next turn.
+    pub fn send(&mut self, mailboxes: &Mailboxes) {
+        for core in 0..self.requests.len() {
+            // Replies first: they unblock the other core's connections.
+            if !self.replies[core].items.is_empty() {
+                let batch = std::mem::take(&mut self.replies[core]);
+                self.held[core].push(Message::Replies(batch));
             }
-            let mut sent = 0;
-            for msg in queue.iter_mut() {
-                // Swap a placeholder in so a message that does not fit can stay in place.
-                let m = std::mem::replace(msg, Message::Reply { to: PLACEHOLDER, bytes: Vec::new() });
-                match mailboxes.senders[core].try_send(m) {
-                    Ok(()) => sent += 1,
+            if !self.requests[core].items.is_empty() {
+                let batch = std::mem::take(&mut self.requests[core]);
+                self.held[core].push(Message::Requests(batch));
+            }
+            let mut queue = std::mem::take(&mut self.held[core]).into_iter();
+            let mut sent = false;
+            while let Some(msg) = queue.next() {
+                match mailboxes.senders[core].try_send(msg) {
+                    Ok(()) => sent = true,
                     Err(TrySendError::Full(m)) | Err(TrySendError::Disconnected(m)) => {
-                        *msg = m;
+                        self.held[core].push(m);
+                        self.held[core].extend(queue);
                         break;
                     }
                 }
             }
-            queue.drain(..sent);
-            kept |= !queue.is_empty();
-            if sent > 0 {
+            if sent {
                 mailboxes.wake(core);
             }
         }
-        kept
     }
 }
-
-const PLACEHOLDER: ReturnAddress = ReturnAddress { core: usize::MAX, conn: usize::MAX, generation: 0, seq: 0 };

@@ -2,10 +2,8 @@
 //!
 //! Protocol layers turn requests into a [`Command`] and an [`Outcome`] back into a reply. A
 //! command is generic over its byte buffers: `Command<&[u8]>` borrows from a connection's
-//! read buffer when the shard is local, `Command<Bytes>` owns its bytes when it travels to
-//! another core's mailbox.
-
-use bytes::Bytes;
+//! read buffer when the shard is local; `Command<Range<u32>>` points into a batch's byte
+//! arena when it travels to another core's mailbox.
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum StoreMode {
@@ -44,25 +42,28 @@ impl<B: AsRef<[u8]>> Command<B> {
         }
     }
 
-    /// The same command owning its bytes, to cross to another core.
-    pub fn to_owned(&self) -> Command<Bytes> {
-        let b = |x: &B| Bytes::copy_from_slice(x.as_ref());
+}
+
+impl<B> Command<B> {
+    /// The same command with every buffer passed through `f` (to copy it into a batch
+    /// that crosses to another core, and to read it back there).
+    pub fn map<C>(&self, mut f: impl FnMut(&B) -> C) -> Command<C> {
         match self {
-            Command::Get { key } => Command::Get { key: b(key) },
-            Command::GetAndTouch { key, exptime } => Command::GetAndTouch { key: b(key), exptime: *exptime },
-            Command::Touch { key, exptime } => Command::Touch { key: b(key), exptime: *exptime },
+            Command::Get { key } => Command::Get { key: f(key) },
+            Command::GetAndTouch { key, exptime } => Command::GetAndTouch { key: f(key), exptime: *exptime },
+            Command::Touch { key, exptime } => Command::Touch { key: f(key), exptime: *exptime },
             Command::Store { mode, key, value, flags, exptime, cas } => Command::Store {
                 mode: *mode,
-                key: b(key),
-                value: b(value),
+                key: f(key),
+                value: f(value),
                 flags: *flags,
                 exptime: *exptime,
                 cas: *cas,
             },
-            Command::Delete { key, cas } => Command::Delete { key: b(key), cas: *cas },
+            Command::Delete { key, cas } => Command::Delete { key: f(key), cas: *cas },
             Command::Arith { incr, key, delta, initial, exptime, cas } => Command::Arith {
                 incr: *incr,
-                key: b(key),
+                key: f(key),
                 delta: *delta,
                 initial: *initial,
                 exptime: *exptime,
