@@ -67,6 +67,7 @@ pub fn run(config: Config) -> io::Result<()> {
     let shard_config = ShardConfig {
         memory_limit: node.config.memory_limit_bytes() / threads,
         max_item_size: node.config.max_item_size,
+        mode: crate::storage::Mode::Cache,
     };
     let mut handles = Vec::with_capacity(threads);
     for (id, ((poll, listener), inbox)) in polls.into_iter().zip(listeners).zip(inboxes).enumerate() {

@@ -96,4 +96,6 @@ pub enum Outcome<V> {
     TooLarge,
     /// It cannot be stored within the memory limit.
     OutOfMemory,
+    /// The disk failed (a write, an fsync or a read); the command did not take effect.
+    StorageError,
 }

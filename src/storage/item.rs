@@ -1,46 +1,89 @@
-//! One item in a single allocation: a fixed header, then the key, then the value.
+//! One item in a single allocation: a fixed header, the record's location when the shard is
+//! on disk, the key, then the value when it is held in memory.
 //!
-//! | offset | size | field                                         |
-//! |-------:|-----:|-----------------------------------------------|
-//! | 0      | 8    | CAS (native endian)                           |
-//! | 8      | 4    | flags, verbatim from the client               |
-//! | 12     | 4    | expiry: absolute unix seconds, 0 = never      |
-//! | 16     | 1    | bits: 0x01 = referenced since the clock hand passed |
-//! | 17     | 1    | key length (1..=250)                          |
-//! | 18     | k    | key                                           |
-//! | 18 + k | v    | value                                         |
+//! | offset | size | field                                                      |
+//! |-------:|-----:|------------------------------------------------------------|
+//! | 0      | 8    | CAS (native endian)                                        |
+//! | 8      | 4    | flags, verbatim from the client                            |
+//! | 12     | 4    | expiry: absolute unix seconds, 0 = never                   |
+//! | 16     | 1    | bits: 0x01 referenced, 0x02 on disk, 0x04 value in memory, 0x08 compressed on disk |
+//! | 17     | 1    | key length (1..=250)                                       |
+//! | 18     | 16   | only when on disk: segment id, offset, stored value length, value length (u32 each) |
+//! | 18/34  | k    | key                                                        |
+//! | ...    | v    | value, only when in memory                                 |
 //!
-//! A boxed slice rather than a struct of fields keeps an item to one allocation, which is
-//! what keeps caskade's bytes per item at or below memcached's.
+//! A boxed slice rather than a struct of fields keeps an item to one allocation (and the
+//! location costs nothing in memory-only mode), which is what keeps caskade's bytes per item
+//! at or below memcached's.
+
+use super::disk::Location;
 
 const OFF_CAS: usize = 0;
 const OFF_FLAGS: usize = 8;
 const OFF_EXPIRY: usize = 12;
 const OFF_BITS: usize = 16;
 const OFF_KEY_LEN: usize = 17;
+const OFF_LOCATION: usize = 18;
 pub const ITEM_HEADER_LEN: usize = 18;
+const LOCATION_LEN: usize = 16;
 
 const BIT_REFERENCED: u8 = 0x01;
+const BIT_ON_DISK: u8 = 0x02;
+const BIT_RESIDENT: u8 = 0x04;
+const BIT_COMPRESSED: u8 = 0x08;
+
+/// Where an item's record is, and how its value is stored there.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DiskRef {
+    pub loc: Location,
+    pub stored_len: u32,
+    pub value_len: u32,
+    pub compressed: bool,
+}
 
 pub struct Item(Box<[u8]>);
 
 impl Item {
-    /// `key` is at most 255 bytes (the protocols allow 250).
-    pub fn new(key: &[u8], value_len: usize, flags: u32, expiry: u32, cas: u64) -> Item {
+    /// An item with room for `value_len` bytes of value (zeroed), or with no value in memory
+    /// when `resident` is false (then `disk` must be given).
+    pub fn new(key: &[u8], value_len: usize, flags: u32, expiry: u32, cas: u64, disk: Option<DiskRef>, resident: bool) -> Item {
         debug_assert!(key.len() <= u8::MAX as usize);
-        let mut data = vec![0u8; ITEM_HEADER_LEN + key.len() + value_len].into_boxed_slice();
+        debug_assert!(resident || disk.is_some());
+        let loc_len = if disk.is_some() { LOCATION_LEN } else { 0 };
+        let held = if resident { value_len } else { 0 };
+        let mut data = vec![0u8; ITEM_HEADER_LEN + loc_len + key.len() + held].into_boxed_slice();
         data[OFF_CAS..OFF_CAS + 8].copy_from_slice(&cas.to_ne_bytes());
         data[OFF_FLAGS..OFF_FLAGS + 4].copy_from_slice(&flags.to_ne_bytes());
         data[OFF_EXPIRY..OFF_EXPIRY + 4].copy_from_slice(&expiry.to_ne_bytes());
+        let mut bits = if resident { BIT_RESIDENT } else { 0 };
+        if let Some(d) = disk {
+            bits |= BIT_ON_DISK | if d.compressed { BIT_COMPRESSED } else { 0 };
+            let l = &mut data[OFF_LOCATION..OFF_LOCATION + LOCATION_LEN];
+            l[0..4].copy_from_slice(&d.loc.segment.to_ne_bytes());
+            l[4..8].copy_from_slice(&d.loc.offset.to_ne_bytes());
+            l[8..12].copy_from_slice(&d.stored_len.to_ne_bytes());
+            l[12..16].copy_from_slice(&d.value_len.to_ne_bytes());
+        }
+        data[OFF_BITS] = bits;
         data[OFF_KEY_LEN] = key.len() as u8;
-        data[ITEM_HEADER_LEN..ITEM_HEADER_LEN + key.len()].copy_from_slice(key);
+        let key_start = ITEM_HEADER_LEN + loc_len;
+        data[key_start..key_start + key.len()].copy_from_slice(key);
         Item(data)
     }
 
+    /// A memory-only item holding `value`.
     pub fn with_value(key: &[u8], value: &[u8], flags: u32, expiry: u32, cas: u64) -> Item {
-        let mut item = Item::new(key, value.len(), flags, expiry, cas);
+        let mut item = Item::new(key, value.len(), flags, expiry, cas, None, true);
         item.value_mut().copy_from_slice(value);
         item
+    }
+
+    fn bits(&self) -> u8 {
+        self.0[OFF_BITS]
+    }
+
+    fn key_start(&self) -> usize {
+        ITEM_HEADER_LEN + if self.bits() & BIT_ON_DISK != 0 { LOCATION_LEN } else { 0 }
     }
 
     fn key_len(&self) -> usize {
@@ -48,30 +91,60 @@ impl Item {
     }
 
     pub fn key(&self) -> &[u8] {
-        &self.0[ITEM_HEADER_LEN..ITEM_HEADER_LEN + self.key_len()]
+        let s = self.key_start();
+        &self.0[s..s + self.key_len()]
     }
 
+    /// Whether the value is in memory.
+    pub fn is_resident(&self) -> bool {
+        self.bits() & BIT_RESIDENT != 0
+    }
+
+    /// The value; empty when it is not in memory (see [`is_resident`](Self::is_resident)).
     pub fn value(&self) -> &[u8] {
-        &self.0[ITEM_HEADER_LEN + self.key_len()..]
+        &self.0[self.key_start() + self.key_len()..]
     }
 
     pub fn value_mut(&mut self) -> &mut [u8] {
-        let start = ITEM_HEADER_LEN + self.key_len();
+        let start = self.key_start() + self.key_len();
         &mut self.0[start..]
+    }
+
+    /// Length of the value, in memory or not.
+    pub fn value_len(&self) -> usize {
+        match self.disk() {
+            Some(d) if !self.is_resident() => d.value_len as usize,
+            _ => self.value().len(),
+        }
     }
 
     fn u32_at(&self, off: usize) -> u32 {
         u32::from_ne_bytes([self.0[off], self.0[off + 1], self.0[off + 2], self.0[off + 3]])
     }
 
+    pub fn disk(&self) -> Option<DiskRef> {
+        if self.bits() & BIT_ON_DISK == 0 {
+            return None;
+        }
+        Some(DiskRef {
+            loc: Location { segment: self.u32_at(OFF_LOCATION), offset: self.u32_at(OFF_LOCATION + 4) },
+            stored_len: self.u32_at(OFF_LOCATION + 8),
+            value_len: self.u32_at(OFF_LOCATION + 12),
+            compressed: self.bits() & BIT_COMPRESSED != 0,
+        })
+    }
+
+    /// Moves the record's location (a merge copied it).
+    pub fn set_location(&mut self, loc: Location) {
+        debug_assert!(self.bits() & BIT_ON_DISK != 0);
+        self.0[OFF_LOCATION..OFF_LOCATION + 4].copy_from_slice(&loc.segment.to_ne_bytes());
+        self.0[OFF_LOCATION + 4..OFF_LOCATION + 8].copy_from_slice(&loc.offset.to_ne_bytes());
+    }
+
     pub fn cas(&self) -> u64 {
         let mut b = [0u8; 8];
         b.copy_from_slice(&self.0[OFF_CAS..OFF_CAS + 8]);
         u64::from_ne_bytes(b)
-    }
-
-    pub fn set_cas(&mut self, cas: u64) {
-        self.0[OFF_CAS..OFF_CAS + 8].copy_from_slice(&cas.to_ne_bytes());
     }
 
     pub fn flags(&self) -> u32 {
@@ -92,7 +165,7 @@ impl Item {
     }
 
     pub fn referenced(&self) -> bool {
-        self.0[OFF_BITS] & BIT_REFERENCED != 0
+        self.bits() & BIT_REFERENCED != 0
     }
 
     pub fn set_referenced(&mut self, on: bool) {
@@ -101,6 +174,21 @@ impl Item {
         } else {
             self.0[OFF_BITS] &= !BIT_REFERENCED;
         }
+    }
+
+    /// The same item without its value in memory (it stays on disk).
+    pub fn without_value(&self) -> Item {
+        let d = self.disk().expect("only an item on disk can drop its value");
+        let mut it = Item::new(self.key(), 0, self.flags(), self.expiry(), self.cas(), Some(d), false);
+        it.set_referenced(false);
+        it
+    }
+
+    /// The same item holding `value` in memory.
+    pub fn with_resident(&self, value: &[u8]) -> Item {
+        let mut it = Item::new(self.key(), value.len(), self.flags(), self.expiry(), self.cas(), self.disk(), true);
+        it.value_mut().copy_from_slice(value);
+        it
     }
 
     /// Bytes this item is charged against the memory limit: its allocation plus an estimate
@@ -114,7 +202,7 @@ impl Item {
 /// capacity (~10), rounded up.
 pub const PER_ITEM_OVERHEAD: usize = 48;
 
-/// The charge of an item with this key and value before it is built.
+/// The charge of a memory-only item with this key and value before it is built.
 pub fn charge_for(key_len: usize, value_len: usize) -> usize {
     ITEM_HEADER_LEN + key_len + value_len + PER_ITEM_OVERHEAD
 }
@@ -132,12 +220,29 @@ mod tests {
         assert_eq!(it.expiry(), 1234);
         assert_eq!(it.cas(), 99);
         assert!(!it.referenced());
+        assert!(it.disk().is_none() && it.is_resident());
         it.set_referenced(true);
-        it.set_cas(100);
         it.set_expiry(0);
         assert!(it.referenced());
-        assert_eq!((it.cas(), it.expiry(), it.value()), (100, 0, &b"value"[..]));
+        assert_eq!((it.cas(), it.expiry(), it.value()), (99, 0, &b"value"[..]));
         assert_eq!(it.charge(), charge_for(3, 5));
+    }
+
+    #[test]
+    fn on_disk_items_can_drop_and_regain_their_value() {
+        let d = DiskRef { loc: Location { segment: 3, offset: 40 }, stored_len: 4, value_len: 5, compressed: true };
+        let mut it = Item::new(b"key", 5, 1, 2, 3, Some(d), true);
+        it.value_mut().copy_from_slice(b"value");
+        assert_eq!((it.key(), it.value(), it.disk()), (&b"key"[..], &b"value"[..], Some(d)));
+        let cold = it.without_value();
+        assert!(!cold.is_resident());
+        assert_eq!((cold.key(), cold.value(), cold.value_len(), cold.disk()), (&b"key"[..], &b""[..], 5, Some(d)));
+        assert!(cold.charge() < it.charge());
+        let warm = cold.with_resident(b"value");
+        assert_eq!((warm.value(), warm.cas(), warm.flags(), warm.expiry()), (&b"value"[..], 3, 1, 2));
+        let mut moved = warm;
+        moved.set_location(Location { segment: 9, offset: 32 });
+        assert_eq!(moved.disk().unwrap().loc, Location { segment: 9, offset: 32 });
     }
 
     #[test]

@@ -1,9 +1,11 @@
 //! Storage: what a shard holds and how it answers commands.
 
 pub mod command;
+pub mod disk;
 pub mod expiry;
 pub mod item;
+pub mod keydir;
 pub mod shard;
 
 pub use command::{Command, Outcome, StoreMode};
-pub use shard::{Shard, ShardConfig, ShardCounters};
+pub use shard::{Mode, Shard, ShardConfig, ShardCounters};

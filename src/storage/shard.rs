@@ -1,17 +1,44 @@
-//! The storage one core owns alone: an index from key to item, a memory limit enforced by
-//! CLOCK eviction (an approximation of LRU), lazy expiry and delayed flush.
+//! The storage one core owns alone: the keydir, and when the node has a data directory, the
+//! shard's log. It enforces the memory limit (CLOCK, an approximation of LRU), lazy expiry
+//! and delayed flush, and answers protocol-free [`Command`]s with [`Outcome`]s.
 //!
-//! The shard is protocol-free and does no I/O: [`Shard::execute`] takes a [`Command`] and the
-//! current time and returns an [`Outcome`] whose value borrows from the shard. Durable
-//! storage will put segments behind the same call.
+//! With a log, every mutation is appended as a record before its outcome is returned; the
+//! records of an event-loop turn are written (and synced, per the policy) by
+//! [`Shard::commit`] before any reply of that turn leaves. Values stay in memory while the
+//! limit allows; in `store` mode they are dropped from memory (kept on disk) under pressure
+//! and read back with `pread`; in `cache` mode whole items are evicted.
 
-use ahash::RandomState;
-use hashbrown::HashTable;
-use slab::Slab;
+use std::io;
 
 use super::command::{Command, Outcome, StoreMode};
+use super::disk::record::{Kind, Meta};
+use super::disk::recovery::{self, RecoveryReport};
+use super::disk::{Log, LogConfig, LogError, SharedFs};
 use super::expiry;
-use super::item::{charge_for, Item};
+use super::item::{charge_for, DiskRef, Item};
+use super::keydir::{Keydir, Slot};
+use crate::cluster::{partition_of, PARTITIONS};
+
+/// What happens when items no longer fit in memory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// Never drop data: values leave memory (they are on disk); when the keys alone no longer
+    /// fit, writes are refused with out-of-memory.
+    Store,
+    /// memcached's semantics: least recently used items are evicted.
+    Cache,
+}
+
+impl std::str::FromStr for Mode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Mode, String> {
+        match s {
+            "store" => Ok(Mode::Store),
+            "cache" => Ok(Mode::Cache),
+            other => Err(format!("'{other}' is not a mode (store, cache)")),
+        }
+    }
+}
 
 #[derive(Clone, Copy, Debug)]
 pub struct ShardConfig {
@@ -19,6 +46,7 @@ pub struct ShardConfig {
     pub memory_limit: usize,
     /// Largest value accepted, in bytes (`-I`).
     pub max_item_size: usize,
+    pub mode: Mode,
 }
 
 /// Counters only the shard can know; the core publishes them.
@@ -26,62 +54,181 @@ pub struct ShardConfig {
 pub struct ShardCounters {
     /// Items dropped to make room under the memory limit.
     pub evictions: u64,
+    /// Values dropped from memory (kept on disk) to make room.
+    pub values_evicted: u64,
     /// Expired items reclaimed by the clock hand or on access.
     pub reclaimed: u64,
     /// Items ever stored.
     pub total_items: u64,
+    /// Values read back from disk.
+    pub disk_reads: u64,
+    /// Mutations refused or reads failed because of the disk.
+    pub disk_errors: u64,
 }
 
 pub struct Shard {
-    /// Hash of the key → slot in `items`. Four bytes per entry; the key lives in the item.
-    index: HashTable<u32>,
-    items: Slab<Item>,
-    hasher: RandomState,
+    keydir: Keydir,
     config: ShardConfig,
-    /// Sum of `Item::charge` over `items`.
-    used: usize,
-    /// CLOCK hand: the next slot to look at when memory must be freed.
-    hand: usize,
     last_cas: u64,
     /// A FLUSH with a delay: every item is dropped when this time is reached.
     flush_at: Option<u32>,
     counters: ShardCounters,
+    log: Option<Log>,
+    /// Last seqno given per partition (only with a log).
+    seqnos: Vec<u64>,
+    /// A value read from disk, to answer from.
+    scratch: Vec<u8>,
 }
 
 impl Shard {
+    /// A shard in memory only.
     pub fn new(config: ShardConfig) -> Shard {
         Shard {
-            index: HashTable::new(),
-            items: Slab::new(),
-            hasher: RandomState::new(),
+            keydir: Keydir::new(),
             config,
-            used: 0,
-            hand: 0,
             last_cas: 0,
             flush_at: None,
             counters: ShardCounters::default(),
+            log: None,
+            seqnos: Vec::new(),
+            scratch: Vec::new(),
+        }
+    }
+
+    /// A shard on disk: recovers what `log_config.dir` holds, then opens a new segment.
+    pub fn open(config: ShardConfig, fs: SharedFs, log_config: LogConfig, now: u32) -> io::Result<(Shard, RecoveryReport)> {
+        std::fs::create_dir_all(&log_config.dir)?;
+        let mut shard = Shard::new(config);
+        shard.seqnos = vec![0; PARTITIONS as usize];
+        let (mut segments, report) =
+            recovery::recover(&fs, &log_config.dir, log_config.shard, |e| shard.replay(e, now))?;
+        // Dead bytes per segment: everything but the header and the live records.
+        let mut live = std::collections::HashMap::<u32, u64>::new();
+        for (_, item) in shard.keydir.iter() {
+            if let Some(d) = item.disk() {
+                *live.entry(d.loc.segment).or_default() += record_len(item.key().len(), d.stored_len) as u64;
+            }
+        }
+        for s in &mut segments {
+            let body = s.len.saturating_sub(super::disk::segment::SEGMENT_HEADER_LEN as u64);
+            s.dead = body.saturating_sub(live.get(&s.name.id).copied().unwrap_or(0));
+        }
+        shard.log = Some(Log::open(fs, log_config, segments)?);
+        if shard.keydir.used() > config.memory_limit {
+            log::warn!(
+                "shard holds {} bytes of keys and values over its limit of {}: {}",
+                shard.keydir.used(),
+                config.memory_limit,
+                match config.mode {
+                    Mode::Store => "writes will be refused until memory is freed",
+                    Mode::Cache => "evicting",
+                }
+            );
+        }
+        Ok((shard, report))
+    }
+
+    /// Applies one record found at start-up: the last record of a key wins.
+    fn replay(&mut self, e: recovery::Event<'_>, now: u32) {
+        self.last_cas = self.last_cas.max(e.meta.cas);
+        if let Some(s) = self.seqnos.get_mut(e.meta.partition as usize) {
+            *s = (*s).max(e.meta.seqno);
+        }
+        match e.kind {
+            Kind::Flush => {
+                if e.meta.expiry == 0 || e.meta.expiry <= now {
+                    self.keydir.clear();
+                    self.flush_at = None;
+                } else {
+                    self.flush_at = Some(e.meta.expiry);
+                }
+            }
+            Kind::Delete => {
+                if let Some(slot) = self.keydir.find(e.key) {
+                    self.keydir.remove(slot);
+                }
+            }
+            Kind::Put => {
+                let old = self.keydir.find(e.key);
+                if e.meta.expiry != 0 && e.meta.expiry <= now {
+                    if let Some(slot) = old {
+                        self.keydir.remove(slot);
+                    }
+                    return;
+                }
+                let disk = DiskRef { loc: e.loc, stored_len: e.stored_len, value_len: e.raw_len, compressed: e.compressed };
+                let warm = match e.value {
+                    Some(v) if !e.compressed && self.keydir.used() + charge_for(e.key.len(), v.len()) + 16 <= self.config.memory_limit => Some(v),
+                    _ => None,
+                };
+                let mut item = Item::new(e.key, e.raw_len as usize, e.meta.flags, e.meta.expiry, e.meta.cas, Some(disk), warm.is_some());
+                if let Some(v) = warm {
+                    item.value_mut().copy_from_slice(v);
+                }
+                match old {
+                    Some(slot) => {
+                        self.keydir.replace(slot, item);
+                    }
+                    None => {
+                        self.keydir.insert(item);
+                    }
+                }
+                if self.config.mode == Mode::Cache {
+                    let now_limit = self.config.memory_limit;
+                    while self.keydir.used() > now_limit {
+                        let Some(slot) = self.keydir.clock(|_| true) else { break };
+                        self.keydir.remove(slot);
+                        self.counters.evictions += 1;
+                    }
+                }
+            }
         }
     }
 
     pub fn len(&self) -> usize {
-        self.items.len()
+        self.keydir.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.items.is_empty()
+        self.keydir.is_empty()
     }
 
     /// Bytes charged against the memory limit.
     pub fn used_bytes(&self) -> usize {
-        self.used
+        self.keydir.used()
     }
 
     pub fn counters(&self) -> ShardCounters {
         self.counters
     }
 
+    pub fn log(&self) -> Option<&Log> {
+        self.log.as_ref()
+    }
+
     pub fn set_memory_limit(&mut self, bytes: usize) {
         self.config.memory_limit = bytes;
+    }
+
+    /// Whether records wait for [`commit`](Self::commit).
+    pub fn needs_commit(&self) -> bool {
+        self.log.as_ref().is_some_and(Log::needs_commit)
+    }
+
+    /// Writes (and per the policy syncs) the records of this turn.
+    pub fn commit(&mut self) -> io::Result<()> {
+        match &mut self.log {
+            Some(log) => log.commit(),
+            None => Ok(()),
+        }
+    }
+
+    /// A clean stop: write, sync, write the active segment's hint.
+    pub fn close(&mut self) -> io::Result<()> {
+        match &mut self.log {
+            Some(log) => log.close(),
+            None => Ok(()),
+        }
     }
 
     /// Runs what is due at `now` without a command: a delayed flush.
@@ -89,7 +236,9 @@ impl Shard {
         if let Some(at) = self.flush_at {
             if now >= at {
                 self.flush_at = None;
-                self.clear();
+                if let Err(o) = self.flush_now() {
+                    log::error!("delayed flush not logged: {o:?}");
+                }
             }
         }
     }
@@ -111,48 +260,37 @@ impl Shard {
                 self.arith(*incr, key.as_ref(), *delta, *initial, *exptime, *cas, now)
             }
             Command::Flush { delay } => {
-                if *delay == 0 {
+                let result = if *delay == 0 {
                     self.flush_at = None;
-                    self.clear();
+                    self.flush_now()
                 } else {
-                    self.flush_at = Some(expiry::absolute(*delay, now));
+                    let at = expiry::absolute(*delay, now);
+                    self.append(Kind::Flush, 0, b"", b"", 0, at).map(|_| {
+                        self.flush_at = Some(at);
+                    })
+                };
+                match result {
+                    Ok(()) => Outcome::Done { cas: 0 },
+                    Err(o) => o,
                 }
-                Outcome::Done { cas: 0 }
             }
         }
     }
 
-    fn hash(&self, key: &[u8]) -> u64 {
-        self.hasher.hash_one(key)
-    }
-
-    /// The slot of a live item; an expired one is removed on the way.
-    fn find(&mut self, key: &[u8], now: u32) -> Option<usize> {
-        let hash = self.hash(key);
-        let items = &self.items;
-        let slot = *self.index.find(hash, |&i| items[i as usize].key() == key)? as usize;
-        if self.items[slot].is_expired(now) {
-            self.remove(slot);
-            self.counters.reclaimed += 1;
-            return None;
+    fn flush_now(&mut self) -> Result<(), Outcome<&'static [u8]>> {
+        self.append(Kind::Flush, 0, b"", b"", 0, 0)?;
+        if let Some(log) = &mut self.log {
+            let ids: Vec<(super::disk::Location, u32)> = self
+                .keydir
+                .iter()
+                .filter_map(|(_, it)| it.disk().map(|d| (d.loc, record_len(it.key().len(), d.stored_len))))
+                .collect();
+            for (loc, len) in ids {
+                log.mark_dead(loc, len);
+            }
         }
-        Some(slot)
-    }
-
-    fn remove(&mut self, slot: usize) {
-        let hash = self.hash(self.items[slot].key());
-        if let Ok(entry) = self.index.find_entry(hash, |&i| i as usize == slot) {
-            entry.remove();
-        }
-        let item = self.items.remove(slot);
-        self.used -= item.charge();
-    }
-
-    fn clear(&mut self) {
-        self.index.clear();
-        self.items.clear();
-        self.used = 0;
-        self.hand = 0;
+        self.keydir.clear();
+        Ok(())
     }
 
     fn next_cas(&mut self) -> u64 {
@@ -160,75 +298,221 @@ impl Shard {
         self.last_cas
     }
 
-    /// Frees memory until `charge` more bytes fit. The caller has already removed the item
-    /// being replaced, so no slot it holds can be evicted here.
+    /// Appends a record when the shard has a log; `Ok(None)` without one.
+    #[allow(clippy::too_many_arguments)]
+    fn append(
+        &mut self,
+        kind: Kind,
+        flags: u32,
+        key: &[u8],
+        value: &[u8],
+        cas: u64,
+        expiry: u32,
+    ) -> Result<Option<DiskRef>, Outcome<&'static [u8]>> {
+        let Some(log) = &mut self.log else { return Ok(None) };
+        let partition = if key.is_empty() { 0 } else { partition_of(key) };
+        let seqno = if kind == Kind::Flush {
+            0
+        } else {
+            let s = &mut self.seqnos[partition as usize];
+            *s += 1;
+            *s
+        };
+        let meta = Meta { partition, flags, seqno, cas, expiry };
+        match log.append(kind, &meta, key, value) {
+            Ok(a) => {
+                if kind != Kind::Put {
+                    // Tombstones and flush markers count as dead from the start: a merge
+                    // keeps them only while older segments may still need them.
+                    log.mark_dead(a.loc, a.len);
+                }
+                Ok(Some(DiskRef { loc: a.loc, stored_len: a.stored_len, value_len: value.len() as u32, compressed: a.compressed }))
+            }
+            Err(e) => {
+                self.counters.disk_errors += 1;
+                match e {
+                    LogError::Unavailable => log::debug!("write refused: the log is failing"),
+                    LogError::Io(e) => log::error!("cannot append to the log: {e}"),
+                }
+                Err(Outcome::StorageError)
+            }
+        }
+    }
+
+    /// The record of the item in `slot` is no longer needed.
+    fn forget_record(&mut self, item: &Item) {
+        if let (Some(log), Some(d)) = (&mut self.log, item.disk()) {
+            log.mark_dead(d.loc, record_len(item.key().len(), d.stored_len));
+        }
+    }
+
+    /// Removes the item in `slot`, counting its record dead.
+    fn drop_slot(&mut self, slot: Slot) {
+        let item = self.keydir.remove(slot);
+        self.forget_record(&item);
+    }
+
+    /// The slot of a live item; an expired one is removed on the way.
+    fn find(&mut self, key: &[u8], now: u32) -> Option<Slot> {
+        let slot = self.keydir.find(key)?;
+        if self.keydir.get(slot).is_expired(now) {
+            self.drop_slot(slot);
+            self.counters.reclaimed += 1;
+            return None;
+        }
+        Some(slot)
+    }
+
+    /// Frees memory until `charge` more bytes fit.
     fn make_room(&mut self, charge: usize, now: u32) -> bool {
         if charge > self.config.memory_limit {
             return false;
         }
-        while self.used + charge > self.config.memory_limit {
-            if !self.evict_one(now) {
-                return false;
+        while self.keydir.used() + charge > self.config.memory_limit {
+            let drop_values = self.log.is_some() && self.config.mode == Mode::Store;
+            if drop_values {
+                // Only values can go; if all of them together would not make room, refuse.
+                if self.keydir.used() - self.keydir.droppable() + charge > self.config.memory_limit {
+                    return false;
+                }
+                let Some(slot) = self.keydir.clock(|it| it.is_resident() && it.disk().is_some()) else { return false };
+                let cold = self.keydir.get(slot).without_value();
+                self.keydir.replace(slot, cold);
+                self.counters.values_evicted += 1;
+            } else {
+                let Some(slot) = self.keydir.clock(|_| true) else { return false };
+                if self.keydir.get(slot).is_expired(now) {
+                    self.counters.reclaimed += 1;
+                } else {
+                    self.counters.evictions += 1;
+                }
+                self.drop_slot(slot);
             }
         }
         true
     }
 
-    /// One step of CLOCK: clear referenced bits until an unreferenced (or expired) item is
-    /// found, and drop it.
-    fn evict_one(&mut self, now: u32) -> bool {
-        if self.items.is_empty() {
-            return false;
+    /// Writes `value` under `key` (log first, then keydir), replacing `old`.
+    #[allow(clippy::too_many_arguments)]
+    fn put(
+        &mut self,
+        old: Option<Slot>,
+        key: &[u8],
+        value: &[u8],
+        flags: u32,
+        expiry: u32,
+        cas: u64,
+        now: u32,
+    ) -> Result<Slot, Outcome<&'static [u8]>> {
+        let disk = self.append(Kind::Put, flags, key, value, cas, expiry)?;
+        if let Some(slot) = old {
+            // As memcached does for SET: a store that fails for memory leaves no stale value.
+            self.drop_slot(slot);
         }
-        let slots = self.items.capacity();
-        for _ in 0..=2 * slots {
-            if self.hand >= slots {
-                self.hand = 0;
+        let mut item = Item::new(key, value.len(), flags, expiry, cas, disk, true);
+        item.value_mut().copy_from_slice(value);
+        if !self.make_room(item.charge(), now) {
+            // In store mode the record is on disk: keep the key with its value there.
+            if let Some(d) = disk.filter(|_| self.config.mode == Mode::Store) {
+                let cold = Item::new(key, 0, flags, expiry, cas, Some(d), false);
+                if self.make_room(cold.charge(), now) {
+                    self.counters.total_items += 1;
+                    return Ok(self.keydir.insert(cold));
+                }
+                // Not even the key fits: undo with a tombstone so the log agrees.
+                let _ = self.append(Kind::Delete, 0, key, b"", 0, 0);
+            } else if let Some(d) = disk {
+                // Cache mode: the record is written but the item is not kept.
+                if let Some(log) = &mut self.log {
+                    log.mark_dead(d.loc, record_len(key.len(), d.stored_len));
+                }
+                let _ = self.append(Kind::Delete, 0, key, b"", 0, 0);
             }
-            let slot = self.hand;
-            self.hand += 1;
-            let Some(item) = self.items.get_mut(slot) else { continue };
-            if item.is_expired(now) {
-                self.remove(slot);
-                self.counters.reclaimed += 1;
-                return true;
-            }
-            if item.referenced() {
-                item.set_referenced(false);
-                continue;
-            }
-            self.remove(slot);
-            self.counters.evictions += 1;
-            return true;
+            return Err(Outcome::OutOfMemory);
         }
-        false
+        self.counters.total_items += 1;
+        Ok(self.keydir.insert(item))
     }
 
-    /// Puts `item` in the index; no item with its key may be there.
-    fn insert(&mut self, item: Item, now: u32) -> Outcome<&[u8]> {
-        let charge = item.charge();
-        if !self.make_room(charge, now) {
-            return Outcome::OutOfMemory;
+    /// The value of the item in `slot`, reading it from disk when it is not in memory. The
+    /// bytes are in the item or in `self.scratch`.
+    fn load(&mut self, slot: Slot) -> Result<bool, Outcome<&'static [u8]>> {
+        let item = self.keydir.get(slot);
+        if item.is_resident() {
+            return Ok(true);
         }
-        let cas = item.cas();
-        let hash = self.hash(item.key());
-        let slot = self.items.insert(item);
-        self.used += charge;
-        let (items, hasher) = (&self.items, &self.hasher);
-        self.index.insert_unique(hash, slot as u32, |&i| hasher.hash_one(items[i as usize].key()));
-        self.counters.total_items += 1;
-        Outcome::Done { cas }
+        let (Some(d), Some(log)) = (item.disk(), self.log.as_mut()) else { return Ok(true) };
+        let len = record_len(item.key().len(), d.stored_len);
+        self.counters.disk_reads += 1;
+        let record = match log.read(d.loc, len) {
+            Ok(r) => r,
+            Err(e) => {
+                log::error!("cannot read the value of {:?}: {e}", String::from_utf8_lossy(item.key()));
+                self.counters.disk_errors += 1;
+                return Err(Outcome::StorageError);
+            }
+        };
+        self.scratch.clear();
+        if record.compressed {
+            match zstd::bulk::decompress(record.value, d.value_len as usize) {
+                Ok(v) => self.scratch.extend_from_slice(&v),
+                Err(e) => {
+                    log::error!("cannot decompress a value: {e}");
+                    self.counters.disk_errors += 1;
+                    return Err(Outcome::StorageError);
+                }
+            }
+        } else {
+            self.scratch.extend_from_slice(record.value);
+        }
+        // Keep it in memory if that costs no eviction.
+        let warm = self.keydir.get(slot).with_resident(&self.scratch);
+        let extra = warm.charge() - self.keydir.get(slot).charge();
+        if self.keydir.used() + extra <= self.config.memory_limit {
+            self.keydir.replace(slot, warm);
+            return Ok(true);
+        }
+        Ok(false)
+    }
+
+    /// The current value of the item in `slot`, copied (for mutations built on it).
+    fn value_copy(&mut self, slot: Slot) -> Result<Vec<u8>, Outcome<&'static [u8]>> {
+        Ok(if self.load(slot)? { self.keydir.get(slot).value().to_vec() } else { self.scratch.clone() })
     }
 
     fn get(&mut self, key: &[u8], touch: Option<u32>, now: u32) -> Outcome<&[u8]> {
         let Some(slot) = self.find(key, now) else { return Outcome::NotFound };
-        let item = &mut self.items[slot];
-        item.set_referenced(true);
         if let Some(exptime) = touch {
-            item.set_expiry(expiry::absolute(exptime, now));
+            let expiry = expiry::absolute(exptime, now);
+            if self.log.is_some() {
+                // The new expiry must survive a restart: write the item again.
+                let value = match self.value_copy(slot) {
+                    Ok(v) => v,
+                    Err(o) => return o,
+                };
+                let it = self.keydir.get(slot);
+                let (flags, cas) = (it.flags(), it.cas());
+                let slot = match self.put(Some(slot), key, &value, flags, expiry, cas, now) {
+                    Ok(s) => s,
+                    Err(o) => return o,
+                };
+                return self.answer(slot);
+            }
+            self.keydir.get_mut(slot).set_expiry(expiry);
         }
-        let item = &self.items[slot];
-        Outcome::Value { flags: item.flags(), cas: item.cas(), value: item.value() }
+        self.answer(slot)
+    }
+
+    fn answer(&mut self, slot: Slot) -> Outcome<&[u8]> {
+        let in_item = match self.load(slot) {
+            Ok(b) => b,
+            Err(o) => return o,
+        };
+        let item = self.keydir.get_mut(slot);
+        item.set_referenced(true);
+        let item = self.keydir.get(slot);
+        let value = if in_item { item.value() } else { &self.scratch[..] };
+        Outcome::Value { flags: item.flags(), cas: item.cas(), value }
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -249,50 +533,50 @@ impl Shard {
         let concat = matches!(mode, StoreMode::Append | StoreMode::Prepend);
         match (mode, old) {
             (StoreMode::Add, Some(slot)) if cas == 0 => {
-                self.items[slot].set_referenced(true);
+                self.keydir.get_mut(slot).set_referenced(true);
                 return Outcome::NotStored;
             }
             (StoreMode::Replace | StoreMode::Append | StoreMode::Prepend, None) if cas == 0 || concat => {
                 return Outcome::NotStored;
             }
             (_, None) if cas != 0 => return Outcome::NotFound,
-            (_, Some(slot)) if cas != 0 && self.items[slot].cas() != cas => return Outcome::Exists,
+            (_, Some(slot)) if cas != 0 && self.keydir.get(slot).cas() != cas => return Outcome::Exists,
             _ => {}
         }
-        let new_cas = self.next_cas();
-        let item = match (mode, old) {
+        let (value, flags, expiry): (std::borrow::Cow<'_, [u8]>, u32, u32) = match (mode, old) {
             (StoreMode::Append | StoreMode::Prepend, Some(slot)) => {
-                let old_item = &self.items[slot];
-                let old_value = old_item.value();
+                let old_value = match self.value_copy(slot) {
+                    Ok(v) => v,
+                    Err(o) => return o,
+                };
                 if old_value.len() + value.len() > self.config.max_item_size {
                     return Outcome::TooLarge;
                 }
-                let mut item =
-                    Item::new(key, old_value.len() + value.len(), old_item.flags(), old_item.expiry(), new_cas);
-                let (first, second) = if mode == StoreMode::Append { (old_value, value) } else { (value, old_value) };
-                let out = item.value_mut();
-                out[..first.len()].copy_from_slice(first);
-                out[first.len()..].copy_from_slice(second);
-                item
+                let joined = if mode == StoreMode::Append { [&old_value[..], value].concat() } else { [value, &old_value[..]].concat() };
+                let it = self.keydir.get(slot);
+                (joined.into(), it.flags(), it.expiry())
             }
-            _ => Item::with_value(key, value, flags, expiry::absolute(exptime, now), new_cas),
+            _ => (value.into(), flags, expiry::absolute(exptime, now)),
         };
-        if let Some(slot) = old {
-            // As memcached does for SET: a store that fails for memory leaves no stale value.
-            self.remove(slot);
-        }
-        if charge_for(key.len(), item.value().len()) > self.config.memory_limit {
+        if charge_for(key.len(), value.len()) > self.config.memory_limit {
             return Outcome::OutOfMemory;
         }
-        self.insert(item, now)
+        let new_cas = self.next_cas();
+        match self.put(old, key, &value, flags, expiry, new_cas, now) {
+            Ok(_) => Outcome::Done { cas: new_cas },
+            Err(o) => o,
+        }
     }
 
     fn delete(&mut self, key: &[u8], cas: u64, now: u32) -> Outcome<&[u8]> {
         let Some(slot) = self.find(key, now) else { return Outcome::NotFound };
-        if cas != 0 && self.items[slot].cas() != cas {
+        if cas != 0 && self.keydir.get(slot).cas() != cas {
             return Outcome::Exists;
         }
-        self.remove(slot);
+        if let Err(o) = self.append(Kind::Delete, 0, key, b"", 0, 0) {
+            return o;
+        }
+        self.drop_slot(slot);
         Outcome::Done { cas: 0 }
     }
 
@@ -307,30 +591,36 @@ impl Shard {
         cas: u64,
         now: u32,
     ) -> Outcome<&[u8]> {
-        let (value, flags, expiry) = match self.find(key, now) {
+        let old = self.find(key, now);
+        let (value, flags, expiry) = match old {
             None => {
                 let Some(initial) = initial else { return Outcome::NotFound };
                 (initial, 0, expiry::absolute(exptime, now))
             }
             Some(slot) => {
-                let item = &self.items[slot];
-                if cas != 0 && item.cas() != cas {
+                if cas != 0 && self.keydir.get(slot).cas() != cas {
                     return Outcome::Exists;
                 }
-                let Some(current) = parse_counter(item.value()) else { return Outcome::NonNumeric };
+                let current = match self.value_copy(slot) {
+                    Ok(v) => v,
+                    Err(o) => return o,
+                };
+                let Some(current) = parse_counter(&current) else { return Outcome::NonNumeric };
                 let value = if incr { current.wrapping_add(delta) } else { current.saturating_sub(delta) };
-                let (flags, expiry) = (item.flags(), item.expiry());
-                self.remove(slot);
-                (value, flags, expiry)
+                let it = self.keydir.get(slot);
+                (value, it.flags(), it.expiry())
             }
         };
-        let cas = self.next_cas();
-        let item = Item::with_value(key, value.to_string().as_bytes(), flags, expiry, cas);
-        match self.insert(item, now) {
-            Outcome::Done { cas } => Outcome::Counter { value, cas },
-            other => other,
+        let new_cas = self.next_cas();
+        match self.put(old, key, value.to_string().as_bytes(), flags, expiry, new_cas, now) {
+            Ok(_) => Outcome::Counter { value, cas: new_cas },
+            Err(o) => o,
         }
     }
+}
+
+fn record_len(key_len: usize, stored_len: u32) -> u32 {
+    super::disk::record::record_len(key_len, stored_len as usize) as u32
 }
 
 /// A counter is ASCII decimal below 2^64, as memcached's `safe_strtoull` reads it
@@ -344,7 +634,6 @@ pub fn parse_counter(value: &[u8]) -> Option<u64> {
     }
     std::str::from_utf8(digits).ok()?.parse().ok()
 }
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -352,7 +641,7 @@ mod tests {
     const NOW: u32 = 1_800_000_000;
 
     fn shard() -> Shard {
-        Shard::new(ShardConfig { memory_limit: 1 << 20, max_item_size: 1024 })
+        Shard::new(ShardConfig { memory_limit: 1 << 20, max_item_size: 1024, mode: Mode::Cache })
     }
 
     fn set(s: &mut Shard, k: &str, v: &str) -> Outcome<Vec<u8>> {
@@ -380,6 +669,7 @@ mod tests {
             Outcome::NonNumeric => Outcome::NonNumeric,
             Outcome::TooLarge => Outcome::TooLarge,
             Outcome::OutOfMemory => Outcome::OutOfMemory,
+            Outcome::StorageError => Outcome::StorageError,
         }
     }
 
@@ -476,7 +766,7 @@ mod tests {
 
     #[test]
     fn eviction_keeps_usage_under_the_limit_and_prefers_unreferenced_items() {
-        let mut s = Shard::new(ShardConfig { memory_limit: 100 * charge_for(4, 10), max_item_size: 1024 });
+        let mut s = Shard::new(ShardConfig { memory_limit: 100 * charge_for(4, 10), max_item_size: 1024, mode: Mode::Cache });
         for i in 0..100 {
             set(&mut s, &format!("k{i:03}"), "0123456789");
         }
@@ -497,7 +787,7 @@ mod tests {
 
     #[test]
     fn an_item_larger_than_the_shard_is_out_of_memory() {
-        let mut s = Shard::new(ShardConfig { memory_limit: 100, max_item_size: 1024 });
+        let mut s = Shard::new(ShardConfig { memory_limit: 100, max_item_size: 1024, mode: Mode::Cache });
         assert_eq!(set(&mut s, "a", &"x".repeat(200)), Outcome::OutOfMemory);
         let mut s = shard();
         assert_eq!(set(&mut s, "a", &"x".repeat(2000)), Outcome::TooLarge);

@@ -110,6 +110,7 @@ pub fn write_outcome<V: AsRef<[u8]>>(out: &mut Vec<u8>, to: ReplyTo, key: &[u8],
         Outcome::NonNumeric => error(out, Status::NonNumeric),
         Outcome::TooLarge => error(out, Status::ValueTooLarge),
         Outcome::OutOfMemory => error(out, Status::OutOfMemory),
+        Outcome::StorageError => error(out, Status::InternalError),
     }
 }
 

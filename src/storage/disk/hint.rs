@@ -1,0 +1,129 @@
+//! Hint files: the keys of a closed segment and where their records are, without values, so
+//! that start-up need not read the values.
+//!
+//! | part    | bytes | content                                                        |
+//! |---------|------:|----------------------------------------------------------------|
+//! | header  | 16    | magic `CASKHNT1`, segment id (4), generation (4)               |
+//! | entries | ...   | per record: its 48-byte record header with the CRC field replaced by the record's offset in the segment, then the key |
+//! | trailer | 8     | entry count (4), CRC32C of everything before (4)               |
+//!
+//! A hint file is written whole to a temporary file, synced and renamed into place. One that
+//! fails its checksum is ignored (and the segment scanned instead).
+
+use super::record::{self, Kind, Meta, RecordError, RECORD_HEADER_LEN};
+use super::segment::SegmentName;
+
+pub const HINT_MAGIC: &[u8; 8] = b"CASKHNT1";
+const HINT_HEADER_LEN: usize = 16;
+const HINT_TRAILER_LEN: usize = 8;
+
+/// One record as a hint describes it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HintEntry<'a> {
+    pub offset: u32,
+    pub kind: Kind,
+    pub compressed: bool,
+    pub meta: Meta,
+    pub key: &'a [u8],
+    pub stored_len: u32,
+    pub raw_len: u32,
+}
+
+pub struct HintWriter {
+    buf: Vec<u8>,
+    count: u32,
+}
+
+impl HintWriter {
+    pub fn new(name: SegmentName) -> HintWriter {
+        let mut buf = Vec::with_capacity(1 << 16);
+        buf.extend_from_slice(HINT_MAGIC);
+        buf.extend_from_slice(&name.id.to_le_bytes());
+        buf.extend_from_slice(&name.generation.to_le_bytes());
+        HintWriter { buf, count: 0 }
+    }
+
+    /// Adds the record whose encoded bytes (header and key at least) start `record`.
+    pub fn add(&mut self, offset: u32, record: &[u8], key_len: usize) {
+        let start = self.buf.len();
+        self.buf.extend_from_slice(&record[..RECORD_HEADER_LEN + key_len]);
+        self.buf[start..start + 4].copy_from_slice(&offset.to_le_bytes());
+        self.count += 1;
+    }
+
+    pub fn finish(mut self) -> Vec<u8> {
+        self.buf.extend_from_slice(&self.count.to_le_bytes());
+        let crc = crc32c::crc32c(&self.buf);
+        self.buf.extend_from_slice(&crc.to_le_bytes());
+        self.buf
+    }
+}
+
+/// Checks a whole hint file and returns its entries.
+pub fn read(bytes: &[u8], name: SegmentName) -> Result<Vec<HintEntry<'_>>, &'static str> {
+    if bytes.len() < HINT_HEADER_LEN + HINT_TRAILER_LEN || &bytes[..8] != HINT_MAGIC {
+        return Err("not a caskade hint file");
+    }
+    let le32 = |o: usize| u32::from_le_bytes([bytes[o], bytes[o + 1], bytes[o + 2], bytes[o + 3]]);
+    let body_end = bytes.len() - 4;
+    if le32(body_end) != crc32c::crc32c(&bytes[..body_end]) {
+        return Err("hint checksum mismatch");
+    }
+    if le32(8) != name.id || le32(12) != name.generation {
+        return Err("hint names another segment");
+    }
+    let count = le32(bytes.len() - HINT_TRAILER_LEN) as usize;
+    let entries_end = bytes.len() - HINT_TRAILER_LEN;
+    let mut entries = Vec::with_capacity(count);
+    let mut pos = HINT_HEADER_LEN;
+    while pos < entries_end {
+        let h = &bytes[pos..entries_end];
+        let (header, key) = record::decode_header(h).map_err(|e| match e {
+            RecordError::Truncated => "hint entry cut short",
+            RecordError::Corrupt(why) => why,
+        })?;
+        entries.push(HintEntry {
+            offset: le32(pos),
+            kind: header.kind,
+            compressed: header.compressed,
+            meta: header.meta,
+            key,
+            stored_len: header.value_len,
+            raw_len: header.raw_len,
+        });
+        pos += RECORD_HEADER_LEN + key.len();
+    }
+    if entries.len() != count {
+        return Err("hint entry count mismatch");
+    }
+    Ok(entries)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_and_damage() {
+        let name = SegmentName { id: 3, generation: 0 };
+        let mut w = HintWriter::new(name);
+        let mut rec = Vec::new();
+        let meta = Meta { partition: 1, flags: 2, seqno: 3, cas: 4, expiry: 5 };
+        record::encode(&mut rec, Kind::Put, &meta, b"key", b"value", false, 5);
+        w.add(32, &rec, 3);
+        let mut rec2 = Vec::new();
+        record::encode(&mut rec2, Kind::Delete, &Meta { cas: 0, ..meta }, b"other", b"", false, 0);
+        w.add(32 + rec.len() as u32, &rec2, 5);
+        let bytes = w.finish();
+        let entries = read(&bytes, name).unwrap();
+        assert_eq!(entries.len(), 2);
+        assert_eq!((entries[0].offset, entries[0].key, entries[0].stored_len, entries[0].meta), (32, &b"key"[..], 5, meta));
+        assert_eq!((entries[1].kind, entries[1].key), (Kind::Delete, &b"other"[..]));
+        for i in 0..bytes.len() {
+            let mut bad = bytes.clone();
+            bad[i] ^= 0x10;
+            assert!(read(&bad, name).is_err(), "flip at {i}");
+        }
+        assert!(read(&bytes, SegmentName { id: 4, generation: 0 }).is_err());
+    }
+}

@@ -1,0 +1,364 @@
+//! The log of one shard: the active segment records are appended to, the closed segments
+//! they are read from, and the durability policy.
+//!
+//! Records are encoded into `pending` as commands run and written with one `write` per
+//! event-loop turn ([`Log::commit`]); under [`Fsync::Always`] the same call syncs before any
+//! reply of the turn leaves (group commit). A segment is rolled at the size limit: synced,
+//! a new one created and the directory synced, and a hint file written beside the old one.
+
+use std::collections::BTreeMap;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use super::fs::{LogFile, SharedFs};
+use super::hint::HintWriter;
+use super::record::{self, Kind, Meta, Record};
+use super::segment::{Location, SegmentHeader, SegmentName, SEGMENT_HEADER_LEN};
+
+/// When appended records are made durable.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fsync {
+    /// Before any reply to the mutation leaves; one fsync per event-loop turn covers every
+    /// write of that turn.
+    Always,
+    /// At most about one second after the reply.
+    EverySec,
+    /// When the operating system writes back (and at roll and shutdown).
+    Never,
+}
+
+impl std::str::FromStr for Fsync {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Fsync, String> {
+        match s {
+            "always" => Ok(Fsync::Always),
+            "everysec" => Ok(Fsync::EverySec),
+            "never" => Ok(Fsync::Never),
+            other => Err(format!("'{other}' is not a fsync policy (always, everysec, never)")),
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct LogConfig {
+    pub dir: PathBuf,
+    pub shard: u32,
+    pub segment_size: u64,
+    pub fsync: Fsync,
+    /// Values at least this long are zstd-compressed when that saves space; 0 = never.
+    pub compress_min: usize,
+}
+
+/// A segment the log knows.
+pub struct Segment {
+    pub name: SegmentName,
+    /// First id this segment stands for (a merge output replaces `first..=name.id`).
+    pub first: u32,
+    pub file: Box<dyn LogFile>,
+    /// Bytes in the file.
+    pub len: u64,
+    /// Bytes of records no longer needed to rebuild the keydir (overwritten, deleted,
+    /// expired when noticed, tombstones themselves).
+    pub dead: u64,
+}
+
+/// Where an appended record went.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Appended {
+    pub loc: Location,
+    /// The whole record's length.
+    pub len: u32,
+    pub stored_len: u32,
+    pub compressed: bool,
+}
+
+#[derive(Debug)]
+pub enum LogError {
+    /// An earlier write or fsync failed and its data is still waiting to be written.
+    Unavailable,
+    Io(io::Error),
+}
+
+pub struct Log {
+    fs: SharedFs,
+    config: LogConfig,
+    segments: BTreeMap<u32, Segment>,
+    active: u32,
+    /// Records appended and not yet written.
+    pending: Vec<u8>,
+    /// Under `Always`: bytes written since the last successful fsync, to write again if an
+    /// fsync fails (the kernel may have dropped them).
+    unsynced: Vec<u8>,
+    unsynced_from: u64,
+    dirty: bool,
+    last_sync: Instant,
+    /// Set by a failed write or fsync; mutations are refused until it clears.
+    failed: bool,
+    scratch: Vec<u8>,
+    counters: LogCounters,
+}
+
+#[derive(Clone, Copy, Debug, Default)]
+pub struct LogCounters {
+    pub fsyncs: u64,
+    pub fsync_micros: u64,
+    pub write_errors: u64,
+    pub fsync_errors: u64,
+    pub segments_rolled: u64,
+}
+
+impl Log {
+    /// A log over `segments` found by recovery; starts a new active segment after them.
+    pub fn open(fs: SharedFs, config: LogConfig, segments: Vec<Segment>) -> io::Result<Log> {
+        let next_id = segments.iter().map(|s| s.name.id + 1).max().unwrap_or(1);
+        let mut log = Log {
+            fs,
+            config,
+            segments: segments.into_iter().map(|s| (s.name.id, s)).collect(),
+            active: 0,
+            pending: Vec::with_capacity(1 << 16),
+            unsynced: Vec::new(),
+            unsynced_from: 0,
+            dirty: false,
+            last_sync: Instant::now(),
+            failed: false,
+            scratch: Vec::new(),
+            counters: LogCounters::default(),
+        };
+        log.start_segment(next_id)?;
+        Ok(log)
+    }
+
+    pub fn config(&self) -> &LogConfig {
+        &self.config
+    }
+
+    pub fn counters(&self) -> LogCounters {
+        self.counters
+    }
+
+    pub fn segments(&self) -> impl Iterator<Item = &Segment> {
+        self.segments.values()
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.config.dir
+    }
+
+    fn start_segment(&mut self, id: u32) -> io::Result<()> {
+        let name = SegmentName { id, generation: 0 };
+        let path = name.path(&self.config.dir);
+        let mut file = self.fs.create(&path)?;
+        let header = SegmentHeader { name, first: id, shard: self.config.shard };
+        file.append(&header.encode())?;
+        file.sync()?;
+        self.fs.sync_dir(&self.config.dir)?;
+        self.segments.insert(id, Segment { name, first: id, file, len: SEGMENT_HEADER_LEN as u64, dead: 0 });
+        self.active = id;
+        self.unsynced.clear();
+        self.unsynced_from = SEGMENT_HEADER_LEN as u64;
+        Ok(())
+    }
+
+    fn active(&self) -> &Segment {
+        &self.segments[&self.active]
+    }
+
+    /// Appends a record; it is written by the next [`commit`](Self::commit).
+    pub fn append(&mut self, kind: Kind, meta: &Meta, key: &[u8], value: &[u8]) -> Result<Appended, LogError> {
+        if self.failed {
+            return Err(LogError::Unavailable);
+        }
+        let compressed = self.compress(value);
+        let stored: &[u8] = match compressed {
+            Some(ref c) => c,
+            None => value,
+        };
+        let len = record::record_len(key.len(), stored.len()) as u64;
+        let end = self.active().len + self.pending.len() as u64;
+        if end + len > self.config.segment_size && end > SEGMENT_HEADER_LEN as u64 {
+            self.roll().map_err(LogError::Io)?;
+        }
+        let offset = self.active().len + self.pending.len() as u64;
+        let offset = u32::try_from(offset).map_err(|_| LogError::Io(io::Error::other("segment over 4 GiB")))?;
+        record::encode(&mut self.pending, kind, meta, key, stored, compressed.is_some(), value.len() as u32);
+        Ok(Appended {
+            loc: Location { segment: self.active, offset },
+            len: len as u32,
+            stored_len: stored.len() as u32,
+            compressed: compressed.is_some(),
+        })
+    }
+
+    fn compress(&self, value: &[u8]) -> Option<Vec<u8>> {
+        let min = self.config.compress_min;
+        if min == 0 || value.len() < min {
+            return None;
+        }
+        let c = zstd::bulk::compress(value, 1).ok()?;
+        (c.len() + 16 < value.len()).then_some(c)
+    }
+
+    /// Counts a record as no longer needed.
+    pub fn mark_dead(&mut self, loc: Location, len: u32) {
+        if let Some(s) = self.segments.get_mut(&loc.segment) {
+            s.dead += len as u64;
+        }
+    }
+
+    /// Whether records await a write or an fsync.
+    pub fn needs_commit(&self) -> bool {
+        !self.pending.is_empty() || (self.dirty && self.config.fsync == Fsync::Always)
+    }
+
+    /// Writes what was appended and, per the policy, syncs it. After an error the records
+    /// stay queued and are tried again by the next call.
+    pub fn commit(&mut self) -> io::Result<()> {
+        if !self.pending.is_empty() {
+            let active = self.segments.get_mut(&self.active).expect("the active segment exists");
+            if let Err(e) = active.file.append(&self.pending) {
+                self.failed = true;
+                self.counters.write_errors += 1;
+                // A partial write leaves bytes we do not account for: cut back to what we know.
+                let _ = active.file.truncate(active.len);
+                return Err(e);
+            }
+            active.len += self.pending.len() as u64;
+            if self.config.fsync == Fsync::Always {
+                self.unsynced.extend_from_slice(&self.pending);
+            }
+            self.pending.clear();
+            self.dirty = true;
+        }
+        let due = match self.config.fsync {
+            Fsync::Always => true,
+            Fsync::EverySec => self.last_sync.elapsed() >= Duration::from_secs(1),
+            Fsync::Never => false,
+        };
+        if self.dirty && due {
+            self.sync()?;
+        }
+        self.failed = false;
+        Ok(())
+    }
+
+    /// fsyncs the active segment. When it fails the kernel may have dropped the dirty pages,
+    /// so under `Always` the unsynced bytes are cut off and written again before a retry.
+    pub fn sync(&mut self) -> io::Result<()> {
+        let started = Instant::now();
+        let active = self.segments.get_mut(&self.active).expect("the active segment exists");
+        match active.file.sync() {
+            Ok(()) => {
+                self.counters.fsyncs += 1;
+                self.counters.fsync_micros += started.elapsed().as_micros() as u64;
+                self.dirty = false;
+                self.last_sync = Instant::now();
+                self.unsynced.clear();
+                self.unsynced_from = active.len;
+                Ok(())
+            }
+            Err(e) => {
+                self.failed = true;
+                self.counters.fsync_errors += 1;
+                if self.config.fsync == Fsync::Always {
+                    let redo = active.file.truncate(self.unsynced_from).and_then(|_| active.file.append(&self.unsynced));
+                    if redo.is_err() {
+                        active.len = active.file.len().unwrap_or(active.len);
+                    }
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Closes the active segment (write, sync, hint) and starts the next.
+    pub fn roll(&mut self) -> io::Result<()> {
+        self.commit()?;
+        if self.dirty || self.config.fsync != Fsync::Always {
+            self.sync()?;
+        }
+        let closed = self.active().name;
+        self.start_segment(self.active + 1)?;
+        self.counters.segments_rolled += 1;
+        let (fs, dir) = (self.fs.clone(), self.config.dir.clone());
+        // Hints are an optimisation: written off the event loop, checked when read.
+        std::thread::Builder::new()
+            .name("caskade-hint".into())
+            .spawn(move || {
+                if let Err(e) = write_hint(&*fs, &dir, closed) {
+                    log::warn!("hint for {} not written: {e}", closed.file_name());
+                }
+            })
+            .map(|_| ())
+    }
+
+    /// Reads the record at `loc` (`len` bytes in all) and checks its checksum.
+    pub fn read(&mut self, loc: Location, len: u32) -> io::Result<Record<'_>> {
+        let segment = self.segments.get(&loc.segment).ok_or_else(|| io::Error::other("record in a segment that is gone"))?;
+        let (start, len) = (loc.offset as u64, len as usize);
+        let buf: &[u8] = if loc.segment == self.active && start >= segment.len {
+            let from = (start - segment.len) as usize;
+            self.pending.get(from..from + len).ok_or_else(|| io::Error::other("record beyond the log"))?
+        } else {
+            self.scratch.resize(len, 0);
+            segment.file.read_at(&mut self.scratch, start)?;
+            &self.scratch
+        };
+        match record::decode(buf) {
+            Ok((r, _)) => Ok(r),
+            Err(e) => Err(io::Error::new(io::ErrorKind::InvalidData, format!("record at {}:{start}: {e:?}", loc.segment))),
+        }
+    }
+
+    /// Writes everything, syncs, and writes the active segment's hint (a clean stop).
+    pub fn close(&mut self) -> io::Result<()> {
+        self.commit()?;
+        self.sync()?;
+        write_hint(&*self.fs, &self.config.dir.clone(), self.active().name)
+    }
+
+    /// Replaces segments `first..=last` by `merged` (already renamed into place), and
+    /// deletes their files and hints.
+    pub fn swap_merged(&mut self, merged: Segment) -> io::Result<()> {
+        let (first, last) = (merged.first, merged.name.id);
+        let old: Vec<u32> = self.segments.range(first..=last).map(|(&id, _)| id).collect();
+        self.segments.insert(last, merged);
+        for id in old {
+            if id == last {
+                continue;
+            }
+            if let Some(s) = self.segments.remove(&id) {
+                self.fs.remove(&s.name.hint_path(&self.config.dir))?;
+                self.fs.remove(&s.name.path(&self.config.dir))?;
+            }
+        }
+        Ok(())
+    }
+
+    pub fn fs(&self) -> &SharedFs {
+        &self.fs
+    }
+
+    pub fn active_id(&self) -> u32 {
+        self.active
+    }
+}
+
+/// Reads a closed segment and writes its hint file beside it.
+pub fn write_hint(fs: &dyn super::fs::Fs, dir: &Path, name: SegmentName) -> io::Result<()> {
+    let bytes = fs.read(&name.path(dir))?;
+    let mut hint = HintWriter::new(name);
+    let mut pos = SEGMENT_HEADER_LEN;
+    while pos < bytes.len() {
+        match record::decode(&bytes[pos..]) {
+            Ok((r, len)) => {
+                hint.add(pos as u32, &bytes[pos..], r.key.len());
+                pos += len;
+            }
+            // A damaged record: leave this segment to a full scan at start-up.
+            Err(_) => return Ok(()),
+        }
+    }
+    fs.write_atomic(&name.hint_path(dir), &hint.finish())
+}

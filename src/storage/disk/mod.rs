@@ -1,0 +1,13 @@
+//! The on-disk log of a shard: records, segments, hint files, recovery and merges.
+//! The formats are `protocol-spec/storage-format.md`.
+
+pub mod fs;
+pub mod hint;
+pub mod record;
+pub mod segment;
+pub mod log;
+pub mod recovery;
+
+pub use fs::{Fs, LogFile, RealFs, SharedFs};
+pub use log::{Fsync, Log, LogConfig, LogError, Segment};
+pub use segment::Location;
