@@ -2,7 +2,12 @@
 
 use std::net::IpAddr;
 
+use std::path::PathBuf;
+
 use clap::{ArgAction, Parser};
+
+use crate::storage::disk::Fsync;
+use crate::storage::Mode;
 
 /// Largest `-I` accepted (memcached's own ceiling).
 pub const MAX_ITEM_SIZE_CEILING: usize = 1024 * 1024 * 1024;
@@ -44,6 +49,32 @@ pub struct Config {
     /// More logging: -v for debug, -vv for trace (RUST_LOG overrides).
     #[arg(short = 'v', action = ArgAction::Count)]
     pub verbose: u8,
+
+    /// Directory of the data files (created if missing; locked while the server runs).
+    #[arg(long = "data-dir", default_value = "./caskade-data")]
+    pub data_dir: PathBuf,
+
+    /// Keep nothing on disk (memcached's behaviour); --data-dir is ignored.
+    #[arg(long = "in-memory")]
+    pub in_memory: bool,
+
+    /// When writes are made durable: always (before the reply; one fsync per event-loop turn),
+    /// everysec (within about a second), never (when the OS writes back).
+    #[arg(long = "fsync", default_value = "everysec")]
+    pub fsync: Fsync,
+
+    /// store: never drop data (values beyond -m are served from disk; writes are refused when
+    /// the keys alone no longer fit). cache: evict least recently used items.
+    #[arg(long = "mode", default_value = "store")]
+    pub mode: Mode,
+
+    /// Size at which the active segment is closed and a new one started (k/m/g suffixes).
+    #[arg(long = "segment-size", default_value = "64m", value_parser = parse_segment_size)]
+    pub segment_size: u64,
+
+    /// Values at least this long are zstd-compressed on disk when that saves space (0 = off).
+    #[arg(long = "compress-min", default_value = "4k", value_parser = parse_bytes)]
+    pub compress_min: usize,
 }
 
 impl Config {
@@ -59,6 +90,12 @@ impl Config {
 
     /// Checks that need more than one flag.
     pub fn validate(&self) -> Result<(), String> {
+        if !self.in_memory && (self.max_item_size as u64 + 1024) > self.segment_size {
+            return Err(format!(
+                "--segment-size {} cannot hold an item of -I {} bytes",
+                self.segment_size, self.max_item_size
+            ));
+        }
         if self.max_item_size > self.memory_limit_bytes() {
             return Err(format!(
                 "-I {} is larger than -m {} MiB: no item of that size could ever be stored",
@@ -83,6 +120,28 @@ pub fn parse_size(s: &str) -> Result<usize, String> {
         return Err(format!("'{s}' must be between 1k and 1024m"));
     }
     Ok(bytes)
+}
+
+/// `0`, `4096`, `4k`, `64m`, `1g`.
+pub fn parse_bytes(s: &str) -> Result<usize, String> {
+    let lower = s.trim().to_ascii_lowercase();
+    let (digits, unit) = match lower.as_bytes().last() {
+        Some(b'k') => (&lower[..lower.len() - 1], 1usize << 10),
+        Some(b'm') => (&lower[..lower.len() - 1], 1 << 20),
+        Some(b'g') => (&lower[..lower.len() - 1], 1 << 30),
+        _ => (&lower[..], 1),
+    };
+    let n: usize = digits.parse().map_err(|_| format!("'{s}' is not a size (try 4096, 4k, 64m or 1g)"))?;
+    n.checked_mul(unit).ok_or_else(|| format!("'{s}' is too large"))
+}
+
+/// A segment holds at least one largest record and at most 4 GiB (offsets are 32-bit).
+fn parse_segment_size(s: &str) -> Result<u64, String> {
+    let n = parse_bytes(s)? as u64;
+    if !(1 << 16..=4 << 30).contains(&n) {
+        return Err(format!("'{s}' must be between 64k and 4g"));
+    }
+    Ok(n)
 }
 
 #[cfg(test)]

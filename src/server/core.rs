@@ -47,6 +47,8 @@ pub struct Core {
     dirty: Vec<usize>,
     /// While stopping: this core's own replies are all written.
     drained: bool,
+    /// When the per-segment disk figures were last summed.
+    stats_published_at: u32,
 }
 
 impl Core {
@@ -78,6 +80,7 @@ impl Core {
             limits,
             dirty: Vec::new(),
             drained: false,
+            stats_published_at: 0,
         }
     }
 
@@ -113,9 +116,11 @@ impl Core {
                 }
             }
             self.drain_inbox();
+            self.commit();
             self.write_dirty();
             self.outbox.send(&self.mailboxes);
             self.publish_stats();
+            self.stats_published_at = self.now;
 
             if self.node.stopping.load(Relaxed) {
                 let since = *draining_since.get_or_insert_with(|| {
@@ -134,6 +139,9 @@ impl Core {
                     break;
                 }
             }
+        }
+        if let Err(e) = self.shard.close() {
+            log::error!("core {}: the log was not closed cleanly: {e}", self.id);
         }
         let open = self.conns.len();
         self.conns.clear();
@@ -207,7 +215,8 @@ impl Core {
                 }
             }
         }
-        self.flush(key);
+        // Written at the end of the turn, after the shard's records are committed.
+        self.dirty.push(key);
     }
 
     fn on_writable(&mut self, key: usize) {
@@ -305,6 +314,12 @@ impl Core {
                 }
                 Message::Replies(batch) => {
                     for (to, range) in &batch.items {
+                        if batch.failed {
+                            if self.conns.get(to.conn).is_some_and(|c| c.generation == to.generation) {
+                                self.close(to.conn);
+                            }
+                            continue;
+                        }
                         if let Some(conn) = self.conns.get_mut(to.conn) {
                             if conn.generation == to.generation {
                                 conn.complete(to.seq, batch.bytes(range));
@@ -314,6 +329,23 @@ impl Core {
                     }
                 }
             }
+        }
+    }
+
+    /// Writes (and per the policy syncs) the records of this turn before any reply leaves.
+    /// If that fails nothing of this turn may be acknowledged: the connections that got
+    /// replies are closed unanswered (and so are those waiting on another core's replies
+    /// from this turn); later mutations get an error status until the disk works again.
+    fn commit(&mut self) {
+        if !self.shard.needs_commit() {
+            return;
+        }
+        if let Err(e) = self.shard.commit() {
+            log::error!("core {}: cannot write the log: {e}; closing {} connections with unacknowledged replies", self.id, self.dirty.len());
+            for key in std::mem::take(&mut self.dirty) {
+                self.close(key);
+            }
+            self.outbox.fail_replies();
         }
     }
 
@@ -328,13 +360,34 @@ impl Core {
         self.dirty = dirty;
     }
 
-    fn publish_stats(&self) {
+    fn publish_stats(&mut self) {
         let c = self.shard.counters();
         self.stats.curr_items.set(self.shard.len() as u64);
         self.stats.bytes.set(self.shard.used_bytes() as u64);
         self.stats.evictions.set(c.evictions);
         self.stats.reclaimed.set(c.reclaimed);
         self.stats.total_items.set(c.total_items);
+        self.stats.values_evicted.set(c.values_evicted);
+        self.stats.disk_reads.set(c.disk_reads);
+        let mut disk_errors = c.disk_errors;
+        if let Some(log) = self.shard.log() {
+            let l = log.counters();
+            disk_errors += l.write_errors + l.fsync_errors;
+            self.stats.fsyncs.set(l.fsyncs);
+            self.stats.fsync_micros.set(l.fsync_micros);
+            if self.now != self.stats_published_at {
+                let (mut n, mut bytes, mut dead) = (0, 0, 0);
+                for s in log.segments() {
+                    n += 1;
+                    bytes += s.len;
+                    dead += s.dead;
+                }
+                self.stats.segments.set(n);
+                self.stats.disk_bytes.set(bytes);
+                self.stats.dead_bytes.set(dead);
+            }
+        }
+        self.stats.disk_errors.set(disk_errors);
     }
 }
 

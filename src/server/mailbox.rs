@@ -66,6 +66,9 @@ impl RequestBatch {
 pub struct ReplyBatch {
     pub arena: Vec<u8>,
     pub items: Vec<(ReturnAddress, Range<u32>)>,
+    /// The log could not be written: none of these may be acknowledged, the connections
+    /// waiting for them are closed.
+    pub failed: bool,
 }
 
 impl ReplyBatch {
@@ -141,6 +144,15 @@ impl Outbox {
 
     pub fn replies(&mut self, core: usize) -> &mut ReplyBatch {
         &mut self.replies[core]
+    }
+
+    /// Marks this turn's replies as unacknowledgeable (the log write failed).
+    pub fn fail_replies(&mut self) {
+        for batch in &mut self.replies {
+            if !batch.items.is_empty() {
+                batch.failed = true;
+            }
+        }
     }
 
     pub fn is_empty(&self) -> bool {

@@ -2,6 +2,7 @@
 
 mod connection;
 mod core;
+mod data_dir;
 mod mailbox;
 mod report;
 
@@ -17,7 +18,7 @@ use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::config::Config;
 use crate::stats::{CoreStats, NodeStats};
-use crate::storage::{Shard, ShardConfig};
+use crate::storage::{Mode, ShardConfig};
 
 /// What VERSION answers: the memcached protocol level first, for clients that parse it.
 pub const VERSION: &str = concat!("1.6.0-caskade-", env!("CARGO_PKG_VERSION"));
@@ -37,6 +38,14 @@ pub struct Node {
 /// Binds, serves until SIGTERM or SIGINT, and returns once every core has stopped.
 pub fn run(config: Config) -> io::Result<()> {
     let threads = config.threads();
+    let shard_config = ShardConfig {
+        memory_limit: config.memory_limit_bytes() / threads,
+        max_item_size: config.max_item_size,
+        mode: if config.in_memory { Mode::Cache } else { config.mode },
+    };
+    // Recover before listening: a client never sees a half-loaded node.
+    let data_dir = if config.in_memory { None } else { Some(data_dir::DataDir::open(&config.data_dir, threads)?) };
+    let shards = data_dir::open_shards(&config, data_dir.as_ref(), shard_config, crate::stats::unix_now())?;
     let listeners = bind(SocketAddr::new(config.listen, config.port), threads)?;
     let local = listeners[0].local_addr()?;
     let node = Arc::new(Node {
@@ -64,20 +73,15 @@ pub fn run(config: Config) -> io::Result<()> {
 
     let mut signals = Signals::new([SIGTERM, SIGINT])?;
     let signal_handle = signals.handle();
-    let shard_config = ShardConfig {
-        memory_limit: node.config.memory_limit_bytes() / threads,
-        max_item_size: node.config.max_item_size,
-        mode: crate::storage::Mode::Cache,
-    };
     let mut handles = Vec::with_capacity(threads);
-    for (id, ((poll, listener), inbox)) in polls.into_iter().zip(listeners).zip(inboxes).enumerate() {
+    for (id, (((poll, listener), inbox), shard)) in polls.into_iter().zip(listeners).zip(inboxes).zip(shards).enumerate() {
         let core = core::Core::new(
             id,
             poll,
             mio::net::TcpListener::from_std(listener),
             inbox,
             mailboxes.clone(),
-            Shard::new(shard_config),
+            shard,
             node.core_stats[id].clone(),
             node.clone(),
         );
@@ -96,12 +100,17 @@ pub fn run(config: Config) -> io::Result<()> {
             result
         })?);
     }
+    let c = &node.config;
     log::info!(
-        "caskade {} listening on {local} with {threads} cores, -m {} MiB, -c {}, -I {}",
+        "caskade {} listening on {local} with {threads} cores, -m {} MiB, -c {}, -I {}, {}",
         env!("CARGO_PKG_VERSION"),
-        node.config.memory_limit_mib,
-        node.config.max_connections,
-        node.config.max_item_size
+        c.memory_limit_mib,
+        c.max_connections,
+        c.max_item_size,
+        match &data_dir {
+            None => "in memory".to_string(),
+            Some(d) => format!("data in {} (--fsync {:?}, --mode {:?})", d.path.display(), c.fsync, c.mode),
+        }
     );
 
     if let Some(sig) = signals.forever().next() {
@@ -117,6 +126,7 @@ pub fn run(config: Config) -> io::Result<()> {
             Err(_) => failed = Some(io::Error::other("a core thread panicked")),
         }
     }
+    drop(data_dir);
     match failed {
         Some(e) => Err(e),
         None => {

@@ -57,6 +57,14 @@ core_stats!(
     rejected_connections,
     protocol_errors,
     forwarded_requests,
+    disk_errors,
+    disk_reads,
+    values_evicted,
+    fsyncs,
+    fsync_micros,
+    segments,
+    disk_bytes,
+    dead_bytes,
 );
 
 impl CoreStats {

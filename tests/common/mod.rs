@@ -94,6 +94,8 @@ pub struct Server {
     port: u16,
     log_path: PathBuf,
     command_line: String,
+    /// A data directory made for this server when the test named none; removed on drop.
+    _data_dir: Option<tempfile::TempDir>,
 }
 
 impl Server {
@@ -129,6 +131,13 @@ impl Server {
         ];
         args.extend(kind.implementation_args());
         args.extend(extra_args.iter().map(|a| a.to_string()));
+        // Each caskade gets a data directory of its own unless the test chose one.
+        let named = extra_args.iter().any(|a| *a == "--data-dir" || *a == "--in-memory");
+        let data_dir = (kind == ServerKind::Caskade && !named)
+            .then(|| tempfile::tempdir().expect("cannot create a temporary data directory"));
+        if let Some(dir) = &data_dir {
+            args.extend(["--data-dir".to_string(), dir.path().display().to_string()]);
+        }
         let command_line = format!("{} {}", program.display(), args.join(" "));
 
         let child = Command::new(&program)
@@ -145,6 +154,7 @@ impl Server {
             port,
             log_path,
             command_line,
+            _data_dir: data_dir,
         };
         server.wait_until_ready()?;
         Ok(server)

@@ -118,6 +118,13 @@ impl Fs for RealFs {
     }
 }
 
+impl RealFs {
+    /// [`Fs::write_atomic`] without a trait object.
+    pub fn write_atomic_path(&self, path: &Path, bytes: &[u8]) -> io::Result<()> {
+        Fs::write_atomic(self, path, bytes)
+    }
+}
+
 /// Where a file is written before it is renamed into place. Recovery removes leftovers.
 pub fn tmp_path(path: &Path) -> PathBuf {
     let mut name = path.file_name().map(|n| n.to_os_string()).unwrap_or_default();

@@ -1,0 +1,124 @@
+//! The data directory: its lock, its META file, and the shards it holds.
+
+use std::fs::{self, File, OpenOptions};
+use std::io;
+use std::os::unix::io::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::config::Config;
+use crate::storage::disk::recovery::RecoveryReport;
+use crate::storage::disk::{LogConfig, RealFs, SharedFs};
+use crate::storage::{Shard, ShardConfig};
+
+/// Format of the data directory (see protocol-spec/storage-format.md).
+const FORMAT: u64 = 1;
+
+/// Holds the directory's lock for as long as it lives.
+pub struct DataDir {
+    pub path: PathBuf,
+    _lock: File,
+}
+
+impl DataDir {
+    /// Creates the directory if needed and takes its lock; a second server on the same
+    /// directory gets a clear error.
+    pub fn open(path: &Path, shards: usize) -> io::Result<DataDir> {
+        fs::create_dir_all(path).map_err(|e| io::Error::new(e.kind(), format!("cannot create {}: {e}", path.display())))?;
+        let lock_path = path.join("LOCK");
+        let lock = OpenOptions::new().create(true).truncate(false).write(true).open(&lock_path)?;
+        // SAFETY: flock on a descriptor we own; no memory is involved.
+        if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::WouldBlock,
+                format!("{} is in use by another caskade (its LOCK is held)", path.display()),
+            ));
+        }
+        let meta_path = path.join("META");
+        match fs::read_to_string(&meta_path) {
+            Ok(text) => {
+                let meta: serde_json::Value = serde_json::from_str(&text)
+                    .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("{}: {e}", meta_path.display())))?;
+                let (format, found) = (meta["format"].as_u64(), meta["shards"].as_u64());
+                if format != Some(FORMAT) {
+                    return Err(io::Error::new(io::ErrorKind::InvalidData, format!("{}: unknown format {format:?}", meta_path.display())));
+                }
+                if found != Some(shards as u64) {
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidInput,
+                        format!(
+                            "{} holds {} shards; start with --threads {} (moving data between shard counts is not supported yet)",
+                            path.display(),
+                            found.unwrap_or(0),
+                            found.unwrap_or(0)
+                        ),
+                    ));
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                let meta = serde_json::json!({ "format": FORMAT, "shards": shards });
+                RealFs.write_atomic_path(&meta_path, meta.to_string().as_bytes())?;
+            }
+            Err(e) => return Err(e),
+        }
+        Ok(DataDir { path: path.to_path_buf(), _lock: lock })
+    }
+
+    pub fn shard_dir(&self, shard: usize) -> PathBuf {
+        self.path.join(format!("shard-{shard:03}"))
+    }
+}
+
+/// Opens every shard, recovering them in parallel (one thread each).
+pub fn open_shards(config: &Config, dir: Option<&DataDir>, shard_config: ShardConfig, now: u32) -> io::Result<Vec<Shard>> {
+    let threads = config.threads();
+    let Some(dir) = dir else {
+        return Ok((0..threads).map(|_| Shard::new(shard_config)).collect());
+    };
+    let fs: SharedFs = Arc::new(RealFs);
+    let started = Instant::now();
+    let results: Vec<io::Result<(Shard, RecoveryReport)>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..threads)
+            .map(|i| {
+                let log_config = LogConfig {
+                    dir: dir.shard_dir(i),
+                    shard: i as u32,
+                    segment_size: config.segment_size,
+                    fsync: config.fsync,
+                    compress_min: config.compress_min,
+                };
+                let fs = fs.clone();
+                scope.spawn(move || Shard::open(shard_config, fs, log_config, now))
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap_or_else(|_| Err(io::Error::other("recovery panicked")))).collect()
+    });
+    let mut shards = Vec::with_capacity(threads);
+    let mut total = RecoveryReport::default();
+    for (i, r) in results.into_iter().enumerate() {
+        let (shard, report) = r.map_err(|e| io::Error::new(e.kind(), format!("shard {i}: {e}")))?;
+        total.segments += report.segments;
+        total.from_hints += report.from_hints;
+        total.records += report.records;
+        total.bytes_cut += report.bytes_cut;
+        total.corrupt_records += report.corrupt_records;
+        total.corrupt_bytes += report.corrupt_bytes;
+        total.files_removed += report.files_removed;
+        shards.push(shard);
+    }
+    let items: usize = shards.iter().map(Shard::len).sum();
+    log::info!(
+        "recovered {items} items from {} records in {} segments ({} by hint) in {:.3} s{}",
+        total.records,
+        total.segments,
+        total.from_hints,
+        started.elapsed().as_secs_f64(),
+        if total.bytes_cut + total.corrupt_bytes > 0 {
+            format!("; cut {} bytes of torn tail, skipped {} damaged records ({} bytes)", total.bytes_cut, total.corrupt_records, total.corrupt_bytes)
+        } else {
+            String::new()
+        }
+    );
+    Ok(shards)
+}
