@@ -66,6 +66,10 @@ impl Keydir {
         &self.items[slot]
     }
 
+    pub fn try_get(&self, slot: Slot) -> Option<&Item> {
+        self.items.get(slot)
+    }
+
     pub fn get_mut(&mut self, slot: Slot) -> &mut Item {
         &mut self.items[slot]
     }
@@ -140,6 +144,11 @@ impl Keydir {
             return Some(slot);
         }
         None
+    }
+
+    /// One past the highest slot that may hold an item: a scan's cursor runs up to it.
+    pub fn slot_end(&self) -> Slot {
+        self.items.capacity()
     }
 
     pub fn iter(&self) -> impl Iterator<Item = (Slot, &Item)> {

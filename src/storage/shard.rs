@@ -13,6 +13,7 @@ use std::io;
 use super::command::{Command, Outcome, StoreMode};
 use super::disk::record::{Kind, Meta};
 use super::disk::recovery::{self, RecoveryReport};
+use super::disk::merge::{self, Merge, MergePolicy, Verdict};
 use super::disk::{Log, LogConfig, LogError, SharedFs};
 use super::expiry;
 use super::item::{charge_for, DiskRef, Item};
@@ -64,6 +65,9 @@ pub struct ShardCounters {
     pub disk_reads: u64,
     /// Mutations refused or reads failed because of the disk.
     pub disk_errors: u64,
+    pub merges: u64,
+    pub merge_bytes_read: u64,
+    pub merge_bytes_written: u64,
 }
 
 pub struct Shard {
@@ -78,6 +82,10 @@ pub struct Shard {
     seqnos: Vec<u64>,
     /// A value read from disk, to answer from.
     scratch: Vec<u8>,
+    merge: Option<Merge>,
+    merge_policy: MergePolicy,
+    /// When a merge was last looked for (once a second).
+    merge_checked: u32,
 }
 
 impl Shard {
@@ -92,7 +100,104 @@ impl Shard {
             log: None,
             seqnos: Vec::new(),
             scratch: Vec::new(),
+            merge: None,
+            merge_policy: MergePolicy::default(),
+            merge_checked: 0,
         }
+    }
+
+    pub fn set_merge_policy(&mut self, policy: MergePolicy) {
+        self.merge_policy = policy;
+    }
+
+    /// Background work in small steps, one per event-loop turn: merge compaction.
+    pub fn maintain(&mut self, now: u32) {
+        let Some(log) = &self.log else { return };
+        if self.merge.is_none() {
+            if now == self.merge_checked {
+                return;
+            }
+            self.merge_checked = now;
+            let Some(plan) = merge::plan(log.segments(), log.active_id(), &self.merge_policy) else { return };
+            let generation = plan.inputs.iter().map(|n| n.generation).max().unwrap_or(0) + 1;
+            let cfg = log.config();
+            match Merge::start(log.fs().clone(), &cfg.dir, cfg.shard, plan, generation) {
+                Ok(m) => {
+                    log::debug!("shard {}: merging segments {:?}", cfg.shard, m.plan.inputs);
+                    self.merge = Some(m);
+                }
+                Err(e) => {
+                    log::error!("shard {}: cannot start a merge: {e}", cfg.shard);
+                    return;
+                }
+            }
+        }
+        if let Err(e) = self.merge_step(now) {
+            log::error!("merge abandoned: {e}");
+            if let Some(m) = self.merge.take() {
+                m.abandon();
+            }
+        }
+    }
+
+    fn merge_step(&mut self, now: u32) -> io::Result<()> {
+        let (Some(m), Some(log)) = (self.merge.as_mut(), self.log.as_ref()) else { return Ok(()) };
+        let from_oldest = m.plan.from_oldest && m.plan.inputs.first().map(|n| n.id) == Some(log.oldest_id());
+        let keydir = &self.keydir;
+        // Expired items whose record the merge drops leave the keydir with it.
+        let mut expired_slots = Vec::new();
+        let done = m.step(
+            self.merge_policy.step_bytes,
+            |id| log.segment(id).map(|s| (s.len, &*s.file)),
+            |r, at| {
+                let slot = keydir.find(r.key).filter(|&s| keydir.get(s).disk().map(|d| d.loc) == Some(at));
+                let expired = r.meta.expiry != 0 && r.meta.expiry <= now;
+                let flush_pending = r.meta.expiry > now;
+                match merge::keep(r.kind, slot.is_some(), expired, flush_pending, from_oldest) {
+                    Verdict::Keep(_) => Verdict::Keep(slot),
+                    Verdict::Drop => {
+                        if let Some(slot) = slot {
+                            expired_slots.push((slot, at));
+                        }
+                        Verdict::Drop
+                    }
+                }
+            },
+        )?;
+        for (slot, at) in expired_slots {
+            if self.keydir.try_get(slot).and_then(|it| it.disk()).map(|d| d.loc) == Some(at) {
+                self.keydir.remove(slot);
+                self.counters.reclaimed += 1;
+            }
+        }
+        if !done {
+            return Ok(());
+        }
+        let m = self.merge.take().expect("a merge is running");
+        let read = m.bytes_read;
+        let (mut segment, moved, plan) = m.finish()?;
+        // Point every key still at its old record to the copy; what changed meanwhile is dead.
+        let mut live = 0u64;
+        for mv in &moved {
+            let Some(slot) = mv.tag else { continue };
+            if self.keydir.try_get(slot).and_then(|it| it.disk()).map(|d| d.loc) == Some(mv.from) {
+                self.keydir.get_mut(slot).set_location(mv.to);
+                live += mv.len as u64;
+            }
+        }
+        segment.dead = segment.len - super::disk::segment::SEGMENT_HEADER_LEN as u64 - live;
+        let written = segment.len;
+        let log = self.log.as_mut().expect("merging needs a log");
+        log.swap_merged(segment)?;
+        self.counters.merges += 1;
+        self.counters.merge_bytes_read += read;
+        self.counters.merge_bytes_written += written;
+        log::info!(
+            "shard {}: merged {} segments ({read} bytes) into {written} bytes",
+            log.config().shard,
+            plan.inputs.len()
+        );
+        Ok(())
     }
 
     /// A shard on disk: recovers what `log_config.dir` holds, then opens a new segment.
@@ -208,6 +313,42 @@ impl Shard {
 
     pub fn set_memory_limit(&mut self, bytes: usize) {
         self.config.memory_limit = bytes;
+    }
+
+    /// Changes the fsync policy of the shard's log, if it has one (a configuration reload).
+    pub fn set_fsync(&mut self, fsync: super::disk::Fsync) -> io::Result<()> {
+        match &mut self.log {
+            Some(log) => log.set_fsync(fsync),
+            None => Ok(()),
+        }
+    }
+
+    /// Hands `each` the live items from keydir slot `from` on (key, value, flags, absolute
+    /// expiry), about `budget` bytes of them, and returns the slot to go on from, or `None`
+    /// when the scan has reached the end. A dump calls it once per event-loop turn, so a
+    /// large shard is read a slice at a time between requests. Values on disk are read back
+    /// (and kept in memory only where that evicts nothing); an item whose value cannot be
+    /// read is left out and counted in `disk_errors`. Items set or deleted between two calls
+    /// may or may not be seen: a scan is not a snapshot.
+    pub fn scan(&mut self, from: Slot, budget: usize, now: u32, mut each: impl FnMut(&[u8], &[u8], u32, u32)) -> Option<Slot> {
+        self.tick(now);
+        let end = self.keydir.slot_end();
+        let mut slot = from;
+        let mut used = 0;
+        while slot < end && used < budget {
+            let s = slot;
+            slot += 1;
+            match self.keydir.try_get(s) {
+                Some(item) if !item.is_expired(now) => {}
+                _ => continue,
+            }
+            let Ok(in_item) = self.load(s) else { continue };
+            let item = self.keydir.get(s);
+            let value = if in_item { item.value() } else { &self.scratch[..] };
+            used += item.key().len() + value.len() + 16;
+            each(item.key(), value, item.flags(), item.expiry());
+        }
+        (slot < end).then_some(slot)
     }
 
     /// Whether records wait for [`commit`](Self::commit).

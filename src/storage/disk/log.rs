@@ -207,6 +207,16 @@ impl Log {
         }
     }
 
+    /// Changes the fsync policy (a configuration reload). The log is synced first, so the
+    /// new policy starts from a synced file whatever the old one left.
+    pub fn set_fsync(&mut self, fsync: Fsync) -> io::Result<()> {
+        if self.dirty {
+            self.sync()?;
+        }
+        self.config.fsync = fsync;
+        Ok(())
+    }
+
     /// Whether records await a write or an fsync.
     pub fn needs_commit(&self) -> bool {
         !self.pending.is_empty() || (self.dirty && self.config.fsync == Fsync::Always)
@@ -334,6 +344,15 @@ impl Log {
             }
         }
         Ok(())
+    }
+
+    pub fn segment(&self, id: u32) -> Option<&Segment> {
+        self.segments.get(&id)
+    }
+
+    /// The id of the oldest segment.
+    pub fn oldest_id(&self) -> u32 {
+        self.segments.keys().next().copied().unwrap_or(self.active)
     }
 
     pub fn fs(&self) -> &SharedFs {

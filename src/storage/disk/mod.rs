@@ -6,6 +6,7 @@ pub mod hint;
 pub mod record;
 pub mod segment;
 pub mod log;
+pub mod merge;
 pub mod recovery;
 
 pub use fs::{Fs, LogFile, RealFs, SharedFs};
