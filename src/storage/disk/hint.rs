@@ -59,8 +59,9 @@ impl HintWriter {
     }
 }
 
-/// Checks a whole hint file and returns its entries.
-pub fn read(bytes: &[u8], name: SegmentName) -> Result<Vec<HintEntry<'_>>, &'static str> {
+/// Checks a whole hint file (its checksum and entry count) and returns its entries, decoded
+/// one at a time so that start-up holds no second copy of them.
+pub fn read(bytes: &[u8], name: SegmentName) -> Result<impl Iterator<Item = HintEntry<'_>>, &'static str> {
     if bytes.len() < HINT_HEADER_LEN + HINT_TRAILER_LEN || &bytes[..8] != HINT_MAGIC {
         return Err("not a caskade hint file");
     }
@@ -73,30 +74,37 @@ pub fn read(bytes: &[u8], name: SegmentName) -> Result<Vec<HintEntry<'_>>, &'sta
         return Err("hint names another segment");
     }
     let count = le32(bytes.len() - HINT_TRAILER_LEN) as usize;
-    let entries_end = bytes.len() - HINT_TRAILER_LEN;
-    let mut entries = Vec::with_capacity(count);
-    let mut pos = HINT_HEADER_LEN;
-    while pos < entries_end {
-        let h = &bytes[pos..entries_end];
-        let (header, key) = record::decode_header(h).map_err(|e| match e {
+    let entries = &bytes[HINT_HEADER_LEN..bytes.len() - HINT_TRAILER_LEN];
+    // One pass to check every entry decodes, so a bad file is refused before any is used.
+    let mut seen = 0;
+    let mut pos = 0;
+    while pos < entries.len() {
+        let (_, key) = record::decode_header(&entries[pos..]).map_err(|e| match e {
             RecordError::Truncated => "hint entry cut short",
             RecordError::Corrupt(why) => why,
         })?;
-        entries.push(HintEntry {
-            offset: le32(pos),
+        pos += RECORD_HEADER_LEN + key.len();
+        seen += 1;
+    }
+    if seen != count {
+        return Err("hint entry count mismatch");
+    }
+    let mut pos = 0;
+    Ok(std::iter::from_fn(move || {
+        let h = entries.get(pos..).filter(|h| !h.is_empty())?;
+        let (header, key) = record::decode_header(h).ok()?;
+        let offset = u32::from_le_bytes([h[0], h[1], h[2], h[3]]);
+        pos += RECORD_HEADER_LEN + key.len();
+        Some(HintEntry {
+            offset,
             kind: header.kind,
             compressed: header.compressed,
             meta: header.meta,
             key,
             stored_len: header.value_len,
             raw_len: header.raw_len,
-        });
-        pos += RECORD_HEADER_LEN + key.len();
-    }
-    if entries.len() != count {
-        return Err("hint entry count mismatch");
-    }
-    Ok(entries)
+        })
+    }))
 }
 
 #[cfg(test)]
@@ -115,7 +123,7 @@ mod tests {
         record::encode(&mut rec2, Kind::Delete, &Meta { cas: 0, ..meta }, b"other", b"", false, 0);
         w.add(32 + rec.len() as u32, &rec2, 5);
         let bytes = w.finish();
-        let entries = read(&bytes, name).unwrap();
+        let entries: Vec<_> = read(&bytes, name).unwrap().collect();
         assert_eq!(entries.len(), 2);
         assert_eq!((entries[0].offset, entries[0].key, entries[0].stored_len, entries[0].meta), (32, &b"key"[..], 5, meta));
         assert_eq!((entries[1].kind, entries[1].key), (Kind::Delete, &b"other"[..]));
