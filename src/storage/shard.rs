@@ -219,6 +219,9 @@ impl Shard {
             s.dead = body.saturating_sub(live.get(&s.name.id).copied().unwrap_or(0));
         }
         shard.log = Some(Log::open(fs, log_config, segments)?);
+        // A delayed flush that fell due while the shard was down: a running shard would have
+        // logged an immediate flush at that time, after every record written before it.
+        shard.tick(now);
         if shard.keydir.used() > config.memory_limit {
             log::warn!(
                 "shard holds {} bytes of keys and values over its limit of {}: {}",
@@ -241,10 +244,12 @@ impl Shard {
         }
         match e.kind {
             Kind::Flush => {
-                if e.meta.expiry == 0 || e.meta.expiry <= now {
+                if e.meta.expiry == 0 {
                     self.keydir.clear();
                     self.flush_at = None;
                 } else {
+                    // Even when its time has passed: the records after it, up to that time,
+                    // go too. `open` ticks once the log is replayed.
                     self.flush_at = Some(e.meta.expiry);
                 }
             }
