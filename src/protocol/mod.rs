@@ -1,3 +1,57 @@
 //! Wire protocols. Codecs here do no I/O.
+//!
+//! Both protocols are served on the same port, as memcached serves them: a connection whose
+//! first byte is `0x80` (the binary request magic) speaks [`binary`]; any other first byte
+//! means [`text`]. Either way a request becomes storage [`Command`]s plus a [`ReplyTo`] that
+//! travels with each command to the core that owns its key, where the reply is written.
 
 pub mod binary;
+pub mod text;
+
+pub use binary::Limits;
+
+use crate::storage::{Command, Outcome};
+
+/// The protocol a connection speaks, fixed by its first byte.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Protocol {
+    Binary,
+    Text,
+}
+
+impl Protocol {
+    pub fn detect(first_byte: u8) -> Protocol {
+        if first_byte == binary::REQUEST_MAGIC {
+            Protocol::Binary
+        } else {
+            Protocol::Text
+        }
+    }
+}
+
+/// What the reply to one storage command needs to know about its request, per protocol.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReplyTo {
+    Binary(binary::dispatch::ReplyTo),
+    Text(text::ReplyTo),
+}
+
+impl ReplyTo {
+    /// Appends the reply to a shard's outcome for `key`.
+    #[inline]
+    pub fn write_outcome<V: AsRef<[u8]>>(&self, out: &mut Vec<u8>, key: &[u8], outcome: &Outcome<V>) {
+        match self {
+            ReplyTo::Binary(to) => binary::dispatch::write_outcome(out, *to, key, outcome),
+            ReplyTo::Text(to) => text::write_outcome(out, to, key, outcome),
+        }
+    }
+
+    /// A command the same shard runs right after, given the first one's outcome.
+    #[inline]
+    pub fn then<'k, V>(&self, key: &'k [u8], outcome: &Outcome<V>) -> Option<Command<&'k [u8]>> {
+        match self {
+            ReplyTo::Binary(_) => None,
+            ReplyTo::Text(to) => to.then(key, outcome),
+        }
+    }
+}
