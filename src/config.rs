@@ -18,7 +18,7 @@ pub const MAX_ITEM_SIZE_FLOOR: usize = 1024;
 #[command(
     name = "caskade",
     version,
-    about = "A memcached-compatible cache-store (binary protocol), one event loop per core",
+    about = "A memcached-compatible cache-store (binary and text protocols), one event loop per core",
     disable_help_flag = false
 )]
 pub struct Config {
@@ -45,6 +45,10 @@ pub struct Config {
     /// Largest value accepted, in bytes, with an optional k or m suffix (1k..=1024m).
     #[arg(short = 'I', long = "max-item-size", default_value = "1m", value_parser = parse_size)]
     pub max_item_size: usize,
+
+    /// Allow the text protocol's `shutdown` command to stop the server (memcached's -A).
+    #[arg(short = 'A', long = "enable-shutdown")]
+    pub enable_shutdown: bool,
 
     /// More logging: -v for debug, -vv for trace (RUST_LOG overrides).
     #[arg(short = 'v', action = ArgAction::Count)]
@@ -170,5 +174,7 @@ mod tests {
         assert!(Config::try_parse_from(["caskade", "-p", "x"]).is_err());
         let c = Config::try_parse_from(["caskade", "-vv", "-I", "2m", "-m", "64", "-t", "2"]).unwrap();
         assert_eq!((c.verbose, c.max_item_size, c.threads()), (2, 2 << 20, 2));
+        assert!(!c.enable_shutdown);
+        assert!(Config::try_parse_from(["caskade", "-A"]).unwrap().enable_shutdown);
     }
 }

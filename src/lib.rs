@@ -1,6 +1,7 @@
 //! caskade: a memcached-compatible cache-store.
 //!
-//! Any client that speaks memcached's binary protocol talks to caskade unchanged. Today a
+//! Any memcached client talks to caskade unchanged, over the text protocol (classic and
+//! meta commands) or the binary protocol, both on one port. Today a
 //! node keeps its items in memory; durable per-core logs, replication and failover are
 //! built on the same shape (see `protocol-spec/` and the project's ARCHITECTURE notes).
 //!
@@ -9,10 +10,12 @@
 //! ```text
 //!                 SO_REUSEPORT: the kernel spreads connections over the cores' listeners
 //!   client ──TCP──▶ core k  (one thread, one mio::Poll, its connections in a Slab)
-//!                    │ Connection: read buffer ─▶ protocol::binary::Request::decode (no I/O)
-//!                    │ dispatch::action ─▶ storage::Command
-//!                    │ cluster::core_of(key) = crc32c(key) % 1024 % cores
-//!                    ├─ owner == k ─▶ Shard k executes ─▶ dispatch::write_outcome ─▶ reply
+//!                    │ Connection: its first byte picks the protocol (0x80 binary, else text)
+//!                    │ read buffer ─▶ binary::Request::decode / text::decode (no I/O)
+//!                    │ dispatch::action ─▶ storage::Command + protocol::ReplyTo (per key:
+//!                    │   a text multi-get is one command per key, then a local END)
+//!                    │ cluster::core_of(key) = crc32c(key) % 1024 % cores   (server::route)
+//!                    ├─ owner == k ─▶ Shard k executes ─▶ ReplyTo::write_outcome ─▶ reply
 //!                    └─ owner == j ─▶ Outbox ─▶ core j's Mailbox (bounded crossbeam channel
 //!                          + mio::Waker, one wake per turn) ─▶ Shard j executes and encodes
 //!                          ─▶ Message::Reply ─▶ core k slots it into the connection's queue
@@ -32,7 +35,8 @@
 //!
 //! # Modules
 //!
-//! * [`protocol`]: wire codecs, no I/O (`protocol-spec/memcached-binary.md`).
+//! * [`protocol`]: wire codecs, no I/O (`protocol-spec/memcached-binary.md`,
+//!   `protocol-spec/memcached-text.md`).
 //! * [`storage`]: [`storage::Command`] / [`storage::Outcome`], items and the shard (index,
 //!   CLOCK eviction under the memory limit, lazy expiry, delayed flush).
 //! * [`cluster`]: placement of keys on partitions and cores.

@@ -22,6 +22,10 @@ fn wrong_magic_closes_only_that_connection() {
     let server = Server::start(&["-t", "2"]);
     let mut other = Wire::connect(server.addr());
     let mut bad = Wire::connect(server.addr());
+    // The first byte (0x80) makes this a binary connection; a later frame with another
+    // magic byte closes it. (A first byte other than 0x80 would make it a text connection.)
+    bad.send(&wire::noop(1));
+    assert_eq!(bad.recv().status, Status::NoError);
     bad.send(&[0x42; 24]);
     assert!(bad.try_recv().is_none(), "a wrong magic byte closes the connection");
     other.assert_serves(b"after-bad-magic");

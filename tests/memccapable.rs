@@ -1,6 +1,7 @@
-//! Conformance: libmemcached's `memccapable -b` runs its 27 binary-protocol checks (every
-//! opcode with its quiet variant, flush, version, stat) against a server started with two
-//! worker threads, and the server then stops cleanly on SIGTERM.
+//! Conformance: libmemcached's `memccapable` runs its 27 binary-protocol checks (`-b`: every
+//! opcode with its quiet variant, flush, version, stat) and its 27 text-protocol checks (`-a`:
+//! every command with and without `noreply`, multi-get, large values, stat) against a server
+//! started with two worker threads, and the server then stops cleanly on SIGTERM.
 //!
 //! `memccapable` comes from Debian's `libmemcached-tools`, which `.ci/run` installs. Without
 //! it this test fails rather than passing vacuously.
@@ -14,13 +15,13 @@ use std::time::Duration;
 use common::{run_with_timeout, Server};
 
 const MEMCCAPABLE: &str = "/usr/bin/memccapable";
-const EXPECTED_BINARY_TESTS: usize = 27;
+const EXPECTED_TESTS: usize = 27;
 /// memccapable's own per-operation I/O timeout, in seconds.
 const IO_TIMEOUT_SECS: &str = "5";
 /// The whole run takes well under a second against memcached.
 const RUN_TIMEOUT: Duration = Duration::from_secs(120);
 
-/// Tally of memccapable's per-test lines: `binary set          [pass]`.
+/// Tally of memccapable's per-test lines: `binary set          [pass]`, `ascii get   [pass]`.
 #[derive(Debug, Default)]
 struct Tally {
     passed: Vec<String>,
@@ -28,11 +29,11 @@ struct Tally {
     skipped: Vec<String>,
 }
 
-fn parse(output: &str) -> Tally {
+fn parse(output: &str, prefix: &str) -> Tally {
     let mut tally = Tally::default();
     for line in output.lines() {
         let line = line.trim();
-        let Some(name) = line.strip_prefix("binary ") else {
+        let Some(name) = line.strip_prefix(prefix) else {
             continue;
         };
         let name = name.split_whitespace().next().unwrap_or("").to_string();
@@ -49,6 +50,15 @@ fn parse(output: &str) -> Tally {
 
 #[test]
 fn memccapable_binary_suite_passes() {
+    run_suite("-b", "binary ");
+}
+
+#[test]
+fn memccapable_ascii_suite_passes() {
+    run_suite("-a", "ascii ");
+}
+
+fn run_suite(flag: &str, prefix: &str) {
     assert!(
         Path::new(MEMCCAPABLE).exists(),
         "{MEMCCAPABLE} not found: install Debian's libmemcached-tools (.ci/run does)"
@@ -62,15 +72,15 @@ fn memccapable_binary_suite_passes() {
             "127.0.0.1",
             "-p",
             &port,
-            "-b",
+            flag,
             "-t",
             IO_TIMEOUT_SECS,
         ]),
         RUN_TIMEOUT,
     );
-    println!("memccapable output:\n{output}");
+    println!("memccapable {flag} output:\n{output}");
 
-    let tally = parse(&output);
+    let tally = parse(&output, prefix);
     let status = status.unwrap_or_else(|| {
         panic!(
             "memccapable did not finish within {RUN_TIMEOUT:?}; tally so far {tally:?}\n{output}"
@@ -78,14 +88,14 @@ fn memccapable_binary_suite_passes() {
     });
     assert!(
         tally.failed.is_empty(),
-        "memccapable: {} binary test(s) failed: {:?}\n{output}",
+        "memccapable {flag}: {} test(s) failed: {:?}\n{output}",
         tally.failed.len(),
         tally.failed
     );
     assert_eq!(
         tally.passed.len(),
-        EXPECTED_BINARY_TESTS,
-        "memccapable: expected {EXPECTED_BINARY_TESTS} binary tests to pass; \
+        EXPECTED_TESTS,
+        "memccapable {flag}: expected {EXPECTED_TESTS} tests to pass; \
          passed {:?}, skipped {:?}\n{output}",
         tally.passed,
         tally.skipped

@@ -1,11 +1,13 @@
-//! Client compatibility: Python clients of the binary protocol, each driven by a script in
+//! Client compatibility: Python clients of both protocols, each driven by a script in
 //! `tests/clients/` against a server of its own.
 //!
 //! - `test_pylibmc.py`: pylibmc, the libmemcached C client, with `binary=True`.
 //! - `test_bmemcached.py`: python-binary-memcached, a pure-Python client.
+//! - `test_pymemcache.py`: pymemcache, a pure-Python client of the text protocol.
+//! - `test_python_memcached.py`: python-memcached, the classic text-protocol client.
 //!
 //! Each script gets `127.0.0.1:PORT`, runs every check, prints one line per check and exits
-//! non-zero if any failed. `.ci/run` installs both libraries with pip.
+//! non-zero if any failed. `.ci/run` installs the libraries with pip.
 
 mod common;
 
@@ -38,7 +40,8 @@ fn run_client_script(script: &str) {
         Some(status) => assert!(
             status.success(),
             "{script} exited with {status} (if it could not import its client library: \
-             pip install pylibmc python-binary-memcached, as .ci/run does)\n{output}"
+             pip install pylibmc python-binary-memcached pymemcache python-memcached, as .ci/run \
+             does)\n{output}"
         ),
     }
 }
@@ -51,4 +54,14 @@ fn pylibmc_binary_protocol() {
 #[test]
 fn bmemcached_binary_protocol() {
     run_client_script("test_bmemcached.py");
+}
+
+#[test]
+fn pymemcache_text_protocol() {
+    run_client_script("test_pymemcache.py");
+}
+
+#[test]
+fn python_memcached_text_protocol() {
+    run_client_script("test_python_memcached.py");
 }

@@ -11,6 +11,8 @@ use std::io::{self, Read, Write};
 
 use mio::net::TcpStream;
 
+use crate::protocol::Protocol;
+
 /// Bytes read per `read` call at least.
 const READ_CHUNK: usize = 16 * 1024;
 /// Stop reading new requests while this many reply bytes wait for the socket.
@@ -26,6 +28,8 @@ struct Slot {
 pub struct Connection {
     pub socket: TcpStream,
     pub generation: u64,
+    /// Fixed by the first byte the client sends.
+    pub protocol: Option<Protocol>,
     rbuf: Vec<u8>,
     /// `rbuf[rstart..rend]` holds bytes read and not yet consumed.
     rstart: usize,
@@ -34,7 +38,7 @@ pub struct Connection {
     wpos: usize,
     pending: VecDeque<Slot>,
     next_seq: u64,
-    /// Body bytes of a rejected frame still to discard.
+    /// Bytes of a refused request (a binary body, a text data block) still to discard.
     pub skip: u64,
     /// Close once every reply has been written.
     pub closing: bool,
@@ -54,6 +58,7 @@ impl Connection {
         Connection {
             socket,
             generation,
+            protocol: None,
             rbuf: Vec::new(),
             rstart: 0,
             rend: 0,
@@ -112,6 +117,17 @@ impl Connection {
     pub fn restore_input(&mut self, rbuf: Vec<u8>, rstart: usize) {
         self.rbuf = rbuf;
         self.rstart = rstart;
+    }
+
+    /// Discards what is left of a refused request from `input[*pos..end]`; `false` while
+    /// some of it has still to arrive.
+    pub fn discard(&mut self, pos: &mut usize, end: usize) -> bool {
+        if self.skip > 0 {
+            let n = self.skip.min((end - *pos) as u64);
+            *pos += n as usize;
+            self.skip -= n;
+        }
+        self.skip == 0
     }
 
     /// Where the next reply goes: straight to the socket buffer, or after outstanding ones.

@@ -11,12 +11,10 @@ use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
 
 use super::connection::{Connection, ReadStatus, WRITE_HIGH_WATER};
-use super::mailbox::{Mailboxes, Message, Outbox, ReturnAddress};
-use super::report;
-use super::Node;
-use crate::cluster;
-use crate::protocol::binary::dispatch::{self, Action, ReplyTo};
-use crate::protocol::binary::{write_error, DecodeError, Limits, Request, HEADER_LEN};
+use super::mailbox::{Mailboxes, Message, Outbox};
+use super::route::{self, Ctx};
+use super::{binary, text, Node};
+use crate::protocol::{self, Limits, Protocol};
 use crate::stats::{unix_now, CoreStats};
 use crate::storage::Shard;
 
@@ -199,9 +197,13 @@ impl Core {
             if conn.closing || conn.unwritten() > WRITE_HIGH_WATER {
                 break;
             }
-            let want = match Request::decode(conn.unread(), &self.limits) {
-                Ok(None) => frame_len(conn.unread()),
-                _ => 0,
+            let want = match conn.protocol {
+                Some(Protocol::Binary) => match protocol::binary::Request::decode(conn.unread(), &self.limits) {
+                    Ok(None) => binary::frame_len(conn.unread()),
+                    _ => 0,
+                },
+                Some(Protocol::Text) => protocol::text::frame_len(conn.unread(), &self.limits),
+                None => 0,
             };
             match conn.read_some(want) {
                 ReadStatus::Data(n) => {
@@ -247,53 +249,30 @@ impl Core {
         }
     }
 
-    /// Serves every whole request in the connection's buffer.
+    /// Serves every whole request in the connection's buffer, in the protocol its first
+    /// byte chose.
     fn process(&mut self, key: usize) {
         let Some(conn) = self.conns.get_mut(key) else { return };
-        let (rbuf, mut pos, end) = conn.take_input();
-        while !conn.closing && conn.unwritten() <= WRITE_HIGH_WATER {
-            if conn.skip > 0 {
-                let n = (conn.skip as usize).min(end - pos);
-                pos += n;
-                conn.skip -= n as u64;
-                if conn.skip > 0 {
-                    break;
-                }
+        let protocol = match conn.protocol {
+            Some(p) => p,
+            None => {
+                let Some(&first) = conn.unread().first() else { return };
+                *conn.protocol.insert(Protocol::detect(first))
             }
-            match Request::decode(&rbuf[pos..end], &self.limits) {
-                Ok(None) => break,
-                Ok(Some((req, used))) => {
-                    pos += used;
-                    let generation = conn.generation;
-                    serve(
-                        req,
-                        conn,
-                        ReturnAddress { core: self.id, conn: key, generation, seq: 0 },
-                        &mut self.shard,
-                        &self.stats,
-                        &mut self.outbox,
-                        &self.node,
-                        self.now,
-                    );
-                }
-                Err(DecodeError::Reject { header, status, skip }) => {
-                    log::debug!("core {}: rejected opcode {:#04x}: {status:?}", self.id, header.opcode);
-                    self.stats.protocol_errors.incr();
-                    let to = ReplyTo { opcode: crate::protocol::binary::Opcode::from_u8(header.opcode), opaque: header.opaque };
-                    write_error(conn.out(), to.opcode, to.opaque, status);
-                    conn.skip = skip;
-                }
-                Err(DecodeError::Close { header, status }) => {
-                    log::debug!("core {}: closing connection {key} on a bad frame: {header:?}", self.id);
-                    self.stats.protocol_errors.incr();
-                    if let Some(h) = header {
-                        write_error(conn.out(), crate::protocol::binary::Opcode::from_u8(h.opcode), h.opaque, status);
-                    }
-                    conn.closing = true;
-                }
-            }
+        };
+        let mut ctx = Ctx {
+            core: self.id,
+            shard: &mut self.shard,
+            stats: &self.stats,
+            outbox: &mut self.outbox,
+            node: &self.node,
+            now: self.now,
+            limits: &self.limits,
+        };
+        match protocol {
+            Protocol::Binary => binary::process(&mut ctx, conn, key),
+            Protocol::Text => text::process(&mut ctx, conn, key),
         }
-        conn.restore_input(rbuf, pos);
     }
 
     /// Runs requests other cores sent here and slots in the replies they sent back.
@@ -303,12 +282,9 @@ impl Core {
                 Message::Requests(batch) => {
                     for f in &batch.items {
                         let cmd = batch.command(f);
-                        let outcome = self.shard.execute(&cmd, self.now);
-                        self.stats.record(&cmd, &outcome);
+                        let (shard, stats, now) = (&mut self.shard, &*self.stats, self.now);
                         self.outbox.replies(f.from.core).push(f.from, |out| {
-                            if let Some(to) = f.reply {
-                                dispatch::write_outcome(out, to, cmd.key().unwrap_or(&[]), &outcome);
-                            }
+                            route::execute(shard, stats, &cmd, f.reply.as_ref(), now, out);
                         });
                     }
                 }
@@ -388,74 +364,5 @@ impl Core {
             }
         }
         self.stats.disk_errors.set(disk_errors);
-    }
-}
-
-/// The length of the frame at the front of `buf`, once its header has arrived, so the
-/// reader can make room for all of it at once.
-fn frame_len(buf: &[u8]) -> usize {
-    crate::protocol::binary::Header::peek(buf).map_or(0, |h| HEADER_LEN + h.body_len as usize)
-}
-
-/// Serves one request: on this core's shard, or by sending it to the owner's mailbox.
-#[allow(clippy::too_many_arguments)]
-fn serve(
-    req: Request<'_>,
-    conn: &mut Connection,
-    mut from: ReturnAddress,
-    shard: &mut Shard,
-    stats: &CoreStats,
-    outbox: &mut Outbox,
-    node: &Node,
-    now: u32,
-) {
-    let to = ReplyTo { opcode: req.opcode, opaque: req.opaque };
-    let cores = node.core_stats.len();
-    match dispatch::action(&req) {
-        Action::Storage(cmd) => match cmd.key() {
-            Some(key) => {
-                let owner = cluster::core_of(key, cores);
-                if owner == from.core {
-                    let outcome = shard.execute(&cmd, now);
-                    stats.record(&cmd, &outcome);
-                    dispatch::write_outcome(conn.out(), to, key, &outcome);
-                } else {
-                    stats.forwarded_requests.incr();
-                    from.seq = conn.expect_replies(1, Vec::new());
-                    outbox.requests(owner).push(from, Some(to), &cmd);
-                }
-            }
-            None => {
-                // FLUSH: every shard, then one reply once all have answered.
-                stats.cmd_flush.incr();
-                let outcome = shard.execute(&cmd, now);
-                let mut bytes = Vec::new();
-                dispatch::write_outcome(&mut bytes, to, &[], &outcome);
-                if cores == 1 {
-                    conn.out().extend_from_slice(&bytes);
-                    return;
-                }
-                from.seq = conn.expect_replies(cores as u32 - 1, bytes);
-                for core in (0..cores).filter(|&c| c != from.core) {
-                    outbox.requests(core).push(from, None, &cmd);
-                }
-            }
-        },
-        Action::Noop => dispatch::write_ok(conn.out(), to, &[]),
-        Action::Version => dispatch::write_ok(conn.out(), to, super::VERSION.as_bytes()),
-        Action::Verbosity(level) => {
-            node.verbosity.store(level, Relaxed);
-            dispatch::write_ok(conn.out(), to, &[]);
-        }
-        Action::Quit => {
-            if !req.opcode.is_quiet() {
-                dispatch::write_ok(conn.out(), to, &[]);
-            }
-            conn.closing = true;
-        }
-        Action::Stat(group) => match report::stats(node, group) {
-            Some(list) => dispatch::write_stats(conn.out(), to, list),
-            None => write_error(conn.out(), to.opcode, to.opaque, crate::protocol::binary::Status::KeyNotFound),
-        },
     }
 }

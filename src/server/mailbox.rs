@@ -14,7 +14,7 @@ use std::sync::Arc;
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 use mio::Waker;
 
-use crate::protocol::binary::dispatch::ReplyTo;
+use crate::protocol::ReplyTo;
 use crate::storage::Command;
 
 /// Batches waiting in one core's inbox at most; past it the sender keeps them and retries.

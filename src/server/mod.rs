@@ -1,10 +1,13 @@
 //! The server: listeners, one event-loop thread per core, and an orderly stop.
 
+mod binary;
 mod connection;
 mod core;
 mod data_dir;
 mod mailbox;
 mod report;
+mod route;
+mod text;
 
 use std::io;
 use std::net::SocketAddr;

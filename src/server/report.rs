@@ -1,4 +1,4 @@
-//! The STAT command's lists, under memcached's names.
+//! The lists of the STAT command (binary) and `stats` (text), under memcached's names.
 
 use std::sync::atomic::Ordering::Relaxed;
 
@@ -11,8 +11,35 @@ pub fn stats(node: &Node, group: &[u8]) -> Option<Vec<(&'static str, String)>> {
     match group {
         b"" => Some(general(node)),
         b"settings" => Some(settings(node)),
+        b"items" => Some(items(node)),
+        b"slabs" => Some(slabs(node)),
         _ => None,
     }
+}
+
+/// A counter summed over the cores.
+fn total(node: &Node, name: &str) -> u64 {
+    merged(&node.core_stats).into_iter().find(|(n, _)| *n == name).map_or(0, |(_, v)| v)
+}
+
+/// caskade has no slab classes: every item is counted in one class, 1, which memcached tools
+/// that read `stats items` can show. Nothing at all when there are no items, as memcached.
+fn items(node: &Node) -> Vec<(&'static str, String)> {
+    let number = total(node, "curr_items");
+    if number == 0 {
+        return Vec::new();
+    }
+    vec![
+        ("items:1:number", number.to_string()),
+        ("items:1:evicted", total(node, "evictions").to_string()),
+        ("items:1:reclaimed", total(node, "reclaimed").to_string()),
+    ]
+}
+
+/// No slab classes, no per-class lines: the totals memcached ends `stats slabs` with.
+fn slabs(node: &Node) -> Vec<(&'static str, String)> {
+    let active = u64::from(total(node, "curr_items") > 0);
+    vec![("active_slabs", active.to_string()), ("total_malloced", total(node, "bytes").to_string())]
 }
 
 fn general(node: &Node) -> Vec<(&'static str, String)> {
@@ -55,7 +82,8 @@ fn settings(node: &Node) -> Vec<(&'static str, String)> {
         ("cas_enabled", "yes".to_string()),
         ("item_size_max", c.max_item_size.to_string()),
         ("flush_enabled", "yes".to_string()),
-        ("binding_protocol", "binary".to_string()),
+        ("binding_protocol", "auto-negotiate".to_string()),
+        ("shutdown_command", if c.enable_shutdown { "yes" } else { "no" }.to_string()),
     ]
 }
 

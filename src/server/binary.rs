@@ -1,0 +1,74 @@
+//! Serving a connection that speaks the binary protocol.
+
+use std::sync::atomic::Ordering::Relaxed;
+
+use super::connection::{Connection, WRITE_HIGH_WATER};
+use super::mailbox::ReturnAddress;
+use super::report;
+use super::route::{self, Ctx};
+use crate::protocol::binary::dispatch::{self, Action, ReplyTo};
+use crate::protocol::binary::{write_error, DecodeError, Opcode, Request, Status};
+use crate::protocol::ReplyTo as AnyReplyTo;
+
+/// Serves every whole request in the connection's buffer.
+pub fn process(ctx: &mut Ctx<'_>, conn: &mut Connection, key: usize) {
+    let (rbuf, mut pos, end) = conn.take_input();
+    while !conn.closing && conn.unwritten() <= WRITE_HIGH_WATER {
+        if !conn.discard(&mut pos, end) {
+            break;
+        }
+        match Request::decode(&rbuf[pos..end], ctx.limits) {
+            Ok(None) => break,
+            Ok(Some((req, used))) => {
+                pos += used;
+                let from = ReturnAddress { core: ctx.core, conn: key, generation: conn.generation, seq: 0 };
+                serve(ctx, conn, from, &req);
+            }
+            Err(DecodeError::Reject { header, status, skip }) => {
+                log::debug!("core {}: rejected opcode {:#04x}: {status:?}", ctx.core, header.opcode);
+                ctx.stats.protocol_errors.incr();
+                write_error(conn.out(), Opcode::from_u8(header.opcode), header.opaque, status);
+                conn.skip = skip;
+            }
+            Err(DecodeError::Close { header, status }) => {
+                log::debug!("core {}: closing connection {key} on a bad frame: {header:?}", ctx.core);
+                ctx.stats.protocol_errors.incr();
+                if let Some(h) = header {
+                    write_error(conn.out(), Opcode::from_u8(h.opcode), h.opaque, status);
+                }
+                conn.closing = true;
+            }
+        }
+    }
+    conn.restore_input(rbuf, pos);
+}
+
+/// Serves one request: storage commands go to the key's shard, the rest is answered here.
+fn serve(ctx: &mut Ctx<'_>, conn: &mut Connection, from: ReturnAddress, req: &Request<'_>) {
+    let to = ReplyTo { opcode: req.opcode, opaque: req.opaque };
+    match dispatch::action(req) {
+        Action::Storage(cmd) => route::storage(ctx, conn, from, &cmd, AnyReplyTo::Binary(to)),
+        Action::Noop => dispatch::write_ok(conn.out(), to, &[]),
+        Action::Version => dispatch::write_ok(conn.out(), to, super::VERSION.as_bytes()),
+        Action::Verbosity(level) => {
+            ctx.node.verbosity.store(level, Relaxed);
+            dispatch::write_ok(conn.out(), to, &[]);
+        }
+        Action::Quit => {
+            if !req.opcode.is_quiet() {
+                dispatch::write_ok(conn.out(), to, &[]);
+            }
+            conn.closing = true;
+        }
+        Action::Stat(group) => match report::stats(ctx.node, group) {
+            Some(list) => dispatch::write_stats(conn.out(), to, list),
+            None => write_error(conn.out(), to.opcode, to.opaque, Status::KeyNotFound),
+        },
+    }
+}
+
+/// The length of the frame at the front of `buf`, once its header has arrived, so the
+/// reader can make room for all of it at once.
+pub fn frame_len(buf: &[u8]) -> usize {
+    crate::protocol::binary::Header::peek(buf).map_or(0, |h| crate::protocol::binary::HEADER_LEN + h.body_len as usize)
+}

@@ -1,0 +1,67 @@
+//! Where a storage command runs, whatever the protocol it came in: on this core's shard, on
+//! the core that owns its key (through the outbox), or, for a flush, on every core.
+
+use super::connection::Connection;
+use super::mailbox::{Outbox, ReturnAddress};
+use super::Node;
+use crate::cluster;
+use crate::protocol::{Limits, ReplyTo};
+use crate::stats::CoreStats;
+use crate::storage::{Command, Shard};
+
+/// What serving a request on a core needs besides its connection.
+pub struct Ctx<'c> {
+    pub core: usize,
+    pub shard: &'c mut Shard,
+    pub stats: &'c CoreStats,
+    pub outbox: &'c mut Outbox,
+    pub node: &'c Node,
+    pub now: u32,
+    pub limits: &'c Limits,
+}
+
+/// Runs `cmd` on `shard`, counts it, and appends the reply for `to` (nothing when `to` is
+/// `None`: a flush's acknowledgement). A reply may ask for a second command on the same shard
+/// (meta arithmetic with a new TTL); it runs at once, so nothing comes between the two.
+pub fn execute(shard: &mut Shard, stats: &CoreStats, cmd: &Command<&[u8]>, to: Option<&ReplyTo>, now: u32, out: &mut Vec<u8>) {
+    let key = cmd.key().unwrap_or(&[]);
+    let outcome = shard.execute(cmd, now);
+    stats.record(cmd, &outcome);
+    let Some(to) = to else { return };
+    to.write_outcome(out, key, &outcome);
+    if let Some(then) = to.then(key, &outcome) {
+        shard.execute(&then, now);
+    }
+}
+
+/// Serves one storage command of the connection `from` names: here if this core owns the
+/// key, else in the owner's mailbox with a reserved place in the connection's reply order.
+/// A flush runs here and is sent to every other core; its reply leaves once all have run it.
+pub fn storage(ctx: &mut Ctx<'_>, conn: &mut Connection, mut from: ReturnAddress, cmd: &Command<&[u8]>, to: ReplyTo) {
+    let cores = ctx.node.core_stats.len();
+    match cmd.key() {
+        Some(key) => {
+            let owner = cluster::core_of(key, cores);
+            if owner == from.core {
+                execute(ctx.shard, ctx.stats, cmd, Some(&to), ctx.now, conn.out());
+            } else {
+                ctx.stats.forwarded_requests.incr();
+                from.seq = conn.expect_replies(1, Vec::new());
+                ctx.outbox.requests(owner).push(from, Some(to), cmd);
+            }
+        }
+        None => {
+            ctx.stats.cmd_flush.incr();
+            if cores == 1 {
+                execute(ctx.shard, ctx.stats, cmd, Some(&to), ctx.now, conn.out());
+                return;
+            }
+            let mut bytes = Vec::new();
+            execute(ctx.shard, ctx.stats, cmd, Some(&to), ctx.now, &mut bytes);
+            from.seq = conn.expect_replies(cores as u32 - 1, bytes);
+            for core in (0..cores).filter(|&c| c != from.core) {
+                ctx.outbox.requests(core).push(from, None, cmd);
+            }
+        }
+    }
+}

@@ -1,0 +1,105 @@
+//! Serving a connection that speaks the text protocol (classic and meta commands).
+
+use std::sync::atomic::Ordering::Relaxed;
+
+use super::connection::{Connection, WRITE_HIGH_WATER};
+use super::mailbox::ReturnAddress;
+use super::report;
+use super::route::{self, Ctx};
+use crate::protocol::text::{self, Action};
+use crate::protocol::ReplyTo;
+use crate::storage::Command;
+
+/// memcached's highest verbosity level.
+const MAX_VERBOSITY: u32 = 2;
+
+/// Serves every whole request in the connection's buffer.
+pub fn process(ctx: &mut Ctx<'_>, conn: &mut Connection, key: usize) {
+    let (rbuf, mut pos, end) = conn.take_input();
+    while !conn.closing && conn.unwritten() <= WRITE_HIGH_WATER {
+        if !conn.discard(&mut pos, end) {
+            break;
+        }
+        match text::decode(&rbuf[pos..end], ctx.limits) {
+            Ok(None) => break,
+            Ok(Some((req, used))) => {
+                pos += used;
+                let from = ReturnAddress { core: ctx.core, conn: key, generation: conn.generation, seq: 0 };
+                serve(ctx, conn, from, &req);
+            }
+            Err(e) => {
+                log::debug!("core {}: text request on connection {key} refused: {e:?}", ctx.core);
+                ctx.stats.protocol_errors.incr();
+                if let Some(reply) = e.reply {
+                    let out = conn.out();
+                    out.extend_from_slice(reply.as_bytes());
+                    out.extend_from_slice(b"\r\n");
+                }
+                pos += e.used;
+                conn.skip = e.skip;
+                conn.closing |= e.close;
+            }
+        }
+    }
+    conn.restore_input(rbuf, pos);
+}
+
+/// Serves one request: storage commands go to their keys' shards, the rest is answered here.
+fn serve(ctx: &mut Ctx<'_>, conn: &mut Connection, from: ReturnAddress, req: &text::Request<'_>) {
+    match text::action(req) {
+        Action::Storage(cmd, to) => route::storage(ctx, conn, from, &cmd, ReplyTo::Text(to)),
+        Action::Get { keys, touch, reply } => {
+            // One command per key, each on its own shard; a miss writes nothing, and END
+            // takes its place after every reply of the keys before it.
+            for key in keys.iter() {
+                let cmd = match touch {
+                    Some(exptime) => Command::GetAndTouch { key, exptime },
+                    None => Command::Get { key },
+                };
+                route::storage(ctx, conn, from, &cmd, ReplyTo::Text(reply));
+            }
+            conn.out().extend_from_slice(b"END\r\n");
+        }
+        Action::Reply(bytes) => conn.out().extend_from_slice(bytes),
+        Action::Version => {
+            let out = conn.out();
+            out.extend_from_slice(b"VERSION ");
+            out.extend_from_slice(super::VERSION.as_bytes());
+            out.extend_from_slice(b"\r\n");
+        }
+        Action::Verbosity { level, noreply } => {
+            ctx.node.verbosity.store(level.min(MAX_VERBOSITY), Relaxed);
+            if !noreply {
+                conn.out().extend_from_slice(b"OK\r\n");
+            }
+        }
+        Action::Quit => conn.closing = true,
+        Action::Stats(group) => match report::stats(ctx.node, group) {
+            Some(list) => {
+                let out = conn.out();
+                for (name, value) in list {
+                    out.extend_from_slice(b"STAT ");
+                    out.extend_from_slice(name.as_bytes());
+                    out.push(b' ');
+                    out.extend_from_slice(value.as_bytes());
+                    out.extend_from_slice(b"\r\n");
+                }
+                out.extend_from_slice(b"END\r\n");
+            }
+            None => conn.out().extend_from_slice(b"ERROR\r\n"),
+        },
+        Action::Shutdown { graceful } => {
+            if !ctx.node.config.enable_shutdown {
+                conn.out().extend_from_slice(b"ERROR: shutdown not enabled\r\n");
+            } else if graceful.is_none() {
+                conn.out().extend_from_slice(b"CLIENT_ERROR invalid shutdown mode\r\n");
+            } else {
+                // caskade's only stop is the orderly one: the same path as SIGTERM.
+                log::info!("shutdown command on core {}", ctx.core);
+                conn.closing = true;
+                // SAFETY: kill on our own pid with a signal the main thread handles.
+                unsafe { libc::kill(libc::getpid(), libc::SIGTERM) };
+            }
+        }
+    }
+}
