@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use clap::Parser;
 
-/// A load generator for servers that speak the memcached binary protocol.
+/// A load generator for servers that speak the memcached binary or text protocol.
 ///
 /// A few threads each drive many non-blocking connections; every connection keeps
 /// `--pipeline` requests in flight and sends each refill in one write. The run stops at
@@ -65,6 +65,10 @@ pub struct Args {
     #[arg(long)]
     pub json: bool,
 
+    /// Protocol: `binary` (GET/SET frames) or `text` (`get`/`set` lines).
+    #[arg(long, default_value = "binary", value_parser = ["binary", "text"])]
+    pub protocol: String,
+
     /// Seed of the key and operation choice.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
@@ -84,6 +88,10 @@ impl Args {
     }
 
     /// Threads actually started: never more than connections.
+    pub fn text(&self) -> bool {
+        self.protocol == "text"
+    }
+
     pub fn threads(&self) -> usize {
         self.threads.min(self.connections) as usize
     }

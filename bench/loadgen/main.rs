@@ -1,4 +1,4 @@
-//! `caskade-loadgen`: a load generator for the memcached binary protocol.
+//! `caskade-loadgen`: a load generator for the memcached binary and text protocols.
 //!
 //! ```text
 //!   main ── spawns ──> worker 0: Poll ─┬─ conn 0  (pipeline window, one write per refill)
@@ -16,6 +16,7 @@ mod args;
 mod conn;
 mod keys;
 mod report;
+mod text;
 mod worker;
 
 use std::io::Write as _;
@@ -127,6 +128,7 @@ fn run(args: &Args, addr: SocketAddr) -> Report {
                         mix,
                         args.value_size,
                         seed,
+                        args.text(),
                     );
                     let mut worker = match worker {
                         Ok(w) => Some(w),

@@ -55,8 +55,9 @@ impl Report {
         let c = &self.counters;
         let _ = writeln!(
             out,
-            "server {}  connections {} ({} open)  threads {}  pipeline {}  set:get {}  keys {}  value {} B",
+            "server {}  {}  connections {} ({} open)  threads {}  pipeline {}  set:get {}  keys {}  value {} B",
             args.server,
+            args.protocol,
             args.connections,
             self.connections,
             args.threads(),
@@ -129,6 +130,7 @@ impl Report {
             "connections_open": self.connections,
             "threads": args.threads(),
             "pipeline": args.pipeline,
+            "protocol": args.protocol,
             "set_ratio": args.set_ratio.to_string(),
             "keys": args.keys,
             "value_size": args.value_size,

@@ -14,6 +14,7 @@ use mio::{Events, Interest, Poll, Token};
 
 use crate::conn::{Conn, Fault, InFlight, Op, Plan, ReadOutcome};
 use crate::keys::{format_key, Rng, KEY_CAP};
+use crate::text;
 
 /// After the deadline, how long answers to requests already sent are awaited.
 const DRAIN: Duration = Duration::from_secs(2);
@@ -101,6 +102,8 @@ pub struct Worker {
     rng: Rng,
     mix: Mix,
     value: Vec<u8>,
+    /// Speak the text protocol instead of the binary one.
+    text: bool,
     pub hist: Histogram<u64>,
     pub counters: Counters,
 }
@@ -114,6 +117,7 @@ impl Worker {
         mix: Mix,
         value_size: usize,
         seed: u64,
+        text: bool,
     ) -> io::Result<Worker> {
         let poll = Poll::new()?;
         let mut counters = Counters::default();
@@ -147,6 +151,7 @@ impl Worker {
             rng: Rng::new(seed),
             mix,
             value: (0..value_size).map(|i| b'a' + (i % 26) as u8).collect(),
+            text,
             hist: Histogram::new_with_bounds(1, HIST_MAX_NS, 3).expect("static histogram bounds"),
             counters,
         })
@@ -275,7 +280,11 @@ impl Worker {
                 ReadOutcome::Data { drained } => {
                     let now = Instant::now();
                     let hist = phase.record.then_some(&mut self.hist);
-                    decode_responses(conn, &mut self.counters, hist, now)?;
+                    if self.text {
+                        decode_text_responses(conn, &mut self.counters, hist, now)?;
+                    } else {
+                        decode_responses(conn, &mut self.counters, hist, now)?;
+                    }
                     if drained {
                         return Ok(());
                     }
@@ -317,6 +326,15 @@ impl Worker {
             };
             let key_len = format_key(k, &mut key);
             let opaque = conn.take_opaque();
+            if self.text {
+                match op {
+                    Op::Get => text::encode_get(&mut conn.wbuf, &key[..key_len]),
+                    Op::Set => text::encode_set(&mut conn.wbuf, &key[..key_len], &self.value),
+                }
+                conn.inflight.push_back(InFlight { opaque, op, sent: now });
+                queued = true;
+                continue;
+            }
             let (opcode, extras, value) = match op {
                 Op::Get => (Opcode::Get, RequestExtras::None, &[][..]),
                 Op::Set => (
@@ -439,6 +457,56 @@ fn decode_responses(
                 counters.sets += 1;
                 counters.status_errors += 1;
                 log::debug!("SET answered {status:?}");
+            }
+        }
+        conn.rstart += used;
+    }
+}
+
+/// The text protocol's replies, in request order (text replies carry no opaque).
+fn decode_text_responses(
+    conn: &mut Conn,
+    counters: &mut Counters,
+    mut hist: Option<&mut Histogram<u64>>,
+    now: Instant,
+) -> Result<(), Fault> {
+    loop {
+        let Some(req) = conn.inflight.front().copied() else {
+            if conn.rstart < conn.rend {
+                log::warn!("text reply with no request in flight");
+                return Err(Fault::Protocol);
+            }
+            return Ok(());
+        };
+        let (reply, used) = match text::decode(&conn.rbuf[conn.rstart..conn.rend], req.op == Op::Get) {
+            Ok(Some(r)) => r,
+            Ok(None) => return Ok(()),
+            Err(()) => {
+                log::warn!("undecodable text reply");
+                return Err(Fault::Protocol);
+            }
+        };
+        conn.inflight.pop_front();
+        if let Some(h) = hist.as_deref_mut() {
+            h.saturating_record(now.saturating_duration_since(req.sent).as_nanos() as u64);
+        }
+        match (req.op, reply) {
+            (Op::Get, text::Reply::Hit) => {
+                counters.gets += 1;
+                counters.hits += 1;
+            }
+            (Op::Get, text::Reply::Miss) => {
+                counters.gets += 1;
+                counters.misses += 1;
+            }
+            (Op::Set, text::Reply::Stored) => counters.sets += 1,
+            (Op::Get, _) => {
+                counters.gets += 1;
+                counters.status_errors += 1;
+            }
+            (Op::Set, _) => {
+                counters.sets += 1;
+                counters.status_errors += 1;
             }
         }
         conn.rstart += used;
