@@ -17,6 +17,24 @@ pub trait LogFile: Send {
     fn len(&self) -> io::Result<u64>;
     /// Cuts the file to `len` bytes (a torn tail at recovery).
     fn truncate(&mut self, len: u64) -> io::Result<()>;
+    /// A way to fsync this file from another thread (the `everysec` syncer). Files that
+    /// have none are synced on the event loop.
+    fn sync_handle(&self) -> io::Result<Box<dyn SyncHandle>> {
+        Err(io::ErrorKind::Unsupported.into())
+    }
+}
+
+/// Syncs one file; moved to a background thread.
+pub trait SyncHandle: Send {
+    fn sync(&mut self) -> io::Result<()>;
+}
+
+struct RealSyncHandle(File);
+
+impl SyncHandle for RealSyncHandle {
+    fn sync(&mut self) -> io::Result<()> {
+        self.0.sync_data()
+    }
 }
 
 /// Directory-level operations.
@@ -61,6 +79,10 @@ impl LogFile for RealFile {
     fn truncate(&mut self, len: u64) -> io::Result<()> {
         self.0.set_len(len)?;
         self.0.sync_all()
+    }
+
+    fn sync_handle(&self) -> io::Result<Box<dyn SyncHandle>> {
+        Ok(Box::new(RealSyncHandle(self.0.try_clone()?)))
     }
 }
 

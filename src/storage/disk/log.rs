@@ -11,7 +11,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use super::fs::{LogFile, SharedFs};
+use super::fs::{LogFile, SharedFs, SyncHandle};
 use super::hint::HintWriter;
 use super::record::{self, Kind, Meta, Record};
 use super::segment::{Location, SegmentHeader, SegmentName, SEGMENT_HEADER_LEN};
@@ -97,6 +97,50 @@ pub struct Log {
     failed: bool,
     scratch: Vec<u8>,
     counters: LogCounters,
+    /// Under `EverySec`: the thread that syncs off the event loop.
+    syncer: Option<Syncer>,
+}
+
+/// A thread that fsyncs the active segment once a second for `EverySec`, so that the event
+/// loop never waits for the disk. A failure is reported back and refuses further writes
+/// until a sync on the loop succeeds.
+struct Syncer {
+    jobs: crossbeam_channel::Sender<Box<dyn SyncHandle>>,
+    state: std::sync::Arc<SyncState>,
+}
+
+#[derive(Default)]
+struct SyncState {
+    failed: std::sync::atomic::AtomicBool,
+    fsyncs: std::sync::atomic::AtomicU64,
+    micros: std::sync::atomic::AtomicU64,
+    errors: std::sync::atomic::AtomicU64,
+}
+
+impl Syncer {
+    fn spawn(shard: u32) -> io::Result<Syncer> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let (jobs, rx) = crossbeam_channel::bounded::<Box<dyn SyncHandle>>(1);
+        let state = std::sync::Arc::new(SyncState::default());
+        let s = state.clone();
+        std::thread::Builder::new().name(format!("caskade-sync-{shard}")).spawn(move || {
+            for mut handle in rx {
+                let started = Instant::now();
+                match handle.sync() {
+                    Ok(()) => {
+                        s.fsyncs.fetch_add(1, Relaxed);
+                        s.micros.fetch_add(started.elapsed().as_micros() as u64, Relaxed);
+                    }
+                    Err(e) => {
+                        log::error!("shard {shard}: background fsync failed: {e}");
+                        s.errors.fetch_add(1, Relaxed);
+                        s.failed.store(true, Relaxed);
+                    }
+                }
+            }
+        })?;
+        Ok(Syncer { jobs, state })
+    }
 }
 
 #[derive(Clone, Copy, Debug, Default)]
@@ -125,7 +169,11 @@ impl Log {
             failed: false,
             scratch: Vec::new(),
             counters: LogCounters::default(),
+            syncer: None,
         };
+        if log.config.fsync == Fsync::EverySec {
+            log.syncer = Some(Syncer::spawn(log.config.shard)?);
+        }
         log.start_segment(next_id)?;
         Ok(log)
     }
@@ -135,7 +183,14 @@ impl Log {
     }
 
     pub fn counters(&self) -> LogCounters {
-        self.counters
+        let mut c = self.counters;
+        if let Some(s) = &self.syncer {
+            use std::sync::atomic::Ordering::Relaxed;
+            c.fsyncs += s.state.fsyncs.load(Relaxed);
+            c.fsync_micros += s.state.micros.load(Relaxed);
+            c.fsync_errors += s.state.errors.load(Relaxed);
+        }
+        c
     }
 
     pub fn segments(&self) -> impl Iterator<Item = &Segment> {
@@ -167,6 +222,13 @@ impl Log {
 
     /// Appends a record; it is written by the next [`commit`](Self::commit).
     pub fn append(&mut self, kind: Kind, meta: &Meta, key: &[u8], value: &[u8]) -> Result<Appended, LogError> {
+        if let Some(s) = &self.syncer {
+            // A background fsync failed: the next commit syncs on the loop and clears this.
+            if s.state.failed.load(std::sync::atomic::Ordering::Relaxed) {
+                self.failed = true;
+                self.dirty = true;
+            }
+        }
         if self.failed {
             return Err(LogError::Unavailable);
         }
@@ -219,7 +281,12 @@ impl Log {
 
     /// Whether records await a write or an fsync.
     pub fn needs_commit(&self) -> bool {
-        !self.pending.is_empty() || (self.dirty && self.config.fsync == Fsync::Always)
+        let sync_due = match self.config.fsync {
+            Fsync::Always => true,
+            Fsync::EverySec => self.last_sync.elapsed() >= Duration::from_secs(1),
+            Fsync::Never => false,
+        };
+        !self.pending.is_empty() || (self.dirty && sync_due)
     }
 
     /// Writes what was appended and, per the policy, syncs it. After an error the records
@@ -243,11 +310,29 @@ impl Log {
         }
         let due = match self.config.fsync {
             Fsync::Always => true,
-            Fsync::EverySec => self.last_sync.elapsed() >= Duration::from_secs(1),
+            Fsync::EverySec => self.failed || self.last_sync.elapsed() >= Duration::from_secs(1),
             Fsync::Never => false,
         };
         if self.dirty && due {
-            self.sync()?;
+            let handle = match &self.syncer {
+                Some(_) if !self.failed => self.active().file.sync_handle().ok(),
+                _ => None,
+            };
+            match (&self.syncer, handle) {
+                // Hand the fsync to the syncer unless one is still running (then next turn).
+                (Some(s), Some(handle)) => {
+                    if s.jobs.try_send(handle).is_ok() {
+                        self.dirty = false;
+                        self.last_sync = Instant::now();
+                    }
+                }
+                _ => {
+                    self.sync()?;
+                    if let Some(s) = &self.syncer {
+                        s.state.failed.store(false, std::sync::atomic::Ordering::Relaxed);
+                    }
+                }
+            }
         }
         self.failed = false;
         Ok(())
