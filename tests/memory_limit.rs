@@ -53,7 +53,15 @@ fn store_mode_keeps_every_item_and_serves_values_from_disk() {
     let mut c = Wire::connect(server.addr());
     let value = vec![b'y'; 1000];
     fill(&mut c, 8, &value);
-    let s = stats(&mut c);
+    // Each core publishes its counters at the end of its event-loop turn: poll briefly.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let s = loop {
+        let s = stats(&mut c);
+        if s["curr_items"] == 8 * 1024 || std::time::Instant::now() > deadline {
+            break s;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    };
     assert_eq!(s["evictions"], 0, "{s:?}");
     assert!(s["values_evicted"] > 0, "{s:?}");
     assert_eq!(s["curr_items"], 8 * 1024, "{s:?}");
