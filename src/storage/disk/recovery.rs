@@ -200,9 +200,13 @@ fn scan(bytes: &[u8], name: SegmentName, report: &mut RecoveryReport, apply: &mu
                 });
                 pos += len;
             }
-            Err(RecordError::Truncated) => return pos,
-            Err(RecordError::Corrupt(why)) => {
-                // Look for the next intact record; if there is none, this is the tail.
+            Err(e) => {
+                // Look for the next intact record; if there is none, this is the tail. A
+                // damaged length field reads like a torn write, but intact records follow it.
+                let why = match e {
+                    RecordError::Corrupt(why) => why,
+                    RecordError::Truncated => "its length runs past intact records",
+                };
                 let Some(next) = (pos + 1..bytes.len()).find(|&p| record::decode(&bytes[p..]).is_ok()) else {
                     return pos;
                 };
