@@ -2,8 +2,8 @@
 //!
 //! Replies are appended to `wbuf` while nothing is outstanding. Once a request has gone to
 //! another core, everything after it waits in `pending` (one slot per outstanding request,
-//! plus slots holding the replies produced locally meanwhile) and moves to `wbuf` when the
-//! slots before it are complete. So replies leave in request order, and in as few writes as
+//! which also holds the replies produced locally after that request) and moves to `wbuf`
+//! when the slots before it are complete. So replies leave in request order, and in as few writes as
 //! the socket allows.
 
 use std::collections::VecDeque;
@@ -131,16 +131,14 @@ impl Connection {
     }
 
     /// Where the next reply goes: straight to the socket buffer, or after outstanding ones.
+    ///
+    /// Behind an outstanding reply, local bytes join the last slot: a slot's own bytes leave
+    /// after the replies it waits for, which is request order (a text `get` of a remote key
+    /// puts its `END` there without a slot of its own).
     pub fn out(&mut self) -> &mut Vec<u8> {
-        match self.pending.back() {
+        match self.pending.back_mut() {
             None => &mut self.wbuf,
-            Some(slot) if slot.waiting == 0 => &mut self.pending.back_mut().expect("just seen").bytes,
-            Some(_) => {
-                let seq = self.next_seq;
-                self.next_seq += 1;
-                self.pending.push_back(Slot { seq, bytes: Vec::new(), waiting: 0 });
-                &mut self.pending.back_mut().expect("just pushed").bytes
-            }
+            Some(slot) => &mut slot.bytes,
         }
     }
 
@@ -158,7 +156,8 @@ impl Connection {
         let Some(front) = self.pending.front() else { return };
         let Some(slot) = self.pending.get_mut(seq.wrapping_sub(front.seq) as usize) else { return };
         debug_assert_eq!(slot.seq, seq);
-        // A remote reply goes before any local bytes queued in its slot (a flush's own reply).
+        // A remote reply goes before the local bytes queued in its slot (a flush's own reply,
+        // replies to the requests that came after it).
         if !bytes.is_empty() {
             slot.bytes.splice(0..0, bytes.iter().copied());
         }
