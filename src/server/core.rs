@@ -104,11 +104,13 @@ impl Core {
                     LISTENER => self.accept(),
                     WAKER => {}
                     Token(key) => {
-                        if draining_since.is_none() && (event.is_readable() || event.is_read_closed()) {
-                            self.on_readable(key);
-                        }
+                        // Writable first: it sends replies committed in earlier turns, while
+                        // the replies to what is read now must wait for this turn's commit.
                         if event.is_writable() {
                             self.on_writable(key);
+                        }
+                        if draining_since.is_none() && (event.is_readable() || event.is_read_closed()) {
+                            self.on_readable(key);
                         }
                     }
                 }
