@@ -206,9 +206,13 @@ impl Log {
         let path = name.path(&self.config.dir);
         let mut file = self.fs.create(&path)?;
         let header = SegmentHeader { name, first: id, shard: self.config.shard };
-        file.append(&header.encode())?;
-        file.sync()?;
-        self.fs.sync_dir(&self.config.dir)?;
+        let made = file.append(&header.encode()).and_then(|()| file.sync()).and_then(|()| self.fs.sync_dir(&self.config.dir));
+        if let Err(e) = made {
+            // Leave no half-made file behind, or the next try could not create it again.
+            drop(file);
+            let _ = self.fs.remove(&path);
+            return Err(e);
+        }
         self.segments.insert(id, Segment { name, first: id, file, len: SEGMENT_HEADER_LEN as u64, dead: 0 });
         self.active = id;
         self.unsynced.clear();
