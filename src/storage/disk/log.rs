@@ -290,7 +290,8 @@ impl Log {
             Fsync::EverySec => self.last_sync.elapsed() >= Duration::from_secs(1),
             Fsync::Never => false,
         };
-        !self.pending.is_empty() || (self.dirty && sync_due)
+        // After a failure, a commit is what finds out whether the disk works again.
+        !self.pending.is_empty() || self.failed || (self.dirty && sync_due)
     }
 
     /// Writes what was appended and, per the policy, syncs it. After an error the records
