@@ -91,6 +91,9 @@ pub struct Log {
     /// fsync fails (the kernel may have dropped them).
     unsynced: Vec<u8>,
     unsynced_from: u64,
+    /// Under `Always`: a failed fsync's bytes could not be written again either; the next
+    /// commit writes them before anything else.
+    rewrite: bool,
     dirty: bool,
     last_sync: Instant,
     /// Set by a failed write or fsync; mutations are refused until it clears.
@@ -164,6 +167,7 @@ impl Log {
             pending: Vec::with_capacity(1 << 16),
             unsynced: Vec::new(),
             unsynced_from: 0,
+            rewrite: false,
             dirty: false,
             last_sync: Instant::now(),
             failed: false,
@@ -297,6 +301,16 @@ impl Log {
     /// Writes what was appended and, per the policy, syncs it. After an error the records
     /// stay queued and are tried again by the next call.
     pub fn commit(&mut self) -> io::Result<()> {
+        if self.rewrite {
+            let active = self.segments.get_mut(&self.active).expect("the active segment exists");
+            if let Err(e) = active.file.truncate(self.unsynced_from).and_then(|_| active.file.append(&self.unsynced)) {
+                self.failed = true;
+                self.counters.write_errors += 1;
+                return Err(e);
+            }
+            self.rewrite = false;
+            self.dirty = true;
+        }
         if !self.pending.is_empty() {
             let active = self.segments.get_mut(&self.active).expect("the active segment exists");
             if let Err(e) = active.file.append(&self.pending) {
@@ -363,9 +377,8 @@ impl Log {
                 self.counters.fsync_errors += 1;
                 if self.config.fsync == Fsync::Always {
                     let redo = active.file.truncate(self.unsynced_from).and_then(|_| active.file.append(&self.unsynced));
-                    if redo.is_err() {
-                        active.len = active.file.len().unwrap_or(active.len);
-                    }
+                    // The keydir points into those bytes: they must reach the file.
+                    self.rewrite = redo.is_err();
                 }
                 Err(e)
             }
