@@ -4,6 +4,8 @@
 
 #![allow(dead_code)]
 
+pub mod client;
+
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering::SeqCst};
@@ -11,6 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use caskade::storage::disk::recovery::RecoveryReport;
+use caskade::storage::disk::fs::SyncHandle;
 use caskade::storage::disk::{Fs, Fsync, LogConfig, LogFile, RealFs, SharedFs};
 use caskade::storage::{Command, Mode, Outcome, Shard, ShardConfig, StoreMode};
 
@@ -286,6 +289,23 @@ impl LogFile for FaultFile {
 
     fn truncate(&mut self, len: u64) -> io::Result<()> {
         self.inner.truncate(len)
+    }
+
+    fn sync_handle(&self) -> io::Result<Box<dyn SyncHandle>> {
+        Ok(Box::new(FaultSyncHandle { inner: self.inner.sync_handle()?, faults: self.faults.clone() }))
+    }
+}
+
+/// The `everysec` syncer's way to the file: fails as the file's own fsync does.
+struct FaultSyncHandle {
+    inner: Box<dyn SyncHandle>,
+    faults: Arc<Faults>,
+}
+
+impl SyncHandle for FaultSyncHandle {
+    fn sync(&mut self) -> io::Result<()> {
+        self.faults.sync.take()?;
+        self.inner.sync()
     }
 }
 
