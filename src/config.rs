@@ -1,4 +1,9 @@
-//! The command line, memcached-style, and the settings it yields.
+//! The command line, memcached-style, and the settings it yields; `load.rs` adds the
+//! config file under it.
+
+mod load;
+
+pub use load::{AdminAddr, LoadError};
 
 use std::net::IpAddr;
 
@@ -79,6 +84,24 @@ pub struct Config {
     /// Values at least this long are zstd-compressed on disk when that saves space (0 = off).
     #[arg(long = "compress-min", default_value = "4k", value_parser = parse_bytes)]
     pub compress_min: usize,
+
+    /// Admin HTTP server (GET /stats, /metrics, /health, /dump) on ADDR:PORT, or off.
+    #[arg(long = "admin", default_value = "127.0.0.1:11212")]
+    pub admin: AdminAddr,
+
+    /// Read settings from this TOML file (keys are the long flag names); flags given here win.
+    /// SIGHUP reads it again.
+    #[arg(long = "config", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Log level: off, error, warn, info, debug, trace [default: info, or as -v says].
+    /// RUST_LOG overrides.
+    #[arg(long = "log-level", value_name = "LEVEL")]
+    pub log_level: Option<log::LevelFilter>,
+
+    /// Every flag by its long name with the value in force (filled in by `Config::load`).
+    #[arg(skip)]
+    pub settings: Vec<(String, String)>,
 }
 
 impl Config {

@@ -23,13 +23,20 @@
 //!   replies leave in request order: straight into the write buffer while nothing is
 //!   outstanding, otherwise behind the outstanding slots; one write() per turn and connection
 //!
-//!   main thread: binds, spawns the cores, waits for SIGTERM/SIGINT, then sets `stopping`;
-//!   each core stops accepting, finishes its replies in flight, and exits.
+//!   main thread: binds, spawns the cores, tells systemd READY=1, waits for signals. SIGHUP
+//!   reads the config file again and sends what changed live to the cores as control
+//!   messages; SIGTERM/SIGINT sets `stopping`: each core stops accepting, finishes its
+//!   replies in flight, syncs its log, and exits.
+//!
+//!   admin thread (tiny_http, --admin): /health, /stats, /metrics, /dump. It never touches a
+//!   shard or a histogram: it puts a control message in a core's mailbox (the same channel
+//!   and Waker) and the core answers between two turns (server/control.rs).
 //! ```
 //!
 //! * No locks on the data path: a shard belongs to one core; other cores send it messages.
 //! * Counters are per core ([`stats::CoreStats`]), written only by their core and summed
-//!   when STAT asks.
+//!   when STAT or the admin port asks. Latency histograms are per core too
+//!   ([`stats::latency::Recorder`]), owned by the core and copied out by message.
 //! * FLUSH runs on every shard: the connection's core flushes its own and sends a flush to
 //!   every other core, and replies once all have acknowledged.
 //!
@@ -41,10 +48,16 @@
 //!   CLOCK eviction under the memory limit, lazy expiry, delayed flush).
 //! * [`cluster`]: placement of keys on partitions and cores.
 //! * [`server`]: listeners, the per-core event loop, connections, mailboxes, STAT.
-//! * [`stats`]: counters; [`config`]: the command line.
+//! * [`stats`]: counters and latency histograms; [`config`]: the command line and the
+//!   config file; [`logging`]: a logger whose level a reload can change.
+//! * [`admin`]: the admin HTTP server; [`dump`]: the format of `/dump` and caskadectl's
+//!   backups (`protocol-spec/dump-format.md`).
 
+pub mod admin;
 pub mod cluster;
 pub mod config;
+pub mod dump;
+pub mod logging;
 pub mod protocol;
 pub mod server;
 pub mod stats;

@@ -3,25 +3,28 @@
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+use std::ffi::OsString;
 use std::process::ExitCode;
 
-use clap::Parser;
-
-use caskade::config::Config;
+use caskade::config::{Config, LoadError};
 
 fn main() -> ExitCode {
-    let config = Config::parse();
+    let args: Vec<OsString> = std::env::args_os().collect();
+    let config = match Config::load(&args) {
+        Ok(c) => c,
+        // Usage errors exit 2, --help and --version 0, as clap decides.
+        Err(LoadError::Args(e)) => e.exit(),
+        Err(e) => {
+            eprintln!("caskade: {e}");
+            return ExitCode::from(2);
+        }
+    };
     if let Err(e) = config.validate() {
         eprintln!("caskade: {e}");
         return ExitCode::from(2);
     }
-    let level = match config.verbose {
-        0 => log::LevelFilter::Info,
-        1 => log::LevelFilter::Debug,
-        _ => log::LevelFilter::Trace,
-    };
-    env_logger::Builder::new().filter_level(level).parse_env("RUST_LOG").init();
-    match caskade::server::run(config) {
+    caskade::logging::init(config.log_level());
+    match caskade::server::run(config, args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             log::error!("{e}");

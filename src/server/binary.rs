@@ -21,7 +21,7 @@ pub fn process(ctx: &mut Ctx<'_>, conn: &mut Connection, key: usize) {
             Ok(None) => break,
             Ok(Some((req, used))) => {
                 pos += used;
-                let from = ReturnAddress { core: ctx.core, conn: key, generation: conn.generation, seq: 0 };
+                let from = ReturnAddress { core: ctx.core, conn: key, generation: conn.generation, seq: 0, read_at: 0, op: None };
                 serve(ctx, conn, from, &req);
             }
             Err(DecodeError::Reject { header, status, skip }) => {
@@ -46,7 +46,11 @@ pub fn process(ctx: &mut Ctx<'_>, conn: &mut Connection, key: usize) {
 /// Serves one request: storage commands go to the key's shard, the rest is answered here.
 fn serve(ctx: &mut Ctx<'_>, conn: &mut Connection, from: ReturnAddress, req: &Request<'_>) {
     let to = ReplyTo { opcode: req.opcode, opaque: req.opaque };
-    match dispatch::action(req) {
+    let action = dispatch::action(req);
+    if !matches!(action, Action::Storage(_)) {
+        ctx.latency.served(crate::stats::latency::Op::Other);
+    }
+    match action {
         Action::Storage(cmd) => route::storage(ctx, conn, from, &cmd, AnyReplyTo::Binary(to)),
         Action::Noop => dispatch::write_ok(conn.out(), to, &[]),
         Action::Version => dispatch::write_ok(conn.out(), to, super::VERSION.as_bytes()),

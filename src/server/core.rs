@@ -11,10 +11,12 @@ use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
 
 use super::connection::{Connection, ReadStatus, WRITE_HIGH_WATER};
+use super::control;
 use super::mailbox::{Mailboxes, Message, Outbox};
 use super::route::{self, Ctx};
 use super::{binary, text, Node};
 use crate::protocol::{self, Limits, Protocol};
+use crate::stats::latency::Recorder;
 use crate::stats::{unix_now, CoreStats};
 use crate::storage::Shard;
 
@@ -47,6 +49,8 @@ pub struct Core {
     drained: bool,
     /// When the per-segment disk figures were last summed.
     stats_published_at: u32,
+    /// This core's latency histograms (`stats::latency`).
+    pub latency: Recorder,
 }
 
 impl Core {
@@ -79,6 +83,7 @@ impl Core {
             dirty: Vec::new(),
             drained: false,
             stats_published_at: 0,
+            latency: Recorder::new(),
         }
     }
 
@@ -118,6 +123,7 @@ impl Core {
             self.drain_inbox();
             self.commit();
             self.write_dirty();
+            self.latency.end_turn();
             self.outbox.send(&self.mailboxes);
             self.publish_stats();
             self.stats_published_at = self.now;
@@ -210,6 +216,7 @@ impl Core {
             match conn.read_some(want) {
                 ReadStatus::Data(n) => {
                     self.stats.bytes_read.add(n as u64);
+                    self.latency.read();
                     self.process(key);
                 }
                 ReadStatus::WouldBlock => break,
@@ -270,6 +277,7 @@ impl Core {
             node: &self.node,
             now: self.now,
             limits: &self.limits,
+            latency: &mut self.latency,
         };
         match protocol {
             Protocol::Binary => binary::process(&mut ctx, conn, key),
@@ -290,6 +298,7 @@ impl Core {
                         });
                     }
                 }
+                Message::Control(c) => control::answer(self.id, &mut self.shard, &self.latency, self.now, c),
                 Message::Replies(batch) => {
                     for (to, range) in &batch.items {
                         if batch.failed {
@@ -302,6 +311,9 @@ impl Core {
                             if conn.generation == to.generation {
                                 conn.complete(to.seq, batch.bytes(range));
                                 self.dirty.push(to.conn);
+                                if let Some(op) = to.op {
+                                    self.latency.returned(op, to.read_at);
+                                }
                             }
                         }
                     }

@@ -15,6 +15,7 @@ use crossbeam_channel::{Receiver, Sender, TrySendError};
 use mio::Waker;
 
 use crate::protocol::ReplyTo;
+use crate::stats::latency::{Op, Stamp};
 use crate::storage::Command;
 
 /// Batches waiting in one core's inbox at most; past it the sender keeps them and retries.
@@ -28,6 +29,10 @@ pub struct ReturnAddress {
     pub conn: usize,
     pub generation: u64,
     pub seq: u64,
+    /// When the request was read, and its class, for its latency once the reply is back
+    /// (`op: None`: not timed this way, as a flush's acknowledgements).
+    pub read_at: Stamp,
+    pub op: Option<Op>,
 }
 
 /// One command sent to another core; its buffers are ranges of the batch's arena.
@@ -88,6 +93,8 @@ impl ReplyBatch {
 pub enum Message {
     Requests(RequestBatch),
     Replies(ReplyBatch),
+    /// From the admin thread or a reload, not from another core (`control.rs`).
+    Control(super::control::Control),
 }
 
 /// The sending side of every core's mailbox.
@@ -114,6 +121,18 @@ impl Mailboxes {
 
     pub fn wake_all(&self) {
         (0..self.len()).for_each(|c| self.wake(c));
+    }
+
+    /// Sends one message from outside the cores (a control message), waiting up to
+    /// `timeout` for room, and wakes the core. Gives the message back if it could not.
+    pub fn send_control(&self, core: usize, msg: Message, timeout: std::time::Duration) -> Result<(), Message> {
+        match self.senders[core].send_timeout(msg, timeout) {
+            Ok(()) => {
+                self.wake(core);
+                Ok(())
+            }
+            Err(e) => Err(e.into_inner()),
+        }
     }
 }
 

@@ -2,26 +2,32 @@
 
 mod binary;
 mod connection;
+mod control;
 mod core;
 mod data_dir;
 mod mailbox;
+mod notify;
+mod reload;
 mod report;
 mod route;
 mod text;
 
+use std::ffi::OsString;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
 
 use mio::{Poll, Waker};
-use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::config::Config;
 use crate::stats::{CoreStats, NodeStats};
-use crate::storage::{Mode, ShardConfig};
+use crate::storage::{Mode, Shard, ShardConfig};
+
+pub use control::{DumpChunk, Handle, Lifecycle, Phase};
 
 /// What VERSION answers: the memcached protocol level first, for clients that parse it.
 pub const VERSION: &str = concat!("1.6.0-caskade-", env!("CARGO_PKG_VERSION"));
@@ -36,19 +42,30 @@ pub struct Node {
     pub stopping: AtomicBool,
     /// Cores still finishing their replies after a stop was asked for.
     pub cores_draining: AtomicUsize,
+    /// The item memory limit in bytes (`-m`), as last reloaded.
+    pub memory_limit: AtomicUsize,
 }
 
-/// Binds, serves until SIGTERM or SIGINT, and returns once every core has stopped.
-pub fn run(config: Config) -> io::Result<()> {
+/// Binds, serves until SIGTERM or SIGINT, and returns once every core has stopped. SIGHUP
+/// reloads the configuration from `args` (the command line it came from) and its file.
+pub fn run(config: Config, args: Vec<OsString>) -> io::Result<()> {
     let threads = config.threads();
     let shard_config = ShardConfig {
         memory_limit: config.memory_limit_bytes() / threads,
         max_item_size: config.max_item_size,
         mode: if config.in_memory { Mode::Cache } else { config.mode },
     };
-    // Recover before listening: a client never sees a half-loaded node.
+    let life = Arc::new(Lifecycle::default());
+    notify::status("starting");
     let data_dir = if config.in_memory { None } else { Some(data_dir::DataDir::open(&config.data_dir, threads)?) };
-    let shards = data_dir::open_shards(&config, data_dir.as_ref(), shard_config, crate::stats::unix_now())?;
+    // The admin server comes up before recovery, so that /health can say "recovering".
+    let admin = match config.admin.0 {
+        Some(addr) => Some(crate::admin::start(addr, life.clone())?),
+        None => None,
+    };
+    // Recover before listening: a client never sees a half-loaded node.
+    life.set_phase(Phase::Recovering);
+    let shards = recover(&config, data_dir.as_ref(), shard_config)?;
     let listeners = bind(SocketAddr::new(config.listen, config.port), threads)?;
     let local = listeners[0].local_addr()?;
     let node = Arc::new(Node {
@@ -57,6 +74,7 @@ pub fn run(config: Config) -> io::Result<()> {
         verbosity: AtomicU32::new(config.verbose as u32),
         stopping: AtomicBool::new(false),
         cores_draining: AtomicUsize::new(threads),
+        memory_limit: AtomicUsize::new(config.memory_limit_bytes()),
         config,
     });
 
@@ -74,7 +92,7 @@ pub fn run(config: Config) -> io::Result<()> {
     }
     let mailboxes = mailbox::Mailboxes::new(senders, wakers);
 
-    let mut signals = Signals::new([SIGTERM, SIGINT])?;
+    let mut signals = Signals::new([SIGTERM, SIGINT, SIGHUP])?;
     let signal_handle = signals.handle();
     let mut handles = Vec::with_capacity(threads);
     for (id, (((poll, listener), inbox), shard)) in polls.into_iter().zip(listeners).zip(inboxes).zip(shards).enumerate() {
@@ -103,9 +121,11 @@ pub fn run(config: Config) -> io::Result<()> {
             result
         })?);
     }
+    let handle = Arc::new(Handle::new(node.clone(), mailboxes.clone()));
+    life.serve(handle.clone());
     let c = &node.config;
     log::info!(
-        "caskade {} listening on {local} with {threads} cores, -m {} MiB, -c {}, -I {}, {}",
+        "caskade {} listening on {local} with {threads} cores, -m {} MiB, -c {}, -I {}, {}; admin {}{}",
         env!("CARGO_PKG_VERSION"),
         c.memory_limit_mib,
         c.max_connections,
@@ -113,12 +133,22 @@ pub fn run(config: Config) -> io::Result<()> {
         match &data_dir {
             None => "in memory".to_string(),
             Some(d) => format!("data in {} (--fsync {:?}, --mode {:?})", d.path.display(), c.fsync, c.mode),
-        }
+        },
+        admin.as_ref().map_or("off".to_string(), |a| format!("http://{}", a.addr)),
+        c.config.as_ref().map_or(String::new(), |f| format!("; config {}", f.display())),
     );
+    notify::ready(&format!("serving on {local}"));
 
-    if let Some(sig) = signals.forever().next() {
+    for sig in signals.forever() {
+        if sig == SIGHUP {
+            reload::reload(&handle, &args);
+            continue;
+        }
         log::info!("signal {sig}: stopping");
+        break;
     }
+    life.set_phase(Phase::Stopping);
+    notify::stopping();
     node.stopping.store(true, Relaxed);
     mailboxes.wake_all();
     let mut failed = None;
@@ -129,6 +159,7 @@ pub fn run(config: Config) -> io::Result<()> {
             Err(_) => failed = Some(io::Error::other("a core thread panicked")),
         }
     }
+    drop(admin);
     drop(data_dir);
     match failed {
         Some(e) => Err(e),
@@ -137,6 +168,26 @@ pub fn run(config: Config) -> io::Result<()> {
             Ok(())
         }
     }
+}
+
+/// Opens every shard, telling systemd how long recovery has been running, once a second.
+fn recover(config: &Config, dir: Option<&data_dir::DataDir>, shard_config: ShardConfig) -> io::Result<Vec<Shard>> {
+    if dir.is_none() {
+        return data_dir::open_shards(config, dir, shard_config, crate::stats::unix_now());
+    }
+    notify::status("recovering");
+    let started = std::time::Instant::now();
+    let (done, ticks) = crossbeam_channel::bounded::<()>(0);
+    std::thread::scope(|scope| {
+        scope.spawn(move || {
+            while let Err(crossbeam_channel::RecvTimeoutError::Timeout) = ticks.recv_timeout(std::time::Duration::from_secs(1)) {
+                notify::status(&format!("recovering, {} s so far", started.elapsed().as_secs()));
+            }
+        });
+        let shards = data_dir::open_shards(config, dir, shard_config, crate::stats::unix_now());
+        drop(done);
+        shards
+    })
 }
 
 /// One listening socket per core on the same address (SO_REUSEPORT: the kernel spreads

@@ -63,7 +63,7 @@ fn general(node: &Node) -> Vec<(&'static str, String)> {
             out.push((name, value.to_string()));
         }
     }
-    out.push(("limit_maxbytes", config.memory_limit_bytes().to_string()));
+    out.push(("limit_maxbytes", node.memory_limit.load(Relaxed).to_string()));
     out.push(("threads", node.core_stats.len().to_string()));
     out
 }
@@ -71,7 +71,7 @@ fn general(node: &Node) -> Vec<(&'static str, String)> {
 fn settings(node: &Node) -> Vec<(&'static str, String)> {
     let c = &node.config;
     vec![
-        ("maxbytes", c.memory_limit_bytes().to_string()),
+        ("maxbytes", node.memory_limit.load(Relaxed).to_string()),
         ("maxconns", c.max_connections.to_string()),
         ("tcpport", c.port.to_string()),
         ("udpport", "0".to_string()),

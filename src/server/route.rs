@@ -6,6 +6,7 @@ use super::mailbox::{Outbox, ReturnAddress};
 use super::Node;
 use crate::cluster;
 use crate::protocol::{Limits, ReplyTo};
+use crate::stats::latency::{Op, Recorder};
 use crate::stats::CoreStats;
 use crate::storage::{Command, Shard};
 
@@ -18,6 +19,8 @@ pub struct Ctx<'c> {
     pub node: &'c Node,
     pub now: u32,
     pub limits: &'c Limits,
+    /// This core's latency histograms: what is served here is counted for this turn.
+    pub latency: &'c mut Recorder,
 }
 
 /// Runs `cmd` on `shard`, counts it, and appends the reply for `to` (nothing when `to` is
@@ -44,14 +47,18 @@ pub fn storage(ctx: &mut Ctx<'_>, conn: &mut Connection, mut from: ReturnAddress
             let owner = cluster::core_of(key, cores);
             if owner == from.core {
                 execute(ctx.shard, ctx.stats, cmd, Some(&to), ctx.now, conn.out());
+                ctx.latency.served(Op::of(cmd));
             } else {
                 ctx.stats.forwarded_requests.incr();
                 from.seq = conn.expect_replies(1, Vec::new());
+                from.read_at = ctx.latency.current();
+                from.op = Some(Op::of(cmd));
                 ctx.outbox.requests(owner).push(from, Some(to), cmd);
             }
         }
         None => {
             ctx.stats.cmd_flush.incr();
+            ctx.latency.served(Op::Other);
             if cores == 1 {
                 execute(ctx.shard, ctx.stats, cmd, Some(&to), ctx.now, conn.out());
                 return;

@@ -24,7 +24,7 @@ pub fn process(ctx: &mut Ctx<'_>, conn: &mut Connection, key: usize) {
             Ok(None) => break,
             Ok(Some((req, used))) => {
                 pos += used;
-                let from = ReturnAddress { core: ctx.core, conn: key, generation: conn.generation, seq: 0 };
+                let from = ReturnAddress { core: ctx.core, conn: key, generation: conn.generation, seq: 0, read_at: 0, op: None };
                 serve(ctx, conn, from, &req);
             }
             Err(e) => {
@@ -46,7 +46,11 @@ pub fn process(ctx: &mut Ctx<'_>, conn: &mut Connection, key: usize) {
 
 /// Serves one request: storage commands go to their keys' shards, the rest is answered here.
 fn serve(ctx: &mut Ctx<'_>, conn: &mut Connection, from: ReturnAddress, req: &text::Request<'_>) {
-    match text::action(req) {
+    let action = text::action(req);
+    if !matches!(action, Action::Storage(..) | Action::Get { .. }) {
+        ctx.latency.served(crate::stats::latency::Op::Other);
+    }
+    match action {
         Action::Storage(cmd, to) => route::storage(ctx, conn, from, &cmd, ReplyTo::Text(to)),
         Action::Get { keys, touch, reply } => {
             // One command per key, each on its own shard; a miss writes nothing, and END

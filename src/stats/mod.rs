@@ -1,6 +1,13 @@
-//! Statistics: per-core counters, merged on demand under memcached's names.
+//! Statistics: per-core counters and latency histograms, merged on demand; counters under
+//! memcached's names.
+//!
+//! Building with the `stats-off` feature turns every per-request count and latency record
+//! into nothing (the levels a core publishes once per turn stay): it exists to measure what
+//! the statistics cost (`bench/RESULTS.md`), not to be run.
 
 mod counter;
+pub mod latency;
+pub mod names;
 
 pub use counter::Counter;
 

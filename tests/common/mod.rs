@@ -96,6 +96,8 @@ pub struct Server {
     command_line: String,
     /// A data directory made for this server when the test named none; removed on drop.
     _data_dir: Option<tempfile::TempDir>,
+    /// caskade's admin HTTP port (a free one unless the test passed `--admin`).
+    admin_port: Option<u16>,
 }
 
 impl Server {
@@ -103,10 +105,19 @@ impl Server {
     /// returns once it answers a binary NOOP. Panics with the server's output if it does
     /// not come up within 10 s.
     pub fn start(extra_args: &[&str]) -> Server {
-        let kind = ServerKind::from_env();
+        Server::start_kind(ServerKind::from_env(), extra_args, &[])
+    }
+
+    /// Starts caskade whatever `CASKADE_TEST_SERVER` says, with `env` added to its
+    /// environment (for the tests of caskade's own operations: admin HTTP, systemd, reload).
+    pub fn start_caskade(extra_args: &[&str], env: &[(&str, &str)]) -> Server {
+        Server::start_kind(ServerKind::Caskade, extra_args, env)
+    }
+
+    pub fn start_kind(kind: ServerKind, extra_args: &[&str], env: &[(&str, &str)]) -> Server {
         let mut last_failure = String::new();
         for _ in 0..START_ATTEMPTS {
-            match Server::try_start(kind, extra_args) {
+            match Server::try_start(kind, extra_args, env) {
                 Ok(server) => return server,
                 Err(StartFailure::Exited(msg)) => last_failure = msg,
                 Err(StartFailure::NotReady(msg)) => panic!("{msg}"),
@@ -115,7 +126,7 @@ impl Server {
         panic!("{last_failure}");
     }
 
-    fn try_start(kind: ServerKind, extra_args: &[&str]) -> Result<Server, StartFailure> {
+    fn try_start(kind: ServerKind, extra_args: &[&str], env: &[(&str, &str)]) -> Result<Server, StartFailure> {
         let port = free_port();
         let log_path = log_path(port);
         let log = File::create(&log_path)
@@ -138,10 +149,22 @@ impl Server {
         if let Some(dir) = &data_dir {
             args.extend(["--data-dir".to_string(), dir.path().display().to_string()]);
         }
+        // The admin port: the test's, or a free one (the default, 11212, would be shared by
+        // every server of the run).
+        let admin_port = match extra_args.iter().position(|a| *a == "--admin") {
+            Some(i) => extra_args.get(i + 1).and_then(|a| a.rsplit(':').next()?.parse().ok()),
+            None if kind == ServerKind::Caskade => {
+                let port = free_port();
+                args.extend(["--admin".to_string(), format!("{LOOPBACK}:{port}")]);
+                Some(port)
+            }
+            None => None,
+        };
         let command_line = format!("{} {}", program.display(), args.join(" "));
 
         let child = Command::new(&program)
             .args(&args)
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::from(log_for_stdout))
             .stderr(Stdio::from(log))
@@ -155,6 +178,7 @@ impl Server {
             log_path,
             command_line,
             _data_dir: data_dir,
+            admin_port,
         };
         server.wait_until_ready()?;
         Ok(server)
@@ -213,6 +237,44 @@ impl Server {
     /// `127.0.0.1:PORT`, the form client libraries take.
     pub fn host_port(&self) -> String {
         self.addr().to_string()
+    }
+
+    /// caskade's admin HTTP address, `127.0.0.1:PORT`.
+    pub fn admin(&self) -> String {
+        format!("{LOOPBACK}:{}", self.admin_port.expect("this server has no admin port"))
+    }
+
+    /// `GET path` on the admin port: (status, body).
+    pub fn http_get(&self, path: &str) -> (u16, String) {
+        let agent = ureq::Agent::new_with_config(
+            ureq::Agent::config_builder()
+                .http_status_as_error(false)
+                .timeout_global(Some(Duration::from_secs(10)))
+                .build(),
+        );
+        let url = format!("http://{}{path}", self.admin());
+        let mut response = agent.get(&url).call().unwrap_or_else(|e| panic!("GET {url}: {e}"));
+        let status = response.status().as_u16();
+        let body = response.body_mut().read_to_string().unwrap_or_else(|e| panic!("GET {url}: body: {e}"));
+        (status, body)
+    }
+
+    /// Sends `signal` to the server.
+    pub fn signal(&self, signal: libc::c_int) {
+        // SAFETY: `pid` is our own child, not yet reaped, so it names that process.
+        unsafe { libc::kill(self.pid() as libc::pid_t, signal) };
+    }
+
+    /// Polls `check` every 10 ms until it is true; panics with the server's log after
+    /// `timeout`.
+    pub fn wait_for(&self, what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
+        let deadline = Instant::now() + timeout;
+        while !check() {
+            if Instant::now() >= deadline {
+                panic!("timed out after {timeout:?} waiting for {what}\n{}", self.describe());
+            }
+            thread::sleep(READY_POLL_INTERVAL);
+        }
     }
 
     pub fn pid(&self) -> u32 {

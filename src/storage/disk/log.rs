@@ -283,6 +283,20 @@ impl Log {
         if self.dirty {
             self.sync()?;
         }
+        // Only `EverySec` syncs off the loop: `Always` must not reply before its fsync.
+        match (fsync, self.syncer.is_some()) {
+            (Fsync::EverySec, false) => self.syncer = Some(Syncer::spawn(self.config.shard)?),
+            (Fsync::Always | Fsync::Never, true) => {
+                if let Some(s) = self.syncer.take() {
+                    // Keep its counts: a counter must not go back.
+                    use std::sync::atomic::Ordering::Relaxed;
+                    self.counters.fsyncs += s.state.fsyncs.load(Relaxed);
+                    self.counters.fsync_micros += s.state.micros.load(Relaxed);
+                    self.counters.fsync_errors += s.state.errors.load(Relaxed);
+                }
+            }
+            _ => {}
+        }
         self.config.fsync = fsync;
         Ok(())
     }

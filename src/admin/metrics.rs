@@ -1,0 +1,102 @@
+//! `GET /metrics`: the Prometheus text exposition format (0.0.4).
+//!
+//! * Every counter of `CoreStats`, summed over the cores, as `caskade_<name>_total`
+//!   (a counter), or as `caskade_<name>` (a gauge) for the levels in `stats::names::GAUGES`.
+//!   A name ending in `_micros` is exposed in seconds (`caskade_fsync_seconds_total`), and
+//!   one starting with `total_` loses it (`caskade_items_total`, `caskade_connections_total`).
+//! * Node figures: `caskade_info{version}`, `caskade_uptime_seconds`,
+//!   `caskade_curr_connections`, `caskade_max_connections`, `caskade_limit_maxbytes`,
+//!   `caskade_threads`, `caskade_cpu_{user,system}_seconds_total`.
+//! * `caskade_request_duration_seconds{op}`: a histogram per command class (get, set,
+//!   delete, incr_decr, touch, other), with the buckets of [`BUCKETS_MICROS`], from the
+//!   cores' hdrhistograms (`stats::latency` says what is timed).
+
+use std::fmt::Write;
+
+use super::CORE_TIMEOUT;
+use crate::server::Handle;
+use crate::stats::latency::Op;
+use crate::stats::names;
+
+/// Upper bounds of the latency buckets, in microseconds (`+Inf` follows).
+pub const BUCKETS_MICROS: &[u64] = &[
+    10, 25, 50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000, 1_000_000,
+    2_500_000,
+];
+
+fn family(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} {kind}");
+}
+
+fn seconds(micros: u64) -> String {
+    format!("{}", micros as f64 / 1e6)
+}
+
+pub fn render(handle: &Handle) -> String {
+    // The histograms first: each core answers between two turns, so the counters read after
+    // include everything the turns before had answered.
+    let latencies = handle.latencies(CORE_TIMEOUT);
+    let mut out = String::with_capacity(16 * 1024);
+    let general = handle.general_stats();
+    let stat = |name: &str| general.iter().find(|(n, _)| *n == name).map(|(_, v)| v.clone()).unwrap_or_default();
+
+    family(&mut out, "caskade_info", "gauge", "The caskade version, as a label.");
+    let _ = writeln!(out, "caskade_info{{version=\"{}\"}} 1", env!("CARGO_PKG_VERSION"));
+    for (name, help, value) in [
+        ("caskade_uptime_seconds", "Seconds since the server started.", stat("uptime")),
+        ("caskade_curr_connections", "Client connections open now.", stat("curr_connections")),
+        ("caskade_max_connections", "The connection limit (-c).", stat("max_connections")),
+        ("caskade_limit_maxbytes", "The item memory limit in bytes (-m).", stat("limit_maxbytes")),
+        ("caskade_threads", "Event-loop threads (cores).", stat("threads")),
+    ] {
+        family(&mut out, name, "gauge", help);
+        let _ = writeln!(out, "{name} {}", if value.is_empty() { "0".to_string() } else { value });
+    }
+    for (name, help, value) in [
+        ("caskade_cpu_user_seconds_total", "User CPU time of the process.", stat("rusage_user")),
+        ("caskade_cpu_system_seconds_total", "System CPU time of the process.", stat("rusage_system")),
+    ] {
+        family(&mut out, name, "counter", help);
+        let _ = writeln!(out, "{name} {}", if value.is_empty() { "0".to_string() } else { value });
+    }
+
+    for (name, value) in crate::stats::merged(&handle.node.core_stats) {
+        let (base, value) = match name.strip_suffix("_micros") {
+            Some(stem) => (format!("caskade_{stem}_seconds"), seconds(value)),
+            None => (format!("caskade_{name}"), value.to_string()),
+        };
+        if names::is_gauge(name) {
+            family(&mut out, &base, "gauge", names::describe(name));
+            let _ = writeln!(out, "{base} {value}");
+        } else {
+            // `total_items` is `caskade_items_total`, not `caskade_total_items_total`.
+            let metric = match base.strip_prefix("caskade_total_") {
+                Some(rest) => format!("caskade_{rest}_total"),
+                None => format!("{base}_total"),
+            };
+            family(&mut out, &metric, "counter", names::describe(name));
+            let _ = writeln!(out, "{metric} {value}");
+        }
+    }
+
+    let name = "caskade_request_duration_seconds";
+    family(
+        &mut out,
+        name,
+        "histogram",
+        "Time from the read of a request to the write of its reply, by command class.",
+    );
+    for op in Op::ALL {
+        let op_name = op.name();
+        for &le in BUCKETS_MICROS {
+            let n = latencies.count_at_most(op, le);
+            let _ = writeln!(out, "{name}_bucket{{op=\"{op_name}\",le=\"{}\"}} {n}", seconds(le));
+        }
+        let count = latencies.histogram(op).len();
+        let _ = writeln!(out, "{name}_bucket{{op=\"{op_name}\",le=\"+Inf\"}} {count}");
+        let _ = writeln!(out, "{name}_sum{{op=\"{op_name}\"}} {}", seconds(latencies.sum_micros(op)));
+        let _ = writeln!(out, "{name}_count{{op=\"{op_name}\"}} {count}");
+    }
+    out
+}

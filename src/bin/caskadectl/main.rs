@@ -1,0 +1,115 @@
+//! caskadectl: poke at a caskade (or any memcached binary-protocol server) from a shell.
+//!
+//! ```text
+//! caskadectl [--server HOST:PORT] [--admin HOST:PORT] COMMAND
+//!   stats [--watch]          the server's counters as a table; --watch: every second, with rates
+//!   get KEY                  print the value (flags on stderr)
+//!   set KEY VALUE [--flags N] [--ttl SECS]
+//!   delete KEY
+//!   flush                    invalidate every item
+//!   dump FILE                every live item, with flags and TTL, into FILE (caskade's admin /dump)
+//!   restore FILE             check FILE's checksum, then SET every item into --server
+//! ```
+//!
+//! Errors are one line on stderr and exit code 1 (2 for a bad command line).
+
+mod backup;
+mod client;
+mod stats;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser, Debug)]
+#[command(name = "caskadectl", version, about = "Poke at a caskade or any memcached binary-protocol server")]
+struct Cli {
+    /// The server's data port.
+    #[arg(short = 's', long = "server", default_value = "127.0.0.1:11211", global = true)]
+    server: String,
+
+    /// caskade's admin HTTP address (for dump).
+    #[arg(short = 'a', long = "admin", default_value = "127.0.0.1:11212", global = true)]
+    admin: String,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// The server's counters as a table.
+    Stats {
+        /// Refresh every second, with rates per second.
+        #[arg(short = 'w', long = "watch")]
+        watch: bool,
+        /// With --watch: stop after this many refreshes.
+        #[arg(long = "count", value_name = "N")]
+        count: Option<u64>,
+    },
+    /// Print a key's value on stdout (and its flags on stderr).
+    Get { key: String },
+    /// Store a value.
+    Set {
+        key: String,
+        value: String,
+        #[arg(long = "flags", default_value_t = 0)]
+        flags: u32,
+        /// Seconds to live (0: forever).
+        #[arg(long = "ttl", default_value_t = 0)]
+        ttl: u32,
+    },
+    /// Delete a key.
+    Delete { key: String },
+    /// Invalidate every item.
+    Flush,
+    /// Save every live item (flags and expiry included) to FILE, from caskade's admin port.
+    Dump {
+        file: std::path::PathBuf,
+        /// Replace FILE if it exists.
+        #[arg(short = 'f', long = "force")]
+        force: bool,
+    },
+    /// Check FILE, then load its items into --server with SETs.
+    Restore { file: std::path::PathBuf },
+}
+
+fn run(cli: Cli) -> Result<(), String> {
+    match cli.command {
+        Command::Stats { watch, count } => stats::run(&cli.server, watch, count),
+        Command::Get { key } => {
+            let mut c = client::Client::connect(&cli.server)?;
+            match c.get(key.as_bytes())? {
+                Some((value, flags)) => {
+                    use std::io::Write;
+                    let mut out = std::io::stdout().lock();
+                    out.write_all(&value).and_then(|()| out.write_all(b"\n")).map_err(|e| e.to_string())?;
+                    eprintln!("flags {flags}");
+                    Ok(())
+                }
+                None => Err(format!("{key}: not found")),
+            }
+        }
+        Command::Set { key, value, flags, ttl } => {
+            client::Client::connect(&cli.server)?.set(key.as_bytes(), value.as_bytes(), flags, ttl)
+        }
+        Command::Delete { key } => match client::Client::connect(&cli.server)?.delete(key.as_bytes())? {
+            true => Ok(()),
+            false => Err(format!("{key}: not found")),
+        },
+        Command::Flush => client::Client::connect(&cli.server)?.flush_all(),
+        Command::Dump { file, force } => backup::dump(&cli.admin, &file, force),
+        Command::Restore { file } => backup::restore(&cli.server, &file),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("caskadectl: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
