@@ -92,7 +92,7 @@ impl Core {
         let mut events = Events::with_capacity(1024);
         let mut draining_since: Option<Instant> = None;
         loop {
-            let timeout = if !self.outbox.is_empty() || draining_since.is_some() {
+            let timeout = if !self.outbox.is_empty() || draining_since.is_some() || self.shard.is_busy() {
                 Duration::from_millis(1)
             } else {
                 Duration::from_secs(1)
@@ -122,11 +122,14 @@ impl Core {
             }
             self.drain_inbox();
             self.commit();
+            // Counters first, so a STAT answered after these replies sees them.
+            self.publish_stats();
+            self.stats_published_at = self.now;
             self.write_dirty();
             self.latency.end_turn();
             self.outbox.send(&self.mailboxes);
-            self.publish_stats();
-            self.stats_published_at = self.now;
+            // Background work in small steps, after this turn's replies have left.
+            self.shard.maintain(self.now);
 
             if self.node.stopping.load(Relaxed) {
                 let since = *draining_since.get_or_insert_with(|| {
@@ -359,6 +362,9 @@ impl Core {
         self.stats.total_items.set(c.total_items);
         self.stats.values_evicted.set(c.values_evicted);
         self.stats.disk_reads.set(c.disk_reads);
+        self.stats.merges.set(c.merges);
+        self.stats.merge_bytes_read.set(c.merge_bytes_read);
+        self.stats.merge_bytes_written.set(c.merge_bytes_written);
         let mut disk_errors = c.disk_errors;
         if let Some(log) = self.shard.log() {
             let l = log.counters();

@@ -72,6 +72,9 @@ core_stats!(
     segments,
     disk_bytes,
     dead_bytes,
+    merges,
+    merge_bytes_read,
+    merge_bytes_written,
 );
 
 impl CoreStats {

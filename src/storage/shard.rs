@@ -106,6 +106,11 @@ impl Shard {
         }
     }
 
+    /// Whether background work is under way (the event loop should keep turning).
+    pub fn is_busy(&self) -> bool {
+        self.merge.is_some()
+    }
+
     pub fn set_merge_policy(&mut self, policy: MergePolicy) {
         self.merge_policy = policy;
     }
