@@ -108,7 +108,10 @@ pub fn open_shards(config: &Config, dir: Option<&DataDir>, shard_config: ShardCo
         shards.push(shard);
     }
     let items: usize = shards.iter().map(Shard::len).sum();
-    log::info!(
+    // A recovery that had to cut or skip damaged records is a warning: an operator should see it.
+    let level = if total.bytes_cut + total.corrupt_bytes > 0 { log::Level::Warn } else { log::Level::Info };
+    log::log!(
+        level,
         "recovered {items} items from {} records in {} segments ({} by hint) in {:.3} s{}",
         total.records,
         total.segments,

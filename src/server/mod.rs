@@ -181,7 +181,7 @@ fn recover(config: &Config, dir: Option<&data_dir::DataDir>, shard_config: Shard
     std::thread::scope(|scope| {
         scope.spawn(move || {
             while let Err(crossbeam_channel::RecvTimeoutError::Timeout) = ticks.recv_timeout(std::time::Duration::from_secs(1)) {
-                notify::status(&format!("recovering, {} s so far", started.elapsed().as_secs()));
+                notify::recovering(started.elapsed().as_secs());
             }
         });
         let shards = data_dir::open_shards(config, dir, shard_config, crate::stats::unix_now());

@@ -3,7 +3,8 @@
 //! starting with `@` names a socket in the abstract namespace. Without the variable every
 //! call does nothing, so the server runs the same outside systemd.
 //!
-//! The server sends `STATUS=` while it starts and recovers, `READY=1` once the listeners are
+//! The server sends `STATUS=` while it starts and recovers (with `EXTEND_TIMEOUT_USEC=` once a
+//! second while recovery runs), `READY=1` once the listeners are
 //! bound and every shard is recovered, `RELOADING=1` … `READY=1` around a SIGHUP reload,
 //! and `STOPPING=1` when it starts to stop.
 
@@ -34,6 +35,12 @@ fn send(path: &std::ffi::OsStr, state: &str) -> std::io::Result<()> {
 
 pub fn status(text: &str) {
     notify(&format!("STATUS={text}"));
+}
+
+/// A recovery still running after `secs` seconds: says so, and pushes systemd's start
+/// timeout 5 s further, so a long recovery that makes progress is not killed as a hung start.
+pub fn recovering(secs: u64) {
+    notify(&format!("STATUS=recovering, {secs} s so far\nEXTEND_TIMEOUT_USEC=5000000"));
 }
 
 pub fn ready(status: &str) {

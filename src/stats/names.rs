@@ -51,6 +51,9 @@ pub fn describe(name: &str) -> &'static str {
         "segments" => "Log segments on disk.",
         "disk_bytes" => "Bytes of log segments on disk.",
         "dead_bytes" => "Bytes of log segments holding overwritten, deleted or expired records.",
+        "merges" => "Merges of log segments completed.",
+        "merge_bytes_read" => "Bytes of segments read by merges.",
+        "merge_bytes_written" => "Bytes of live records written by merges.",
         _ => "A caskade counter (see README, Operations).",
     }
 }
