@@ -103,6 +103,7 @@ impl Core {
                 }
             }
             self.now = unix_now();
+            self.latency.wake();
             self.shard.tick(self.now);
             for event in events.iter() {
                 match event.token() {
@@ -219,7 +220,6 @@ impl Core {
             match conn.read_some(want) {
                 ReadStatus::Data(n) => {
                     self.stats.bytes_read.add(n as u64);
-                    self.latency.read();
                     self.process(key);
                 }
                 ReadStatus::WouldBlock => break,
