@@ -178,8 +178,15 @@ fn raw(server: &Server, bytes: &[u8]) -> String {
     let mut s = TcpStream::connect(server.admin()).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     s.write_all(bytes).unwrap();
+    // Up to the end of the status line: the server may keep the connection open.
     let mut out = Vec::new();
-    let _ = s.read_to_end(&mut out);
+    let mut chunk = [0u8; 256];
+    while !out.windows(2).any(|w| w == b"\r\n") {
+        match s.read(&mut chunk) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => out.extend_from_slice(&chunk[..n]),
+        }
+    }
     String::from_utf8_lossy(&out).lines().next().unwrap_or("").to_string()
 }
 
