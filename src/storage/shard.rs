@@ -155,10 +155,15 @@ impl Shard {
             self.merge_policy.step_bytes,
             |id| log.segment(id).map(|s| (s.len, &*s.file)),
             |r, at| {
-                let slot = keydir.find(r.key).filter(|&s| keydir.get(s).disk().map(|d| d.loc) == Some(at));
+                let present = keydir.find(r.key);
+                let slot = present.filter(|&s| keydir.get(s).disk().map(|d| d.loc) == Some(at));
                 let expired = r.meta.expiry != 0 && r.meta.expiry <= now;
+                // A put whose item left the keydir with no record of its own (reclaimed once
+                // expired, evicted in cache mode) may still be its key's newest record: like
+                // an expired live put, it goes on shadowing older puts of its key.
+                let shadow = r.kind == Kind::Put && present.is_none();
                 let flush_pending = r.meta.expiry > now;
-                match merge::keep(r.kind, slot.is_some(), expired, flush_pending, from_oldest) {
+                match merge::keep(r.kind, slot.is_some() || shadow, expired || shadow, flush_pending, from_oldest) {
                     Verdict::Keep(_) => Verdict::Keep(slot),
                     Verdict::Drop => {
                         if let Some(slot) = slot {
