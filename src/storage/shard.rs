@@ -149,6 +149,7 @@ impl Shard {
         let (Some(m), Some(log)) = (self.merge.as_mut(), self.log.as_ref()) else { return Ok(()) };
         let from_oldest = m.plan.from_oldest && m.plan.inputs.first().map(|n| n.id) == Some(log.oldest_id());
         let keydir = &self.keydir;
+        let flush_at = self.flush_at;
         // Expired items whose record the merge drops leave the keydir with it.
         let mut expired_slots = Vec::new();
         let done = m.step(
@@ -162,7 +163,9 @@ impl Shard {
                 // expired, evicted in cache mode) may still be its key's newest record: like
                 // an expired live put, it goes on shadowing older puts of its key.
                 let shadow = r.kind == Kind::Put && present.is_none();
-                let flush_pending = r.meta.expiry > now;
+                // Only the delayed flush still to be applied; one replaced by a later flush
+                // must not come back.
+                let flush_pending = r.kind == Kind::Flush && r.meta.expiry != 0 && flush_at == Some(r.meta.expiry);
                 match merge::keep(r.kind, slot.is_some() || shadow, expired || shadow, flush_pending, from_oldest) {
                     Verdict::Keep(_) => Verdict::Keep(slot),
                     Verdict::Drop => {
