@@ -186,6 +186,12 @@ impl Shard {
         if !done {
             return Ok(());
         }
+        // The records that made the inputs' records dead must be durable before the output
+        // replaces the inputs, or a power loss could take a key's new value and its old one.
+        if let Some(log) = self.log.as_mut() {
+            log.commit()?;
+            log.sync()?;
+        }
         let m = self.merge.take().expect("a merge is running");
         let read = m.bytes_read;
         let (mut segment, moved, plan) = m.finish()?;
