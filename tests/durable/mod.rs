@@ -1,6 +1,7 @@
 //! Support for the durability tests (issue 3): a shard opened on a directory with the knobs
 //! the tests turn, outcomes copied out of the shard, and a file system whose log files fail
-//! on demand (EIO or ENOSPC, on write or on fsync, whole or after half the bytes).
+//! on demand (EIO or ENOSPC, on write or on fsync, whole or after half the bytes) and that
+//! can cut every file back to what it had synced, as a power loss would.
 
 #![allow(dead_code)]
 
@@ -9,7 +10,8 @@ pub mod client;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering::SeqCst};
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use caskade::storage::disk::recovery::RecoveryReport;
@@ -236,12 +238,28 @@ pub struct Faults {
     /// A failing append writes the first half of its bytes before it fails, as a write cut
     /// short by a full disk does.
     pub partial: AtomicBool,
+    /// How many bytes of each file were synced: what a power loss leaves of it.
+    synced: Mutex<HashMap<PathBuf, u64>>,
 }
 
 impl Faults {
     pub fn heal(&self) {
         self.append.heal();
         self.sync.heal();
+    }
+
+    fn synced(&self, path: &Path, len: u64) {
+        self.synced.lock().unwrap().insert(path.to_path_buf(), len);
+    }
+
+    /// What the machine losing power leaves: every file cut to the length it had at its
+    /// last fsync. (Renames and removals are taken as durable.)
+    pub fn power_loss(&self) {
+        for (path, len) in self.synced.lock().unwrap().iter() {
+            if path.exists() {
+                std::fs::OpenOptions::new().write(true).open(path).and_then(|f| f.set_len(*len)).unwrap();
+            }
+        }
     }
 }
 
@@ -253,7 +271,12 @@ pub struct FaultFs {
 
 impl FaultFs {
     pub fn new() -> (SharedFs, Arc<Faults>) {
-        let faults = Arc::new(Faults { append: Budget::new(), sync: Budget::new(), partial: AtomicBool::new(false) });
+        let faults = Arc::new(Faults {
+            append: Budget::new(),
+            sync: Budget::new(),
+            partial: AtomicBool::new(false),
+            synced: Mutex::new(HashMap::new()),
+        });
         (Arc::new(FaultFs { faults: faults.clone() }), faults)
     }
 }
@@ -261,6 +284,7 @@ impl FaultFs {
 struct FaultFile {
     inner: Box<dyn LogFile>,
     faults: Arc<Faults>,
+    path: PathBuf,
 }
 
 impl LogFile for FaultFile {
@@ -276,7 +300,9 @@ impl LogFile for FaultFile {
 
     fn sync(&mut self) -> io::Result<()> {
         self.faults.sync.take()?;
-        self.inner.sync()
+        self.inner.sync()?;
+        self.faults.synced(&self.path, self.inner.len()?);
+        Ok(())
     }
 
     fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
@@ -288,11 +314,14 @@ impl LogFile for FaultFile {
     }
 
     fn truncate(&mut self, len: u64) -> io::Result<()> {
-        self.inner.truncate(len)
+        // The real file's truncate syncs.
+        self.inner.truncate(len)?;
+        self.faults.synced(&self.path, len);
+        Ok(())
     }
 
     fn sync_handle(&self) -> io::Result<Box<dyn SyncHandle>> {
-        Ok(Box::new(FaultSyncHandle { inner: self.inner.sync_handle()?, faults: self.faults.clone() }))
+        Ok(Box::new(FaultSyncHandle { inner: self.inner.sync_handle()?, faults: self.faults.clone(), path: self.path.clone() }))
     }
 }
 
@@ -300,22 +329,33 @@ impl LogFile for FaultFile {
 struct FaultSyncHandle {
     inner: Box<dyn SyncHandle>,
     faults: Arc<Faults>,
+    path: PathBuf,
 }
 
 impl SyncHandle for FaultSyncHandle {
     fn sync(&mut self) -> io::Result<()> {
         self.faults.sync.take()?;
-        self.inner.sync()
+        // Bytes appended while this fsync runs may count as synced: power-loss tests should
+        // not use `everysec`.
+        let len = std::fs::metadata(&self.path)?.len();
+        self.inner.sync()?;
+        self.faults.synced(&self.path, len);
+        Ok(())
     }
 }
 
 impl Fs for FaultFs {
     fn create(&self, path: &Path) -> io::Result<Box<dyn LogFile>> {
-        Ok(Box::new(FaultFile { inner: RealFs.create(path)?, faults: self.faults.clone() }))
+        let inner = RealFs.create(path)?;
+        self.faults.synced(path, 0);
+        Ok(Box::new(FaultFile { inner, faults: self.faults.clone(), path: path.to_path_buf() }))
     }
 
+    /// A file found at start-up counts as synced whole.
     fn open(&self, path: &Path) -> io::Result<Box<dyn LogFile>> {
-        Ok(Box::new(FaultFile { inner: RealFs.open(path)?, faults: self.faults.clone() }))
+        let inner = RealFs.open(path)?;
+        self.faults.synced(path, inner.len()?);
+        Ok(Box::new(FaultFile { inner, faults: self.faults.clone(), path: path.to_path_buf() }))
     }
 
     fn read(&self, path: &Path) -> io::Result<Vec<u8>> {
@@ -323,15 +363,24 @@ impl Fs for FaultFs {
     }
 
     fn write_atomic(&self, path: &Path, bytes: &[u8]) -> io::Result<()> {
-        Fs::write_atomic(&RealFs, path, bytes)
+        Fs::write_atomic(&RealFs, path, bytes)?;
+        self.faults.synced(path, bytes.len() as u64);
+        Ok(())
     }
 
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
-        RealFs.rename(from, to)
+        RealFs.rename(from, to)?;
+        let mut synced = self.faults.synced.lock().unwrap();
+        if let Some(len) = synced.remove(from) {
+            synced.insert(to.to_path_buf(), len);
+        }
+        Ok(())
     }
 
     fn remove(&self, path: &Path) -> io::Result<()> {
-        RealFs.remove(path)
+        RealFs.remove(path)?;
+        self.faults.synced.lock().unwrap().remove(path);
+        Ok(())
     }
 
     fn list(&self, dir: &Path) -> io::Result<Vec<PathBuf>> {
