@@ -333,3 +333,56 @@ fn a_second_server_on_the_same_data_dir_exits_with_a_clear_message() {
     assert!(Client::connect(again.addr()).unwrap().get(b"k").unwrap().is_some());
     assert!(again.stop().success());
 }
+
+// ---- across merges ----
+
+/// Merges as soon as a closed segment is a tenth dead.
+const EAGER_MERGES: MergePolicy = MergePolicy { dead_fraction: 0.1, min_dead_bytes: 1, max_live_bytes: 1 << 20, step_bytes: 1 << 20 };
+
+/// A turn of the event loop with nothing to do but merge steps, at `now`.
+fn merge_turns(shard: &mut Shard, now: u32) {
+    for t in 0..5 {
+        shard.tick(now + t);
+        shard.commit().unwrap();
+        shard.maintain(now + t);
+    }
+}
+
+#[test]
+fn an_expired_item_reclaimed_before_a_merge_does_not_bring_back_its_older_value() {
+    let dir = durable::scratch_dir();
+    let setup = Setup { segment_size: 4096, compress_min: 0, ..Setup::default() };
+    let (mut shard, _) = setup.open_real(dir.path(), NOW);
+    set(&mut shard, "k", b"old, never expires", NOW);
+    // Enough to keep the oldest segment from being dead enough to merge.
+    for i in 0..30 {
+        set(&mut shard, &format!("keep{i}"), &[b'k'; 100], NOW);
+    }
+    let mut shard = restart(shard, &setup, dir.path(), true, NOW);
+    exec(&mut shard, &store("k", b"new, with a TTL", 5, 0), NOW);
+    let mut shard = restart(shard, &setup, dir.path(), true, NOW);
+    shard.set_merge_policy(EAGER_MERGES);
+    // Read after its time: the item is reclaimed, its record dead, and a merge of the
+    // segment that holds it runs.
+    assert_eq!(get(&mut shard, "k", NOW + 10), None);
+    merge_turns(&mut shard, NOW + 10);
+    assert!(shard.counters().merges > 0, "no merge ran");
+    let mut shard = restart(shard, &setup, dir.path(), true, NOW + 20);
+    assert_eq!(get(&mut shard, "k", NOW + 20), None, "an older value came back");
+}
+
+#[test]
+fn a_delayed_flush_replaced_by_an_immediate_one_does_not_come_back_after_a_merge() {
+    let dir = durable::scratch_dir();
+    let setup = Setup { segment_size: 4096, compress_min: 0, ..Setup::default() };
+    let (mut shard, _) = setup.open_real(dir.path(), NOW);
+    assert_eq!(exec(&mut shard, &Command::Flush { delay: 100 }, NOW), Outcome::Done { cas: 0 });
+    assert_eq!(exec(&mut shard, &Command::Flush { delay: 0 }, NOW), Outcome::Done { cas: 0 });
+    set(&mut shard, "k", b"v", NOW);
+    let mut shard = restart(shard, &setup, dir.path(), true, NOW);
+    shard.set_merge_policy(EAGER_MERGES);
+    merge_turns(&mut shard, NOW);
+    assert!(shard.counters().merges > 0, "no merge ran");
+    let mut shard = restart(shard, &setup, dir.path(), true, NOW + 10);
+    assert!(get(&mut shard, "k", NOW + 200).is_some(), "the replaced delayed flush came back");
+}
