@@ -1,9 +1,10 @@
 //! caskade: a memcached-compatible cache-store.
 //!
 //! Any memcached client talks to caskade unchanged, over the text protocol (classic and
-//! meta commands) or the binary protocol, both on one port. Today a
-//! node keeps its items in memory; durable per-core logs, replication and failover are
-//! built on the same shape (see `protocol-spec/` and the project's ARCHITECTURE notes).
+//! meta commands) or the binary protocol, both on one port. Each core owns a shard: a keydir
+//! in memory over a Bitcask-style log of segments on disk (`--in-memory`: no log).
+//! Replication and failover are to be built on the same shape (see `protocol-spec/` and the
+//! project's ARCHITECTURE notes).
 //!
 //! # Threads and the path of a request
 //!
@@ -20,6 +21,11 @@
 //!                          + mio::Waker, one wake per turn) ─▶ Shard j executes and encodes
 //!                          ─▶ Message::Reply ─▶ core k slots it into the connection's queue
 //!                    ▼
+//!   end of each turn: the shard's records of the turn are written with one write(2) (and
+//!   fsynced under --fsync always; everysec hands the fsync to a syncer thread), then the
+//!   replies that waited for it are released (server/held.rs): a reply to a command that
+//!   appended a record is held in a slot until this commit, and becomes an error status
+//!   (0x84 / SERVER_ERROR) if it fails; replies to other cores carry the same choice.
 //!   replies leave in request order: straight into the write buffer while nothing is
 //!   outstanding, otherwise behind the outstanding slots; one write() per turn and connection
 //!
@@ -45,7 +51,9 @@
 //! * [`protocol`]: wire codecs, no I/O (`protocol-spec/memcached-binary.md`,
 //!   `protocol-spec/memcached-text.md`).
 //! * [`storage`]: [`storage::Command`] / [`storage::Outcome`], items and the shard (index,
-//!   CLOCK eviction under the memory limit, lazy expiry, delayed flush).
+//!   CLOCK eviction under the memory limit, lazy expiry, delayed flush), and `storage::disk`:
+//!   records, segments, hint files, the log and its fsync policies, recovery, merges
+//!   (`protocol-spec/storage-format.md`).
 //! * [`cluster`]: placement of keys on partitions and cores.
 //! * [`server`]: listeners, the per-core event loop, connections, mailboxes, STAT.
 //! * [`stats`]: counters and latency histograms; [`config`]: the command line and the

@@ -283,9 +283,9 @@ fn kill9(server: &common::Server) {
     unsafe { libc::kill(server.pid() as libc::pid_t, libc::SIGKILL) };
 }
 
-/// SETs, one at a time, until one is not acknowledged; returns the keys that were, and the
-/// first that was not.
-fn fill(server: &common::Server, prefix: &str, book: &mut Book, limit: usize) -> Option<String> {
+/// SETs, one at a time, until one is not acknowledged; records the keys that were, and
+/// returns the first that was not with the status it got (`None`: the connection closed).
+fn fill(server: &common::Server, prefix: &str, book: &mut Book, limit: usize) -> Option<(String, Option<Status>)> {
     let mut client = Client::connect(server.addr()).unwrap();
     for i in 0..limit {
         let key = format!("{prefix}:{i}");
@@ -294,7 +294,7 @@ fn fill(server: &common::Server, prefix: &str, book: &mut Book, limit: usize) ->
             Some(Status::NoError) => {
                 book.insert(key, v);
             }
-            _ => return Some(key),
+            status => return Some((key, status)),
         }
     }
     None
@@ -329,18 +329,21 @@ fn a_server_whose_disk_fills_up_acknowledges_only_what_it_wrote() {
     //    is all there after a restart.
     let server = common::Server::start(&args);
     limit_file_size(server.pid(), 64 << 10);
-    let refused = fill(&server, "before", &mut book, 100).expect("64 KiB of file took 100 writes of 1.2 KiB");
+    let (_, status) = fill(&server, "before", &mut book, 100).expect("64 KiB of file took 100 writes of 1.2 KiB");
     assert!(!book.is_empty());
-    // While the disk is full, writes get an error (or the connection is closed, if the turn
-    // also retried the queued write), never a success.
+    // The SET whose write failed gets an error status on its open connection, and so do
+    // the writes after it while the disk is full; never a success.
+    assert_eq!(status, Some(Status::InternalError), "the SET whose write failed");
     let mut client = Client::connect(server.addr()).unwrap();
     let status = client.set(b"refused-while-full", b"x");
-    assert!(matches!(status, None | Some(Status::InternalError)), "a SET on a full disk: {status:?}");
+    assert_eq!(status, Some(Status::InternalError), "a SET on a full disk");
+    // Reads go on, on the same connection.
+    let (key, v) = book.iter().next().expect("one write was acknowledged");
+    assert_eq!(client.get(key.as_bytes()), Some(Some(v.clone())), "a GET while the disk is full");
     kill9(&server);
     drop(server);
     let server = common::Server::start(&args);
     check_server(&server, &book, &["refused-while-full".to_string()], "killed while the disk was full");
-    let _ = refused;
 
     // 2. The disk fills up, then heals: the server takes writes again without a restart.
     limit_file_size(server.pid(), 64 << 10);
@@ -410,4 +413,36 @@ fn a_merge_leaves_a_key_its_old_value_or_its_new_one_after_a_power_loss() {
         Some(b"old") => assert_eq!(fillers, 10, "a state that was never: the old value without the fillers"),
         other => panic!("k is {other:?} after a merge and a power loss: neither its old value nor its new one"),
     }
+}
+
+#[test]
+fn with_two_cores_a_failed_write_is_an_error_status_whichever_core_owns_the_key() {
+    if common::ServerKind::from_env() != common::ServerKind::Caskade {
+        return;
+    }
+    // SAFETY: setting a signal to SIG_IGN has no memory-safety preconditions.
+    unsafe { libc::signal(libc::SIGXFSZ, libc::SIG_IGN) };
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().to_str().unwrap();
+    let args = ["--data-dir", data_dir, "--fsync", "always", "-t", "2", "--segment-size", "4m", "--compress-min", "0"];
+    let mut book = Book::new();
+    let server = common::Server::start(&args);
+    limit_file_size(server.pid(), 64 << 10);
+    // Each shard fills its own file; keys go to both cores, half of them forwarded from the
+    // core that reads the connection. Every refused SET must be an error status.
+    let mut refused = Vec::new();
+    for round in 0..4 {
+        if let Some((key, status)) = fill(&server, &format!("r{round}"), &mut book, 200) {
+            assert_eq!(status, Some(Status::InternalError), "SET {key} on a full disk");
+            refused.push(key);
+        }
+    }
+    assert!(!refused.is_empty() && !book.is_empty());
+    // Reads of both shards go on.
+    check_server(&server, &book, &[], "disk full, two cores");
+    kill9(&server);
+    drop(server);
+    let server = common::Server::start(&args);
+    check_server(&server, &book, &[], "killed while the disk was full, two cores");
+    assert!(server.stop().success());
 }

@@ -151,24 +151,36 @@ impl Connection {
         seq
     }
 
-    /// A reply from another core; moves every complete slot at the front to `wbuf`.
+    /// A reply for slot `seq` (from another core, or held for a commit); moves every
+    /// complete slot at the front to `wbuf`.
     pub fn complete(&mut self, seq: u64, bytes: &[u8]) {
         let Some(front) = self.pending.front() else { return };
-        let Some(slot) = self.pending.get_mut(seq.wrapping_sub(front.seq) as usize) else { return };
+        let index = seq.wrapping_sub(front.seq) as usize;
+        let Some(slot) = self.pending.get_mut(index) else { return };
         debug_assert_eq!(slot.seq, seq);
-        // A remote reply goes before the local bytes queued in its slot (a flush's own reply,
-        // replies to the requests that came after it).
-        if !bytes.is_empty() {
+        slot.waiting = slot.waiting.saturating_sub(1);
+        if index == 0 && slot.waiting == 0 {
+            // The usual case: the front slot's last reply. It goes straight out, then the
+            // slot's own bytes, with no copy into the slot first.
+            let slot = self.pending.pop_front().expect("front exists");
+            self.wbuf.extend_from_slice(bytes);
+            self.append_to_wbuf(slot.bytes);
+        } else if !bytes.is_empty() {
+            // A reply goes before the local bytes queued in its slot (a flush's own reply,
+            // replies to the requests that came after it).
             slot.bytes.splice(0..0, bytes.iter().copied());
         }
-        slot.waiting = slot.waiting.saturating_sub(1);
         while self.pending.front().is_some_and(|s| s.waiting == 0) {
             let slot = self.pending.pop_front().expect("front exists");
-            if self.wbuf.is_empty() {
-                self.wbuf = slot.bytes;
-            } else {
-                self.wbuf.extend_from_slice(&slot.bytes);
-            }
+            self.append_to_wbuf(slot.bytes);
+        }
+    }
+
+    fn append_to_wbuf(&mut self, bytes: Vec<u8>) {
+        if self.wbuf.is_empty() && bytes.capacity() > self.wbuf.capacity() {
+            self.wbuf = bytes;
+        } else {
+            self.wbuf.extend_from_slice(&bytes);
         }
     }
 

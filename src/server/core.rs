@@ -12,6 +12,7 @@ use slab::Slab;
 
 use super::connection::{Connection, ReadStatus, WRITE_HIGH_WATER};
 use super::control;
+use super::held::Held;
 use super::mailbox::{Mailboxes, Message, Outbox};
 use super::route::{self, Ctx};
 use super::{binary, text, Node};
@@ -51,6 +52,8 @@ pub struct Core {
     stats_published_at: u32,
     /// This core's latency histograms (`stats::latency`).
     pub latency: Recorder,
+    /// Replies waiting for this turn's commit (`held.rs`).
+    held: Held,
 }
 
 impl Core {
@@ -84,6 +87,7 @@ impl Core {
             drained: false,
             stats_published_at: 0,
             latency: Recorder::new(),
+            held: Held::default(),
         }
     }
 
@@ -281,6 +285,7 @@ impl Core {
             now: self.now,
             limits: &self.limits,
             latency: &mut self.latency,
+            held: &mut self.held,
         };
         match protocol {
             Protocol::Binary => binary::process(&mut ctx, conn, key),
@@ -296,27 +301,28 @@ impl Core {
                     for f in &batch.items {
                         let cmd = batch.command(f);
                         let (shard, stats, now) = (&mut self.shard, &*self.stats, self.now);
-                        self.outbox.replies(f.from.core).push(f.from, |out| {
-                            route::execute(shard, stats, &cmd, f.reply.as_ref(), now, out);
+                        let (reply, key) = (f.reply.as_ref(), cmd.key().unwrap_or(&[]));
+                        self.outbox.replies(f.from.core).push(f.from, reply, key, |out| {
+                            route::execute(shard, stats, &cmd, reply, now, out)
                         });
                     }
                 }
                 Message::Control(c) => control::answer(self.id, &mut self.shard, &self.latency, self.now, c),
                 Message::Replies(batch) => {
-                    for (to, range) in &batch.items {
-                        if batch.failed {
-                            if self.conns.get(to.conn).is_some_and(|c| c.generation == to.generation) {
-                                self.close(to.conn);
-                            }
+                    for reply in &batch.items {
+                        let to = reply.to;
+                        if !self.conns.get(to.conn).is_some_and(|c| c.generation == to.generation) {
                             continue;
                         }
+                        let Some(bytes) = batch.bytes(reply) else {
+                            self.close(to.conn);
+                            continue;
+                        };
                         if let Some(conn) = self.conns.get_mut(to.conn) {
-                            if conn.generation == to.generation {
-                                conn.complete(to.seq, batch.bytes(range));
-                                self.dirty.push(to.conn);
-                                if let Some(op) = to.op {
-                                    self.latency.returned(op, to.read_at);
-                                }
+                            conn.complete(to.seq, bytes);
+                            self.dirty.push(to.conn);
+                            if let Some(op) = to.op {
+                                self.latency.returned(op, to.read_at);
                             }
                         }
                     }
@@ -325,20 +331,39 @@ impl Core {
         }
     }
 
-    /// Writes (and per the policy syncs) the records of this turn before any reply leaves.
-    /// If that fails nothing of this turn may be acknowledged: the connections that got
-    /// replies are closed unanswered (and so are those waiting on another core's replies
-    /// from this turn); later mutations get an error status until the disk works again.
+    /// Writes (and per the policy syncs) the records of this turn, then lets the replies that
+    /// waited for it go. If that fails, every reply to a command that appended a record this
+    /// turn becomes an error status (here and in the batches going back to other cores);
+    /// later mutations get one too until the disk works again, and reads go on.
     fn commit(&mut self) {
-        if !self.shard.needs_commit() {
+        let committed = match self.shard.needs_commit() {
+            false => true,
+            true => match self.shard.commit() {
+                Ok(()) => true,
+                Err(e) => {
+                    log::error!("core {}: cannot write the log: {e}; the mutations of this turn get an error status", self.id);
+                    self.outbox.fail_replies();
+                    false
+                }
+            },
+        };
+        if self.held.is_empty() {
             return;
         }
-        if let Err(e) = self.shard.commit() {
-            log::error!("core {}: cannot write the log: {e}; closing {} connections with unacknowledged replies", self.id, self.dirty.len());
-            for key in std::mem::take(&mut self.dirty) {
-                self.close(key);
+        let (conns, dirty) = (&mut self.conns, &mut self.dirty);
+        let mut close = Vec::new();
+        self.held.release(committed, |r| {
+            let Some(conn) = conns.get_mut(r.conn).filter(|c| c.generation == r.generation) else { return };
+            match r.bytes {
+                Some(bytes) => {
+                    conn.complete(r.seq, bytes);
+                    dirty.push(r.conn);
+                }
+                None => close.push(r.conn),
             }
-            self.outbox.fail_replies();
+        });
+        for key in close {
+            self.close(key);
         }
     }
 

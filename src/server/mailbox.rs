@@ -14,6 +14,7 @@ use std::sync::Arc;
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 use mio::Waker;
 
+use super::held::{self, OnFailure};
 use crate::protocol::ReplyTo;
 use crate::stats::latency::{Op, Stamp};
 use crate::storage::Command;
@@ -67,25 +68,42 @@ impl RequestBatch {
     }
 }
 
+/// One reply in a [`ReplyBatch`]: its bytes, and what replaces them if the commit fails.
+#[derive(Debug)]
+pub struct Reply {
+    pub to: ReturnAddress,
+    pub ok: Range<u32>,
+    pub on_failure: OnFailure,
+}
+
 #[derive(Debug, Default)]
 pub struct ReplyBatch {
     pub arena: Vec<u8>,
-    pub items: Vec<(ReturnAddress, Range<u32>)>,
-    /// The log could not be written: none of these may be acknowledged, the connections
-    /// waiting for them are closed.
+    pub items: Vec<Reply>,
+    /// The log could not be written: the replies of commands that appended a record are
+    /// replaced as their [`OnFailure`] says.
     pub failed: bool,
 }
 
 impl ReplyBatch {
-    /// Appends a reply written by `write` into the arena.
-    pub fn push(&mut self, to: ReturnAddress, write: impl FnOnce(&mut Vec<u8>)) {
+    /// Appends the reply `write` writes into the arena; `write` says whether its command
+    /// appended a record, and if so the error reply for `reply` is written beside it.
+    pub fn push(&mut self, to: ReturnAddress, reply: Option<&ReplyTo>, key: &[u8], write: impl FnOnce(&mut Vec<u8>) -> bool) {
         let start = self.arena.len() as u32;
-        write(&mut self.arena);
-        self.items.push((to, start..self.arena.len() as u32));
+        let appended = write(&mut self.arena);
+        let ok = start..self.arena.len() as u32;
+        let on_failure = if appended { held::write_failure(&mut self.arena, reply, key) } else { OnFailure::Stands };
+        self.items.push(Reply { to, ok, on_failure });
     }
 
-    pub fn bytes(&self, range: &Range<u32>) -> &[u8] {
-        &self.arena[range.start as usize..range.end as usize]
+    /// What the connection of `reply` gets: `None` means it is closed unanswered.
+    pub fn bytes(&self, reply: &Reply) -> Option<&[u8]> {
+        let range = match (&reply.on_failure, self.failed) {
+            (_, false) | (OnFailure::Stands, true) => &reply.ok,
+            (OnFailure::Error(r), true) => r,
+            (OnFailure::Close, true) => return None,
+        };
+        Some(&self.arena[range.start as usize..range.end as usize])
     }
 }
 
@@ -165,7 +183,7 @@ impl Outbox {
         &mut self.replies[core]
     }
 
-    /// Marks this turn's replies as unacknowledgeable (the log write failed).
+    /// Marks this turn's replies as failed (the log write failed).
     pub fn fail_replies(&mut self) {
         for batch in &mut self.replies {
             if !batch.items.is_empty() {

@@ -5,6 +5,7 @@ mod connection;
 mod control;
 mod core;
 mod data_dir;
+mod held;
 mod mailbox;
 mod notify;
 mod reload;

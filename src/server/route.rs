@@ -2,6 +2,7 @@
 //! the core that owns its key (through the outbox), or, for a flush, on every core.
 
 use super::connection::Connection;
+use super::held::Held;
 use super::mailbox::{Outbox, ReturnAddress};
 use super::Node;
 use crate::cluster;
@@ -21,19 +22,33 @@ pub struct Ctx<'c> {
     pub limits: &'c Limits,
     /// This core's latency histograms: what is served here is counted for this turn.
     pub latency: &'c mut Recorder,
+    /// Replies waiting for this turn's commit.
+    pub held: &'c mut Held,
 }
 
 /// Runs `cmd` on `shard`, counts it, and appends the reply for `to` (nothing when `to` is
 /// `None`: a flush's acknowledgement). A reply may ask for a second command on the same shard
 /// (meta arithmetic with a new TTL); it runs at once, so nothing comes between the two.
-pub fn execute(shard: &mut Shard, stats: &CoreStats, cmd: &Command<&[u8]>, to: Option<&ReplyTo>, now: u32, out: &mut Vec<u8>) {
+/// Returns whether a record was appended to the log: then the reply must wait for the commit.
+pub fn execute(shard: &mut Shard, stats: &CoreStats, cmd: &Command<&[u8]>, to: Option<&ReplyTo>, now: u32, out: &mut Vec<u8>) -> bool {
+    let appended = shard.records_appended();
     let key = cmd.key().unwrap_or(&[]);
     let outcome = shard.execute(cmd, now);
     stats.record(cmd, &outcome);
-    let Some(to) = to else { return };
-    to.write_outcome(out, key, &outcome);
-    if let Some(then) = to.then(key, &outcome) {
-        shard.execute(&then, now);
+    if let Some(to) = to {
+        to.write_outcome(out, key, &outcome);
+        if let Some(then) = to.then(key, &outcome) {
+            shard.execute(&then, now);
+        }
+    }
+    shard.records_appended() != appended
+}
+
+/// Runs `cmd` on this core's shard for `conn`; a reply that must wait for the commit is held.
+fn execute_here(ctx: &mut Ctx<'_>, conn: &mut Connection, key: usize, cmd: &Command<&[u8]>, to: &ReplyTo) {
+    let start = conn.out().len();
+    if execute(ctx.shard, ctx.stats, cmd, Some(to), ctx.now, conn.out()) {
+        ctx.held.hold(conn, key, start, Some(to), cmd.key().unwrap_or(&[]));
     }
 }
 
@@ -46,7 +61,7 @@ pub fn storage(ctx: &mut Ctx<'_>, conn: &mut Connection, mut from: ReturnAddress
         Some(key) => {
             let owner = cluster::core_of(key, cores);
             if owner == from.core {
-                execute(ctx.shard, ctx.stats, cmd, Some(&to), ctx.now, conn.out());
+                execute_here(ctx, conn, from.conn, cmd, &to);
                 ctx.latency.served(Op::of(cmd));
             } else {
                 ctx.stats.forwarded_requests.incr();
@@ -60,12 +75,17 @@ pub fn storage(ctx: &mut Ctx<'_>, conn: &mut Connection, mut from: ReturnAddress
             ctx.stats.cmd_flush.incr();
             ctx.latency.served(Op::Other);
             if cores == 1 {
-                execute(ctx.shard, ctx.stats, cmd, Some(&to), ctx.now, conn.out());
+                execute_here(ctx, conn, from.conn, cmd, &to);
                 return;
             }
+            // The reply leaves once every other core has run the flush, and this core's
+            // commit has written its marker.
             let mut bytes = Vec::new();
-            execute(ctx.shard, ctx.stats, cmd, Some(&to), ctx.now, &mut bytes);
-            from.seq = conn.expect_replies(cores as u32 - 1, bytes);
+            let appended = execute(ctx.shard, ctx.stats, cmd, Some(&to), ctx.now, &mut bytes);
+            from.seq = conn.expect_replies(cores as u32 - 1 + appended as u32, bytes);
+            if appended {
+                ctx.held.hold_slot(conn, from.conn, from.seq);
+            }
             for core in (0..cores).filter(|&c| c != from.core) {
                 ctx.outbox.requests(core).push(from, None, cmd);
             }

@@ -66,6 +66,8 @@ pub struct ShardCounters {
     /// Mutations refused or reads failed because of the disk.
     pub disk_errors: u64,
     pub merges: u64,
+    /// Records appended to the log (a reply that follows one waits for its commit).
+    pub records_appended: u64,
     pub merge_bytes_read: u64,
     pub merge_bytes_written: u64,
 }
@@ -331,6 +333,13 @@ impl Shard {
         self.counters
     }
 
+    /// Records appended so far: a command that moved this appended a record, so its reply
+    /// may leave only once the commit that writes the record succeeds.
+    #[inline]
+    pub fn records_appended(&self) -> u64 {
+        self.counters.records_appended
+    }
+
     pub fn log(&self) -> Option<&Log> {
         self.log.as_ref()
     }
@@ -486,6 +495,7 @@ impl Shard {
         let meta = Meta { partition, flags, seqno, cas, expiry };
         match log.append(kind, &meta, key, value) {
             Ok(a) => {
+                self.counters.records_appended += 1;
                 if kind != Kind::Put {
                     // Tombstones and flush markers count as dead from the start: a merge
                     // keeps them only while older segments may still need them.
