@@ -51,6 +51,11 @@ impl HintWriter {
         self.count += 1;
     }
 
+    /// Bytes so far.
+    pub fn len(&self) -> usize {
+        self.buf.len()
+    }
+
     pub fn finish(mut self) -> Vec<u8> {
         self.buf.extend_from_slice(&self.count.to_le_bytes());
         let crc = crc32c::crc32c(&self.buf);

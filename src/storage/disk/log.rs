@@ -102,7 +102,15 @@ pub struct Log {
     counters: LogCounters,
     /// Under `EverySec`: the thread that syncs off the event loop.
     syncer: Option<Syncer>,
+    /// The hint of the active segment, built as records are appended so that a roll need
+    /// not read the segment back; dropped (and the segment read at the roll instead) once
+    /// it passes [`HINT_MEMORY_CAP`].
+    hint: Option<HintWriter>,
 }
+
+/// Bytes of hint a shard builds in memory for its active segment at most: a 64 MiB segment of
+/// 1 KiB values needs about 4 MiB; one of tiny values needs more and is read back at the roll.
+const HINT_MEMORY_CAP: usize = 8 << 20;
 
 /// A thread that fsyncs the active segment once a second for `EverySec`, so that the event
 /// loop never waits for the disk. A failure is reported back and refuses further writes
@@ -174,6 +182,7 @@ impl Log {
             scratch: Vec::new(),
             counters: LogCounters::default(),
             syncer: None,
+            hint: None,
         };
         if log.config.fsync == Fsync::EverySec {
             log.syncer = Some(Syncer::spawn(log.config.shard)?);
@@ -219,6 +228,7 @@ impl Log {
         }
         self.segments.insert(id, Segment { name, first: id, file, len: SEGMENT_HEADER_LEN as u64, dead: 0 });
         self.active = id;
+        self.hint = Some(HintWriter::new(name));
         self.unsynced.clear();
         self.unsynced_from = SEGMENT_HEADER_LEN as u64;
         Ok(())
@@ -252,7 +262,14 @@ impl Log {
         }
         let offset = self.active().len + self.pending.len() as u64;
         let offset = u32::try_from(offset).map_err(|_| LogError::Io(io::Error::other("segment over 4 GiB")))?;
+        let start = self.pending.len();
         record::encode(&mut self.pending, kind, meta, key, stored, compressed.is_some(), value.len() as u32);
+        if let Some(hint) = &mut self.hint {
+            hint.add(offset, &self.pending[start..], key.len());
+            if hint.len() > HINT_MEMORY_CAP {
+                self.hint = None;
+            }
+        }
         Ok(Appended {
             loc: Location { segment: self.active, offset },
             len: len as u32,
@@ -406,14 +423,22 @@ impl Log {
             self.sync()?;
         }
         let closed = self.active().name;
-        self.start_segment(self.active + 1)?;
+        let hint = self.hint.take();
+        if let Err(e) = self.start_segment(self.active + 1) {
+            self.hint = hint;
+            return Err(e);
+        }
         self.counters.segments_rolled += 1;
         let (fs, dir) = (self.fs.clone(), self.config.dir.clone());
         // Hints are an optimisation: written off the event loop, checked when read.
         std::thread::Builder::new()
             .name("caskade-hint".into())
             .spawn(move || {
-                if let Err(e) = write_hint(&*fs, &dir, closed) {
+                let written = match hint {
+                    Some(hint) => fs.write_atomic(&closed.hint_path(&dir), &hint.finish()),
+                    None => write_hint(&*fs, &dir, closed),
+                };
+                if let Err(e) = written {
                     log::warn!("hint for {} not written: {e}", closed.file_name());
                 }
             })
@@ -442,7 +467,11 @@ impl Log {
     pub fn close(&mut self) -> io::Result<()> {
         self.commit()?;
         self.sync()?;
-        write_hint(&*self.fs, &self.config.dir.clone(), self.active().name)
+        let name = self.active().name;
+        match self.hint.take() {
+            Some(hint) => self.fs.write_atomic(&name.hint_path(&self.config.dir), &hint.finish()),
+            None => write_hint(&*self.fs, &self.config.dir.clone(), name),
+        }
     }
 
     /// Replaces segments `first..=last` by `merged` (already renamed into place), and
@@ -497,4 +526,45 @@ pub fn write_hint(fs: &dyn super::fs::Fs, dir: &Path, name: SegmentName) -> io::
         }
     }
     fs.write_atomic(&name.hint_path(dir), &hint.finish())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::storage::disk::fs::RealFs;
+
+    /// The hint built as records are appended is the one a read of the closed segment gives.
+    #[test]
+    fn the_hint_built_while_appending_matches_the_segment() {
+        let dir = tempfile::tempdir().unwrap();
+        let fs: SharedFs = Arc::new(RealFs);
+        let config = LogConfig {
+            dir: dir.path().to_path_buf(),
+            shard: 0,
+            segment_size: 64 << 20,
+            fsync: Fsync::Never,
+            compress_min: 64,
+        };
+        let mut log = Log::open(fs.clone(), config, Vec::new()).unwrap();
+        for i in 0..500u64 {
+            let key = format!("key:{i}");
+            let value = vec![b'a' + (i % 26) as u8; (i as usize * 7) % 300];
+            let meta = Meta { partition: (i % 1024) as u16, flags: i as u32, seqno: i, cas: i + 1, expiry: 0 };
+            let kind = if i % 10 == 9 { Kind::Delete } else { Kind::Put };
+            log.append(kind, &meta, key.as_bytes(), if kind == Kind::Put { &value } else { b"" }).unwrap();
+            if i % 50 == 0 {
+                log.commit().unwrap();
+            }
+        }
+        let name = log.active().name;
+        log.close().unwrap();
+        let built = std::fs::read(name.hint_path(dir.path())).unwrap();
+        std::fs::remove_file(name.hint_path(dir.path())).unwrap();
+        write_hint(&*fs, dir.path(), name).unwrap();
+        let read_back = std::fs::read(name.hint_path(dir.path())).unwrap();
+        assert_eq!(built.len(), read_back.len());
+        assert!(built == read_back, "the hints differ");
+    }
 }
