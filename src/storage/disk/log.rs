@@ -510,20 +510,44 @@ impl Log {
     }
 }
 
-/// Reads a closed segment and writes its hint file beside it.
+/// Bytes of a segment [`write_hint`] reads at a time.
+const HINT_READ_CHUNK: usize = 1 << 20;
+
+/// Reads a closed segment, a chunk at a time, and writes its hint file beside it.
 pub fn write_hint(fs: &dyn super::fs::Fs, dir: &Path, name: SegmentName) -> io::Result<()> {
-    let bytes = fs.read(&name.path(dir))?;
+    let file = fs.open(&name.path(dir))?;
+    let len = file.len()?;
     let mut hint = HintWriter::new(name);
-    let mut pos = SEGMENT_HEADER_LEN;
-    while pos < bytes.len() {
-        match record::decode(&bytes[pos..]) {
-            Ok((r, len)) => {
-                hint.add(pos as u32, &bytes[pos..], r.key.len());
-                pos += len;
+    // `buf` holds the file from offset `at` on; `pos` is the next record in it.
+    let (mut buf, mut at, mut pos) = (Vec::new(), SEGMENT_HEADER_LEN as u64, 0usize);
+    loop {
+        while pos < buf.len() {
+            match record::decode(&buf[pos..]) {
+                Ok((r, n)) => {
+                    hint.add((at + pos as u64) as u32, &buf[pos..], r.key.len());
+                    pos += n;
+                }
+                Err(record::RecordError::Truncated) => break,
+                // A damaged record: leave this segment to a full scan at start-up.
+                Err(record::RecordError::Corrupt(_)) => return Ok(()),
             }
-            // A damaged record: leave this segment to a full scan at start-up.
-            Err(_) => return Ok(()),
         }
+        buf.drain(..pos);
+        at += pos as u64;
+        pos = 0;
+        let end = at + buf.len() as u64;
+        if end >= len {
+            if !buf.is_empty() {
+                // A record cut short at the end: the same.
+                return Ok(());
+            }
+            break;
+        }
+        // A chunk, or as much again as is buffered when one record is larger than that.
+        let more = (HINT_READ_CHUNK.max(buf.len()) as u64).min(len - end) as usize;
+        let from = buf.len();
+        buf.resize(from + more, 0);
+        file.read_at(&mut buf[from..], end)?;
     }
     fs.write_atomic(&name.hint_path(dir), &hint.finish())
 }
@@ -545,12 +569,14 @@ mod tests {
             shard: 0,
             segment_size: 64 << 20,
             fsync: Fsync::Never,
-            compress_min: 64,
+            compress_min: 0,
         };
         let mut log = Log::open(fs.clone(), config, Vec::new()).unwrap();
         for i in 0..500u64 {
             let key = format!("key:{i}");
-            let value = vec![b'a' + (i % 26) as u8; (i as usize * 7) % 300];
+            // Some values larger than a read chunk, so records straddle chunks.
+            let len = if i % 97 == 0 { HINT_READ_CHUNK + 4321 } else { (i as usize * 7) % 300 };
+            let value = vec![b'a' + (i % 26) as u8; len];
             let meta = Meta { partition: (i % 1024) as u16, flags: i as u32, seqno: i, cas: i + 1, expiry: 0 };
             let kind = if i % 10 == 9 { Kind::Delete } else { Kind::Put };
             log.append(kind, &meta, key.as_bytes(), if kind == Kind::Put { &value } else { b"" }).unwrap();
@@ -566,5 +592,13 @@ mod tests {
         let read_back = std::fs::read(name.hint_path(dir.path())).unwrap();
         assert_eq!(built.len(), read_back.len());
         assert!(built == read_back, "the hints differ");
+
+        // A segment whose last record is cut short gets no hint: start-up scans it.
+        std::fs::remove_file(name.hint_path(dir.path())).unwrap();
+        let seg = std::fs::OpenOptions::new().write(true).open(name.path(dir.path())).unwrap();
+        let len = seg.metadata().unwrap().len();
+        seg.set_len(len - 10).unwrap();
+        write_hint(&*fs, dir.path(), name).unwrap();
+        assert!(!name.hint_path(dir.path()).exists(), "a hint for a torn segment");
     }
 }
