@@ -126,6 +126,10 @@ impl Core {
                 }
             }
             self.drain_inbox();
+            // Requests to other cores first: they need not wait for this core's disk.
+            if self.shard.needs_commit() {
+                self.outbox.send_requests(&self.mailboxes);
+            }
             self.commit();
             // Counters first, so a STAT answered after these replies sees them.
             self.publish_stats();

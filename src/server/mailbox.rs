@@ -201,15 +201,28 @@ impl Outbox {
     /// Sends this turn's batches, waking each destination once; keeps what a full mailbox
     /// refused for the next turn.
     pub fn send(&mut self, mailboxes: &Mailboxes) {
+        self.send_some(mailboxes, true);
+    }
+
+    /// Sends this turn's requests only: they wait for nobody's commit, while the replies
+    /// made this turn must wait for this core's.
+    pub fn send_requests(&mut self, mailboxes: &Mailboxes) {
+        self.send_some(mailboxes, false);
+    }
+
+    fn send_some(&mut self, mailboxes: &Mailboxes, replies: bool) {
         for core in 0..self.requests.len() {
             // Replies first: they unblock the other core's connections.
-            if !self.replies[core].items.is_empty() {
+            if replies && !self.replies[core].items.is_empty() {
                 let batch = std::mem::take(&mut self.replies[core]);
                 self.held[core].push(Message::Replies(batch));
             }
             if !self.requests[core].items.is_empty() {
                 let batch = std::mem::take(&mut self.requests[core]);
                 self.held[core].push(Message::Requests(batch));
+            }
+            if self.held[core].is_empty() {
+                continue;
             }
             let mut queue = std::mem::take(&mut self.held[core]).into_iter();
             let mut sent = false;
