@@ -21,11 +21,13 @@
 //!                          + mio::Waker, one wake per turn) ─▶ Shard j executes and encodes
 //!                          ─▶ Message::Reply ─▶ core k slots it into the connection's queue
 //!                    ▼
-//!   end of each turn: the shard's records of the turn are written with one write(2) (and
-//!   fsynced under --fsync always; everysec hands the fsync to a syncer thread), then the
-//!   replies that waited for it are released (server/held.rs): a reply to a command that
+//!   end of each turn: the shard's records of the turn are written with one write(2), then
+//!   the replies that waited for it are released (server/held.rs): a reply to a command that
 //!   appended a record is held in a slot until this commit, and becomes an error status
 //!   (0x84 / SERVER_ERROR) if it fails; replies to other cores carry the same choice.
+//!   everysec: a syncer thread per shard fsyncs once a second. always: the shard's commit
+//!   thread fsyncs (storage/disk/group_commit.rs) while the loop goes on; the turn's replies
+//!   (all of them) wait with the turn's epoch until an fsync covers it, then leave.
 //!   replies leave in request order: straight into the write buffer while nothing is
 //!   outstanding, otherwise behind the outstanding slots; one write() per turn and connection
 //!

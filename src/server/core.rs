@@ -1,5 +1,6 @@
 //! One core: a mio event loop owning a listener, its connections and its shard.
 
+use std::collections::VecDeque;
 use std::io::{self, Write};
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
@@ -13,7 +14,7 @@ use slab::Slab;
 use super::connection::{Connection, ReadStatus, WRITE_HIGH_WATER};
 use super::control;
 use super::held::Held;
-use super::mailbox::{Mailboxes, Message, Outbox};
+use super::mailbox::{Mailboxes, Message, Outbox, ReplyBatch};
 use super::route::{self, Ctx};
 use super::{binary, text, Node};
 use crate::protocol::{self, Limits, Protocol};
@@ -54,6 +55,16 @@ pub struct Core {
     pub latency: Recorder,
     /// Replies waiting for this turn's commit (`held.rs`).
     held: Held,
+    /// Under group commit (`--fsync always`): the replies of earlier turns, each turn's with
+    /// the epoch that must be durable before they leave.
+    waiting: VecDeque<Waiting>,
+}
+
+/// One turn's replies that wait for an fsync: to this core's connections, and to others.
+struct Waiting {
+    epoch: u64,
+    held: Held,
+    replies: Vec<(usize, ReplyBatch)>,
 }
 
 impl Core {
@@ -88,15 +99,19 @@ impl Core {
             stats_published_at: 0,
             latency: Recorder::new(),
             held: Held::default(),
+            waiting: VecDeque::new(),
         }
     }
 
     pub fn run(mut self) -> io::Result<()> {
         self.poll.registry().register(&mut self.listener, LISTENER, Interest::READABLE)?;
+        let (mailboxes, id) = (self.mailboxes.clone(), self.id);
+        self.shard.enable_group_commit(Arc::new(move || mailboxes.wake(id)))?;
         let mut events = Events::with_capacity(1024);
         let mut draining_since: Option<Instant> = None;
         loop {
-            let timeout = if !self.outbox.is_empty() || draining_since.is_some() || self.shard.is_busy() {
+            let waiting = !self.waiting.is_empty();
+            let timeout = if !self.outbox.is_empty() || draining_since.is_some() || self.shard.is_busy() || waiting {
                 Duration::from_millis(1)
             } else {
                 Duration::from_secs(1)
@@ -146,7 +161,9 @@ impl Core {
                     log::debug!("core {}: stopping, draining {} connections", self.id, self.conns.len());
                     Instant::now()
                 });
-                let idle = self.conns.iter().all(|(_, c)| c.is_idle_for_close()) && self.outbox.is_empty();
+                let idle = self.conns.iter().all(|(_, c)| c.is_idle_for_close())
+                    && self.outbox.is_empty()
+                    && self.waiting.is_empty();
                 let timed_out = since.elapsed() > DRAIN_TIMEOUT;
                 if (idle || timed_out) && !self.drained {
                     self.drained = true;
@@ -339,6 +356,10 @@ impl Core {
     /// waited for it go. If that fails, every reply to a command that appended a record this
     /// turn becomes an error status (here and in the batches going back to other cores);
     /// later mutations get one too until the disk works again, and reads go on.
+    ///
+    /// Under group commit the fsync runs on the shard's commit thread: this turn's replies
+    /// (held ones, and those to other cores) wait with the turn's epoch, and leave once an
+    /// fsync has covered it, as error statuses if that fsync failed.
     fn commit(&mut self) {
         let committed = match self.shard.needs_commit() {
             false => true,
@@ -351,12 +372,46 @@ impl Core {
                 }
             },
         };
-        if self.held.is_empty() {
+        let epochs = self.shard.epochs();
+        if let Some(e) = epochs.filter(|e| committed && e.written > e.durable) {
+            let replies = self.outbox.take_replies();
+            if !self.held.is_empty() || !replies.is_empty() {
+                let held = std::mem::take(&mut self.held);
+                self.waiting.push_back(Waiting { epoch: e.written, held, replies });
+            }
+        } else {
+            let mut held = std::mem::take(&mut self.held);
+            self.release(&mut held, committed);
+            self.held = held;
+        }
+        if let Some(e) = epochs {
+            while let Some(w) = self.waiting.front() {
+                let ok = match w.epoch {
+                    n if n <= e.durable => true,
+                    n if n <= e.failed => false,
+                    _ => break,
+                };
+                let mut w = self.waiting.pop_front().expect("front exists");
+                if !ok {
+                    log::error!("core {}: an fsync failed; the mutations of epoch {} get an error status", self.id, w.epoch);
+                }
+                self.release(&mut w.held, ok);
+                for (core, mut batch) in w.replies {
+                    batch.failed |= !ok;
+                    self.outbox.push_ready(core, batch);
+                }
+            }
+        }
+    }
+
+    /// Puts held replies in their connections' order, as the commit turned out.
+    fn release(&mut self, held: &mut Held, committed: bool) {
+        if held.is_empty() {
             return;
         }
         let (conns, dirty) = (&mut self.conns, &mut self.dirty);
         let mut close = Vec::new();
-        self.held.release(committed, |r| {
+        held.release(committed, |r| {
             let Some(conn) = conns.get_mut(r.conn).filter(|c| c.generation == r.generation) else { return };
             match r.bytes {
                 Some(bytes) => {

@@ -70,15 +70,20 @@ pub struct Release<'h> {
 }
 
 impl Held {
-    /// Moves the reply written to `conn.out()` from `start` on into the held list, with the
-    /// error reply for `to`, and keeps its place in the connection's order.
-    pub fn hold(&mut self, conn: &mut Connection, key: usize, start: usize, to: Option<&ReplyTo>, cmd_key: &[u8]) {
+    /// Moves the reply written to `conn.out()` from `start` on into the held list, and keeps
+    /// its place in the connection's order. If the command appended a record, the error
+    /// reply for `to` goes beside it; else (a read that must not reveal what is not yet
+    /// durable, under group commit) the reply stands whatever the commit does.
+    pub fn hold(&mut self, conn: &mut Connection, key: usize, start: usize, appended: bool, to: &ReplyTo, cmd_key: &[u8]) {
         let out = conn.out();
         let ok_start = self.arena.len() as u32;
         self.arena.extend_from_slice(&out[start..]);
         out.truncate(start);
         let ok = ok_start..self.arena.len() as u32;
-        let on_failure = write_failure(&mut self.arena, to, cmd_key);
+        let on_failure = match appended {
+            true => write_failure(&mut self.arena, Some(to), cmd_key),
+            false => OnFailure::Stands,
+        };
         self.push(conn, key, ok, on_failure);
     }
 

@@ -183,6 +183,22 @@ impl Outbox {
         &mut self.replies[core]
     }
 
+    /// Takes this turn's replies out, to send once their commit is durable.
+    pub fn take_replies(&mut self) -> Vec<(usize, ReplyBatch)> {
+        let mut taken = Vec::new();
+        for (core, batch) in self.replies.iter_mut().enumerate() {
+            if !batch.items.is_empty() {
+                taken.push((core, std::mem::take(batch)));
+            }
+        }
+        taken
+    }
+
+    /// Queues replies made in an earlier turn, now free to go, for the next send.
+    pub fn push_ready(&mut self, core: usize, batch: ReplyBatch) {
+        self.held[core].push(Message::Replies(batch));
+    }
+
     /// Marks this turn's replies as failed (the log write failed).
     pub fn fail_replies(&mut self) {
         for batch in &mut self.replies {

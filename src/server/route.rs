@@ -44,11 +44,14 @@ pub fn execute(shard: &mut Shard, stats: &CoreStats, cmd: &Command<&[u8]>, to: O
     shard.records_appended() != appended
 }
 
-/// Runs `cmd` on this core's shard for `conn`; a reply that must wait for the commit is held.
+/// Runs `cmd` on this core's shard for `conn`; a reply that must wait for the commit is held:
+/// one to a command that appended a record, and under group commit every one (a read may
+/// have seen a record not yet durable).
 fn execute_here(ctx: &mut Ctx<'_>, conn: &mut Connection, key: usize, cmd: &Command<&[u8]>, to: &ReplyTo) {
     let start = conn.out().len();
-    if execute(ctx.shard, ctx.stats, cmd, Some(to), ctx.now, conn.out()) {
-        ctx.held.hold(conn, key, start, Some(to), cmd.key().unwrap_or(&[]));
+    let appended = execute(ctx.shard, ctx.stats, cmd, Some(to), ctx.now, conn.out());
+    if appended || ctx.shard.epochs().is_some() {
+        ctx.held.hold(conn, key, start, appended, to, cmd.key().unwrap_or(&[]));
     }
 }
 

@@ -384,6 +384,21 @@ impl Shard {
         (slot < end).then_some(slot)
     }
 
+    /// Under `--fsync always`, fsyncs leave the event loop: `notify` wakes it when one
+    /// finishes, and replies wait until [`epochs`](Self::epochs) says theirs is durable.
+    pub fn enable_group_commit(&mut self, notify: super::disk::group_commit::Notify) -> io::Result<()> {
+        match &mut self.log {
+            Some(log) => log.enable_group_commit(notify),
+            None => Ok(()),
+        }
+    }
+
+    /// Where group commit stands; `None` when a successful [`commit`](Self::commit) is
+    /// enough for replies to leave (no log, or a policy other than `always`).
+    pub fn epochs(&self) -> Option<super::disk::Epochs> {
+        self.log.as_ref().filter(|l| l.group_commit()).map(Log::epochs)
+    }
+
     /// Whether records wait for [`commit`](Self::commit).
     pub fn needs_commit(&self) -> bool {
         self.log.as_ref().is_some_and(Log::needs_commit)

@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use super::fs::{LogFile, SharedFs, SyncHandle};
+use super::group_commit::{Finished, GroupCommit, Notify};
 use super::hint::HintWriter;
 use super::record::{self, Kind, Meta, Record};
 use super::segment::{Location, SegmentHeader, SegmentName, SEGMENT_HEADER_LEN};
@@ -106,6 +107,22 @@ pub struct Log {
     /// not read the segment back; dropped (and the segment read at the roll instead) once
     /// it passes [`HINT_MEMORY_CAP`].
     hint: Option<HintWriter>,
+    /// Under `Always`, once the event loop asked for it: fsyncs off the loop (`group_commit`).
+    group: Option<GroupCommit>,
+    /// How the commit thread wakes the loop; kept to start a new thread after a reload.
+    notify: Option<Notify>,
+    /// Epochs: commits that wrote bytes (under `Always`), the last of them known durable,
+    /// and the last whose fsync failed.
+    epochs: Epochs,
+}
+
+/// Where group commit stands: replies made in epoch `e` may leave once `durable >= e`, and
+/// get an error status if `failed >= e` first.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Epochs {
+    pub written: u64,
+    pub durable: u64,
+    pub failed: u64,
 }
 
 /// Bytes of hint a shard builds in memory for its active segment at most: a 64 MiB segment of
@@ -183,6 +200,9 @@ impl Log {
             counters: LogCounters::default(),
             syncer: None,
             hint: None,
+            group: None,
+            notify: None,
+            epochs: Epochs::default(),
         };
         if log.config.fsync == Fsync::EverySec {
             log.syncer = Some(Syncer::spawn(log.config.shard)?);
@@ -197,6 +217,12 @@ impl Log {
 
     pub fn counters(&self) -> LogCounters {
         let mut c = self.counters;
+        if let Some(g) = &self.group {
+            let (n, micros, errors) = g.counts();
+            c.fsyncs += n;
+            c.fsync_micros += micros;
+            c.fsync_errors += errors;
+        }
         if let Some(s) = &self.syncer {
             use std::sync::atomic::Ordering::Relaxed;
             c.fsyncs += s.state.fsyncs.load(Relaxed);
@@ -297,10 +323,11 @@ impl Log {
     /// Changes the fsync policy (a configuration reload). The log is synced first, so the
     /// new policy starts from a synced file whatever the old one left.
     pub fn set_fsync(&mut self, fsync: Fsync) -> io::Result<()> {
-        if self.dirty {
+        if self.dirty || self.group.as_ref().is_some_and(|g| !g.is_idle()) {
             self.sync()?;
         }
-        // Only `EverySec` syncs off the loop: `Always` must not reply before its fsync.
+        // `EverySec` syncs on its own thread; `Always` on the commit thread once the loop
+        // asked for it (replies wait for their epoch), else on the loop.
         match (fsync, self.syncer.is_some()) {
             (Fsync::EverySec, false) => self.syncer = Some(Syncer::spawn(self.config.shard)?),
             (Fsync::Always | Fsync::Never, true) => {
@@ -314,8 +341,69 @@ impl Log {
             }
             _ => {}
         }
+        if fsync != Fsync::Always {
+            if let Some(g) = self.group.take() {
+                let (n, micros, errors) = g.counts();
+                self.counters.fsyncs += n;
+                self.counters.fsync_micros += micros;
+                self.counters.fsync_errors += errors;
+            }
+        }
         self.config.fsync = fsync;
+        if let (Fsync::Always, None, Some(notify)) = (fsync, &self.group, &self.notify) {
+            self.group = Some(GroupCommit::spawn(self.config.shard, notify.clone())?);
+        }
         Ok(())
+    }
+
+    /// Under `Always`, syncs off the event loop from now on: [`commit`](Self::commit) only
+    /// writes and starts an fsync, `notify` is called when one finishes, and the loop releases
+    /// the replies of the epochs [`epochs`](Self::epochs) says are durable.
+    pub fn enable_group_commit(&mut self, notify: Notify) -> io::Result<()> {
+        self.notify = Some(notify.clone());
+        if self.config.fsync == Fsync::Always && self.group.is_none() {
+            self.group = Some(GroupCommit::spawn(self.config.shard, notify)?);
+        }
+        Ok(())
+    }
+
+    /// Whether fsyncs run off the loop, so that replies must wait for [`epochs`](Self::epochs).
+    pub fn group_commit(&self) -> bool {
+        self.group.is_some()
+    }
+
+    pub fn epochs(&self) -> Epochs {
+        self.epochs
+    }
+
+    /// Takes in the result of the fsync in flight, if it has finished. A failure is handled
+    /// like one on the loop: the unsynced bytes are written again and writes are refused
+    /// until a sync works.
+    fn poll_group(&mut self) {
+        let Some(finished) = self.group.as_mut().and_then(GroupCommit::poll) else { return };
+        match finished {
+            // Older than what a sync on the loop already made durable (at a roll, a reload,
+            // a failure): nothing to learn from it.
+            Finished::Synced { epoch, .. } | Finished::Failed { epoch } if epoch <= self.epochs.durable => {}
+            Finished::Synced { epoch, mark } => {
+                self.epochs.durable = epoch;
+                self.last_sync = Instant::now();
+                // The bytes up to `mark` need no rewrite should a later fsync fail.
+                if mark > self.unsynced_from {
+                    let n = ((mark - self.unsynced_from) as usize).min(self.unsynced.len());
+                    self.unsynced.drain(..n);
+                    self.unsynced_from = mark;
+                }
+            }
+            Finished::Failed { .. } => {
+                self.failed = true;
+                self.epochs.failed = self.epochs.written;
+                let active = self.segments.get_mut(&self.active).expect("the active segment exists");
+                let redo = active.file.truncate(self.unsynced_from).and_then(|_| active.file.append(&self.unsynced));
+                self.rewrite = redo.is_err();
+                self.dirty = true;
+            }
+        }
     }
 
     /// Whether records await a write or an fsync.
@@ -326,7 +414,10 @@ impl Log {
             Fsync::Never => false,
         };
         // After a failure, a commit is what finds out whether the disk works again.
-        !self.pending.is_empty() || self.failed || (self.dirty && sync_due)
+        !self.pending.is_empty()
+            || self.failed
+            || (self.dirty && sync_due)
+            || self.group.as_ref().is_some_and(|g| !g.is_idle())
     }
 
     /// Writes what was appended and, per the policy, syncs it. After an error the records
@@ -354,16 +445,38 @@ impl Log {
             active.len += self.pending.len() as u64;
             if self.config.fsync == Fsync::Always {
                 self.unsynced.extend_from_slice(&self.pending);
+                self.epochs.written += 1;
             }
             self.pending.clear();
             self.dirty = true;
+        }
+        if self.group.is_some() && !self.failed {
+            self.poll_group();
         }
         let due = match self.config.fsync {
             Fsync::Always => true,
             Fsync::EverySec => self.failed || self.last_sync.elapsed() >= Duration::from_secs(1),
             Fsync::Never => false,
         };
-        if self.dirty && due {
+        if self.dirty && due && self.group.is_some() && !self.failed {
+            // Group commit: start an fsync unless one runs (then the next turn starts one
+            // for everything written meanwhile, once this one is done).
+            let idle = self.group.as_ref().is_some_and(GroupCommit::is_idle);
+            if idle {
+                let (epoch, mark) = (self.epochs.written, self.active().len);
+                let started = self.active().file.sync_handle().and_then(|h| match &mut self.group {
+                    Some(g) => g.start(h, epoch, mark),
+                    None => Ok(()),
+                });
+                match started {
+                    Ok(()) => self.dirty = false,
+                    Err(e) => {
+                        log::warn!("shard {}: fsync on the event loop ({e})", self.config.shard);
+                        self.sync()?;
+                    }
+                }
+            }
+        } else if self.dirty && due {
             let handle = match &self.syncer {
                 Some(_) if !self.failed => self.active().file.sync_handle().ok(),
                 _ => None,
@@ -397,6 +510,7 @@ impl Log {
             Ok(()) => {
                 self.counters.fsyncs += 1;
                 self.counters.fsync_micros += started.elapsed().as_micros() as u64;
+                self.epochs.durable = self.epochs.written;
                 self.dirty = false;
                 self.last_sync = Instant::now();
                 self.unsynced.clear();
@@ -405,6 +519,7 @@ impl Log {
             }
             Err(e) => {
                 self.failed = true;
+                self.epochs.failed = self.epochs.written;
                 self.counters.fsync_errors += 1;
                 if self.config.fsync == Fsync::Always {
                     let redo = active.file.truncate(self.unsynced_from).and_then(|_| active.file.append(&self.unsynced));
@@ -419,7 +534,9 @@ impl Log {
     /// Closes the active segment (write, sync, hint) and starts the next.
     pub fn roll(&mut self) -> io::Result<()> {
         self.commit()?;
-        if self.dirty || self.config.fsync != Fsync::Always {
+        // With an fsync in flight on the commit thread, sync here all the same: the next
+        // segment's unsynced bytes are counted from its start.
+        if self.dirty || self.config.fsync != Fsync::Always || self.group.is_some() {
             self.sync()?;
         }
         let closed = self.active().name;

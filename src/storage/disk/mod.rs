@@ -2,6 +2,7 @@
 //! The formats are `protocol-spec/storage-format.md`.
 
 pub mod fs;
+pub mod group_commit;
 pub mod hint;
 pub mod record;
 pub mod segment;
@@ -10,5 +11,5 @@ pub mod merge;
 pub mod recovery;
 
 pub use fs::{Fs, LogFile, RealFs, SharedFs};
-pub use log::{Fsync, Log, LogConfig, LogError, Segment};
+pub use log::{Epochs, Fsync, Log, LogConfig, LogError, Segment};
 pub use segment::Location;

@@ -1,0 +1,109 @@
+//! Group commit for `--fsync always` off the event loop.
+//!
+//! Each event-loop turn that writes records to the log is one *epoch*. The loop does not wait
+//! for the fsync: it hands one to this thread (one at a time, covering every epoch written
+//! before it started), keeps serving, and holds the replies of each epoch until that epoch is
+//! durable (`server/held.rs`). So while one fsync runs, the next turns' writes gather for the
+//! next one, and many clients share each fsync without the loop ever blocking on the disk.
+//!
+//! The thread only syncs and reports: which epoch it finished and whether it failed. What a
+//! failure means for the log (write the unsynced bytes again, refuse writes until a sync
+//! works) is decided on the loop, in `Log`.
+
+use std::io;
+use std::sync::atomic::AtomicU64;
+use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
+use std::sync::Arc;
+use std::time::Instant;
+
+use crossbeam_channel::Sender;
+
+use super::fs::SyncHandle;
+
+/// Wakes the event loop that owns the log (a `mio::Waker`), once an fsync has finished.
+pub type Notify = Arc<dyn Fn() + Send + Sync>;
+
+/// What the thread tells the loop.
+#[derive(Default)]
+struct Shared {
+    /// The highest epoch whose fsync succeeded / failed.
+    done: AtomicU64,
+    failed: AtomicU64,
+    fsyncs: AtomicU64,
+    micros: AtomicU64,
+    errors: AtomicU64,
+}
+
+/// The outcome of the fsync in flight, once there is one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Finished {
+    /// Every byte up to `mark` of the segment that was active is durable, as is `epoch`.
+    Synced { epoch: u64, mark: u64 },
+    Failed { epoch: u64 },
+}
+
+pub struct GroupCommit {
+    jobs: Sender<(Box<dyn SyncHandle>, u64)>,
+    shared: Arc<Shared>,
+    /// The fsync running: its epoch and the segment length it covers.
+    in_flight: Option<(u64, u64)>,
+}
+
+impl GroupCommit {
+    pub fn spawn(shard: u32, notify: Notify) -> io::Result<GroupCommit> {
+        let (jobs, rx) = crossbeam_channel::bounded::<(Box<dyn SyncHandle>, u64)>(1);
+        let shared = Arc::new(Shared::default());
+        let s = shared.clone();
+        std::thread::Builder::new().name(format!("caskade-commit-{shard}")).spawn(move || {
+            for (mut handle, epoch) in rx {
+                let started = Instant::now();
+                match handle.sync() {
+                    Ok(()) => {
+                        s.fsyncs.fetch_add(1, Relaxed);
+                        s.micros.fetch_add(started.elapsed().as_micros() as u64, Relaxed);
+                        s.done.store(epoch, Release);
+                    }
+                    Err(e) => {
+                        log::error!("shard {shard}: fsync failed: {e}");
+                        s.errors.fetch_add(1, Relaxed);
+                        s.failed.store(epoch, Release);
+                    }
+                }
+                notify();
+            }
+        })?;
+        Ok(GroupCommit { jobs, shared, in_flight: None })
+    }
+
+    pub fn is_idle(&self) -> bool {
+        self.in_flight.is_none()
+    }
+
+    /// Starts an fsync of `handle` covering `epoch` and the segment up to `mark`. The caller
+    /// checks [`is_idle`](Self::is_idle) first.
+    pub fn start(&mut self, handle: Box<dyn SyncHandle>, epoch: u64, mark: u64) -> io::Result<()> {
+        debug_assert!(self.in_flight.is_none());
+        self.jobs.try_send((handle, epoch)).map_err(|_| io::Error::other("the commit thread is gone"))?;
+        self.in_flight = Some((epoch, mark));
+        Ok(())
+    }
+
+    /// The fsync in flight, if it has finished.
+    pub fn poll(&mut self) -> Option<Finished> {
+        let (epoch, mark) = self.in_flight?;
+        let finished = if self.shared.done.load(Acquire) >= epoch {
+            Finished::Synced { epoch, mark }
+        } else if self.shared.failed.load(Acquire) >= epoch {
+            Finished::Failed { epoch }
+        } else {
+            return None;
+        };
+        self.in_flight = None;
+        Some(finished)
+    }
+
+    /// fsyncs done, their microseconds, and failures, so far.
+    pub fn counts(&self) -> (u64, u64, u64) {
+        (self.shared.fsyncs.load(Relaxed), self.shared.micros.load(Relaxed), self.shared.errors.load(Relaxed))
+    }
+}
