@@ -228,3 +228,74 @@ fn admin_off_and_port_in_use() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("admin: cannot listen"), "{err}");
 }
+
+/// One sample's value in a scrape, by metric name (and no labels).
+fn sample(scrape: &prometheus_parse::Scrape, name: &str) -> prometheus_parse::Value {
+    scrape
+        .samples
+        .iter()
+        .find(|s| s.metric == name)
+        .map(|s| s.value.clone())
+        .unwrap_or_else(|| panic!("no {name} in the scrape"))
+}
+
+fn number(v: prometheus_parse::Value) -> f64 {
+    match v {
+        prometheus_parse::Value::Counter(v) | prometheus_parse::Value::Gauge(v) | prometheus_parse::Value::Untyped(v) => v,
+        other => panic!("not a number: {other:?}"),
+    }
+}
+
+#[test]
+fn recovery_figures_show_a_cut_torn_tail_and_a_removed_leftover() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let args = ["-t", "1", "--data-dir", data.to_str().unwrap(), "--fsync", "always"];
+    let server = Server::start_caskade(&args, &[]);
+    let mut c = Wire::connect(server.addr());
+    for i in 0..100 {
+        c.send(&wire::set(format!("k{i}").as_bytes(), b"value", i));
+        assert_eq!(c.recv().status, Status::NoError);
+    }
+    // A fresh node recovered nothing.
+    let (_, body) = server.http_get("/stats");
+    let doc: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!((doc["stats"]["recovery_records"].as_u64(), doc["stats"]["recovery_bytes_cut"].as_u64()), (Some(0), Some(0)));
+    // A crash: no hint for the active segment, so the next start scans it.
+    server.signal(libc::SIGKILL);
+    drop(server);
+
+    let shard = data.join("shard-000");
+    let mut logs: Vec<_> = std::fs::read_dir(&shard)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "log"))
+        .collect();
+    logs.sort();
+    let newest = logs.last().expect("a segment");
+    let mut f = std::fs::OpenOptions::new().append(true).open(newest).unwrap();
+    f.write_all(&[0xab; 100]).unwrap();
+    drop(f);
+    std::fs::write(shard.join("seg-00000099-000.log.tmp"), b"an interrupted write").unwrap();
+
+    let server = Server::start_caskade(&args, &[]);
+    let (_, body) = server.http_get("/stats");
+    let doc: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let stat = |k: &str| doc["stats"][k].as_u64().unwrap_or_else(|| panic!("stats.{k} in {body}"));
+    assert_eq!(stat("recovery_bytes_cut"), 100);
+    assert_eq!(stat("recovery_files_removed"), 1);
+    assert_eq!(stat("recovery_records"), 100);
+    assert_eq!(stat("recovery_corrupt_records"), 0);
+    assert_eq!((stat("recovery_segments"), stat("recovery_segments_from_hints")), (1, 0));
+    assert!(doc["stats"]["recovery_seconds"].as_f64().is_some_and(|s| (0.0..60.0).contains(&s)), "{body}");
+
+    let (_, text) = server.http_get("/metrics");
+    let scrape = parse_metrics(&text);
+    assert_eq!(number(sample(&scrape, "caskade_recovery_bytes_cut")), 100.0);
+    assert_eq!(number(sample(&scrape, "caskade_recovery_files_removed")), 1.0);
+    assert_eq!(number(sample(&scrape, "caskade_recovery_records")), 100.0);
+    assert!(text.contains("# TYPE caskade_recovery_seconds gauge"), "{text}");
+    assert!(scrape.docs.contains_key("caskade_recovery_bytes_cut"));
+    promtool_check(&text);
+    Wire::connect(server.addr()).assert_serves(b"k0");
+}

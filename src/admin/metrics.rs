@@ -7,6 +7,9 @@
 //! * Node figures: `caskade_info{version}`, `caskade_uptime_seconds`,
 //!   `caskade_curr_connections`, `caskade_max_connections`, `caskade_limit_maxbytes`,
 //!   `caskade_threads`, `caskade_cpu_{user,system}_seconds_total`.
+//! * What start-up recovery did, as gauges set once: `caskade_recovery_seconds`,
+//!   `caskade_recovery_segments`, `…_segments_from_hints`, `…_records`, `…_bytes_cut`,
+//!   `…_corrupt_records`, `…_corrupt_bytes`, `…_files_removed`.
 //! * `caskade_request_duration_seconds{op}`: a histogram per command class (get, set,
 //!   delete, incr_decr, touch, other), with the buckets of [`BUCKETS_MICROS`], from the
 //!   cores' hdrhistograms (`stats::latency` says what is timed).
@@ -58,6 +61,13 @@ pub fn render(handle: &Handle) -> String {
         ("caskade_cpu_system_seconds_total", "System CPU time of the process.", stat("rusage_system")),
     ] {
         family(&mut out, name, "counter", help);
+        let _ = writeln!(out, "{name} {}", if value.is_empty() { "0".to_string() } else { value });
+    }
+
+    for (key, help) in crate::server::RECOVERY_STATS {
+        let name = format!("caskade_{key}");
+        family(&mut out, &name, "gauge", help);
+        let value = stat(key);
         let _ = writeln!(out, "{name} {}", if value.is_empty() { "0".to_string() } else { value });
     }
 
