@@ -299,3 +299,46 @@ fn recovery_figures_show_a_cut_torn_tail_and_a_removed_leftover() {
     promtool_check(&text);
     Wire::connect(server.addr()).assert_serves(b"k0");
 }
+
+#[test]
+fn fsync_durations_are_a_histogram_under_always_and_everysec() {
+    for policy in ["always", "everysec"] {
+        let server = Server::start_caskade(&["-t", "2", "--fsync", policy], &[]);
+        let mut c = Wire::connect(server.addr());
+        for i in 0..50 {
+            c.send(&wire::set(format!("k{i}").as_bytes(), b"value", i));
+            assert_eq!(c.recv().status, Status::NoError);
+        }
+        // Every fsync counted is in the histogram (the background syncer's included, which
+        // the counters see a turn later).
+        let read = || {
+            let (_, body) = server.http_get("/stats");
+            serde_json::from_str::<serde_json::Value>(&body).unwrap()
+        };
+        server.wait_for("fsync_us.count == fsyncs > 0", Duration::from_secs(10), || {
+            let doc = read();
+            let n = doc["fsync_us"]["count"].as_u64().unwrap();
+            n > 0 && Some(n) == doc["stats"]["fsyncs"].as_u64()
+        });
+        let doc = read();
+        let f = &doc["fsync_us"];
+        let p = |k: &str| f[k].as_u64().unwrap();
+        if policy == "always" {
+            assert!(p("count") >= 50, "{policy}: one fsync per turn with a write at least: {f}");
+        }
+        assert!(p("p50") >= 1 && p("p50") <= p("p99") && p("p99") <= p("max"), "{policy}: {f}");
+
+        let (_, text) = server.http_get("/metrics");
+        let scrape = parse_metrics(&text);
+        let fsyncs = number(sample(&scrape, "caskade_fsyncs_total"));
+        let prometheus_parse::Value::Histogram(buckets) = sample(&scrape, "caskade_fsync_duration_seconds") else {
+            panic!("caskade_fsync_duration_seconds is not a histogram:\n{text}")
+        };
+        assert!(buckets.windows(2).all(|w| w[0].less_than < w[1].less_than && w[0].count <= w[1].count), "{buckets:?}");
+        let last = buckets.last().unwrap();
+        assert!(last.less_than.is_infinite());
+        assert!(last.count > 0.0 && last.count == fsyncs, "{policy}: {} in the histogram, {fsyncs} fsyncs", last.count);
+        promtool_check(&text);
+        assert_eq!(server.stop().code(), Some(0));
+    }
+}

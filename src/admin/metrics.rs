@@ -13,6 +13,8 @@
 //! * `caskade_request_duration_seconds{op}`: a histogram per command class (get, set,
 //!   delete, incr_decr, touch, other), with the buckets of [`BUCKETS_MICROS`], from the
 //!   cores' hdrhistograms (`stats::latency` says what is timed).
+//! * `caskade_fsync_duration_seconds`: a histogram of how long each fsync of the logs took
+//!   (every shard's, the same fsyncs as `caskade_fsyncs_total`), with the same buckets.
 
 use std::fmt::Write;
 
@@ -108,5 +110,15 @@ pub fn render(handle: &Handle) -> String {
         let _ = writeln!(out, "{name}_sum{{op=\"{op_name}\"}} {}", seconds(latencies.sum_micros(op)));
         let _ = writeln!(out, "{name}_count{{op=\"{op_name}\"}} {count}");
     }
+
+    let name = "caskade_fsync_duration_seconds";
+    family(&mut out, name, "histogram", "Time each fsync of the shards' logs took.");
+    let fsync = &latencies.fsync;
+    for &le in BUCKETS_MICROS {
+        let _ = writeln!(out, "{name}_bucket{{le=\"{}\"}} {}", seconds(le), fsync.count_at_most(le));
+    }
+    let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {}", fsync.count());
+    let _ = writeln!(out, "{name}_sum {}", seconds(fsync.sum_micros()));
+    let _ = writeln!(out, "{name}_count {}", fsync.count());
     out
 }

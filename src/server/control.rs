@@ -26,7 +26,7 @@ pub const DUMP_CHUNK_BYTES: usize = 1 << 20;
 
 #[derive(Debug)]
 pub enum Control {
-    /// Send a copy of this core's latency histograms.
+    /// Send a copy of this core's latency histograms, and its log's fsync times.
     Latency(Sender<Latencies>),
     /// Write the live items from keydir slot `from` on in the dump format (`crate::dump`).
     Dump { from: usize, reply: Sender<DumpChunk> },
@@ -50,7 +50,11 @@ pub struct DumpChunk {
 pub fn answer(core: usize, shard: &mut Shard, latency: &Recorder, now: u32, msg: Control) {
     match msg {
         Control::Latency(reply) => {
-            let _ = reply.send(latency.snapshot());
+            let mut copy = latency.snapshot();
+            if let Some(log) = shard.log() {
+                copy.fsync = log.fsync_times();
+            }
+            let _ = reply.send(copy);
         }
         Control::Dump { from, reply } => {
             let mut chunk = DumpChunk::default();

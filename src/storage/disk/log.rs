@@ -15,6 +15,7 @@ use super::fs::{LogFile, SharedFs, SyncHandle};
 use super::hint::HintWriter;
 use super::record::{self, Kind, Meta, Record};
 use super::segment::{Location, SegmentHeader, SegmentName, SEGMENT_HEADER_LEN};
+use crate::stats::latency::FsyncTimes;
 
 /// When appended records are made durable.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -102,6 +103,8 @@ pub struct Log {
     counters: LogCounters,
     /// Under `EverySec`: the thread that syncs off the event loop.
     syncer: Option<Syncer>,
+    /// How long the fsyncs on the event loop took (the syncer keeps its own).
+    fsync_times: FsyncTimes,
 }
 
 /// A thread that fsyncs the active segment once a second for `EverySec`, so that the event
@@ -118,6 +121,8 @@ struct SyncState {
     fsyncs: std::sync::atomic::AtomicU64,
     micros: std::sync::atomic::AtomicU64,
     errors: std::sync::atomic::AtomicU64,
+    /// Locked once per background fsync, and when the core copies it for the admin.
+    times: std::sync::Mutex<FsyncTimes>,
 }
 
 impl Syncer {
@@ -131,8 +136,10 @@ impl Syncer {
                 let started = Instant::now();
                 match handle.sync() {
                     Ok(()) => {
+                        let took = started.elapsed();
                         s.fsyncs.fetch_add(1, Relaxed);
-                        s.micros.fetch_add(started.elapsed().as_micros() as u64, Relaxed);
+                        s.micros.fetch_add(took.as_micros() as u64, Relaxed);
+                        s.times.lock().unwrap_or_else(|e| e.into_inner()).record(took);
                     }
                     Err(e) => {
                         log::error!("shard {shard}: background fsync failed: {e}");
@@ -174,6 +181,7 @@ impl Log {
             scratch: Vec::new(),
             counters: LogCounters::default(),
             syncer: None,
+            fsync_times: FsyncTimes::default(),
         };
         if log.config.fsync == Fsync::EverySec {
             log.syncer = Some(Syncer::spawn(log.config.shard)?);
@@ -195,6 +203,15 @@ impl Log {
             c.fsync_errors += s.state.errors.load(Relaxed);
         }
         c
+    }
+
+    /// How long every fsync counted in [`LogCounters::fsyncs`] took.
+    pub fn fsync_times(&self) -> FsyncTimes {
+        let mut times = self.fsync_times.clone();
+        if let Some(s) = &self.syncer {
+            times.add(&s.state.times.lock().unwrap_or_else(|e| e.into_inner()));
+        }
+        times
     }
 
     pub fn segments(&self) -> impl Iterator<Item = &Segment> {
@@ -293,6 +310,7 @@ impl Log {
                     self.counters.fsyncs += s.state.fsyncs.load(Relaxed);
                     self.counters.fsync_micros += s.state.micros.load(Relaxed);
                     self.counters.fsync_errors += s.state.errors.load(Relaxed);
+                    self.fsync_times.add(&s.state.times.lock().unwrap_or_else(|e| e.into_inner()));
                 }
             }
             _ => {}
@@ -378,8 +396,10 @@ impl Log {
         let active = self.segments.get_mut(&self.active).expect("the active segment exists");
         match active.file.sync() {
             Ok(()) => {
+                let took = started.elapsed();
                 self.counters.fsyncs += 1;
-                self.counters.fsync_micros += started.elapsed().as_micros() as u64;
+                self.counters.fsync_micros += took.as_micros() as u64;
+                self.fsync_times.record(took);
                 self.dirty = false;
                 self.last_sync = Instant::now();
                 self.unsynced.clear();
