@@ -18,6 +18,7 @@ use super::mailbox::{Mailboxes, Message};
 use super::Node;
 use crate::config::Config;
 use crate::stats::latency::{Latencies, Recorder};
+use crate::storage::disk::merge::MergePolicy;
 use crate::storage::disk::Fsync;
 use crate::storage::Shard;
 
@@ -34,6 +35,8 @@ pub enum Control {
     MemoryLimit(usize),
     /// A new fsync policy (a reload).
     Fsync(Fsync),
+    /// New merge thresholds (a reload); a merge under way finishes with its inputs.
+    MergePolicy(MergePolicy),
 }
 
 /// One core's slice of a dump.
@@ -71,6 +74,7 @@ pub fn answer(core: usize, shard: &mut Shard, latency: &Recorder, now: u32, msg:
                 log::error!("core {core}: cannot sync the log before changing --fsync: {e}");
             }
         }
+        Control::MergePolicy(policy) => shard.set_merge_policy(policy),
     }
 }
 

@@ -106,7 +106,8 @@ pub fn open_shards(config: &Config, dir: Option<&DataDir>, shard_config: ShardCo
     let mut shards = Vec::with_capacity(threads);
     let mut total = RecoveryReport::default();
     for (i, r) in results.into_iter().enumerate() {
-        let (shard, report) = r.map_err(|e| io::Error::new(e.kind(), format!("shard {i}: {e}")))?;
+        let (mut shard, report) = r.map_err(|e| io::Error::new(e.kind(), format!("shard {i}: {e}")))?;
+        shard.set_merge_policy(config.merge_policy());
         total.segments += report.segments;
         total.from_hints += report.from_hints;
         total.records += report.records;
