@@ -11,6 +11,7 @@ use std::path::PathBuf;
 
 use clap::{ArgAction, Parser};
 
+use crate::storage::disk::merge::MergePolicy;
 use crate::storage::disk::Fsync;
 use crate::storage::Mode;
 
@@ -85,6 +86,21 @@ pub struct Config {
     #[arg(long = "compress-min", default_value = "4k", value_parser = parse_bytes)]
     pub compress_min: usize,
 
+    /// A closed segment joins a merge when at least this fraction of it is dead (0..=1).
+    /// SIGHUP applies a new value.
+    #[arg(long = "merge-dead-fraction", default_value = "0.5", value_parser = parse_fraction)]
+    pub merge_dead_fraction: f64,
+
+    /// A merge starts only when its segments hold at least this many dead bytes (k/m/g
+    /// suffixes; at most 4g). SIGHUP applies a new value.
+    #[arg(long = "merge-min-dead", default_value = "16m", value_parser = parse_merge_min_dead)]
+    pub merge_min_dead: u64,
+
+    /// A merge takes segments holding at most this many live bytes in all (1m..=2g; k/m/g
+    /// suffixes). SIGHUP applies a new value.
+    #[arg(long = "merge-max-live", default_value = "128m", value_parser = parse_merge_max_live)]
+    pub merge_max_live: u64,
+
     /// Admin HTTP server (GET /stats, /metrics, /health, /dump) on ADDR:PORT, or off.
     #[arg(long = "admin", default_value = "127.0.0.1:11212")]
     pub admin: AdminAddr,
@@ -113,6 +129,17 @@ impl Config {
 
     pub fn memory_limit_bytes(&self) -> usize {
         (self.memory_limit_mib as usize).saturating_mul(1024 * 1024)
+    }
+
+    /// When segments are merged: `--merge-dead-fraction`, `--merge-min-dead`,
+    /// `--merge-max-live` (the step size is the default's).
+    pub fn merge_policy(&self) -> MergePolicy {
+        MergePolicy {
+            dead_fraction: self.merge_dead_fraction,
+            min_dead_bytes: self.merge_min_dead,
+            max_live_bytes: self.merge_max_live,
+            ..MergePolicy::default()
+        }
     }
 
     /// Checks that need more than one flag.
@@ -171,9 +198,62 @@ fn parse_segment_size(s: &str) -> Result<u64, String> {
     Ok(n)
 }
 
+/// A fraction, `0` to `1` (`0.5`, `1`).
+fn parse_fraction(s: &str) -> Result<f64, String> {
+    let f: f64 = s.trim().parse().map_err(|_| format!("'{s}' is not a number from 0 to 1 (such as 0.5)"))?;
+    if !(0.0..=1.0).contains(&f) {
+        return Err(format!("'{s}' must be from 0 to 1"));
+    }
+    Ok(f)
+}
+
+/// Dead bytes: `0` up to 4 GiB.
+fn parse_merge_min_dead(s: &str) -> Result<u64, String> {
+    let n = parse_bytes(s)? as u64;
+    if n > 4 << 30 {
+        return Err(format!("'{s}' must be at most 4g"));
+    }
+    Ok(n)
+}
+
+/// Live bytes a merge output may hold: its offsets are 32-bit, so at most 2 GiB (one more
+/// input segment may come on top of it).
+fn parse_merge_max_live(s: &str) -> Result<u64, String> {
+    let n = parse_bytes(s)? as u64;
+    if !(1 << 20..=2 << 30).contains(&n) {
+        return Err(format!("'{s}' must be between 1m and 2g"));
+    }
+    Ok(n)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn merge_flags() {
+        let c = Config::try_parse_from(["caskade"]).unwrap();
+        let p = c.merge_policy();
+        let d = MergePolicy::default();
+        assert_eq!((p.dead_fraction, p.min_dead_bytes, p.max_live_bytes), (d.dead_fraction, d.min_dead_bytes, d.max_live_bytes));
+        let c = Config::try_parse_from(["caskade", "--merge-dead-fraction", "0.25", "--merge-min-dead", "512k", "--merge-max-live", "1g"])
+            .unwrap();
+        let p = c.merge_policy();
+        assert_eq!((p.dead_fraction, p.min_dead_bytes, p.max_live_bytes), (0.25, 512 << 10, 1 << 30));
+        for bad in [
+            &["--merge-dead-fraction", "1.5"][..],
+            &["--merge-dead-fraction", "-0.1"],
+            &["--merge-dead-fraction", "half"],
+            &["--merge-dead-fraction", "NaN"],
+            &["--merge-min-dead", "5g"],
+            &["--merge-min-dead", "lots"],
+            &["--merge-max-live", "4k"],
+            &["--merge-max-live", "3g"],
+        ] {
+            let args = std::iter::once("caskade").chain(bad.iter().copied());
+            assert!(Config::try_parse_from(args).is_err(), "{bad:?} was accepted");
+        }
+    }
 
     #[test]
     fn sizes() {

@@ -31,10 +31,11 @@
 //!   replies leave in request order: straight into the write buffer while nothing is
 //!   outstanding, otherwise behind the outstanding slots; one write() per turn and connection
 //!
-//!   main thread: binds, spawns the cores, tells systemd READY=1, waits for signals. SIGHUP
-//!   reads the config file again and sends what changed live to the cores as control
-//!   messages; SIGTERM/SIGINT sets `stopping`: each core stops accepting, finishes its
-//!   replies in flight, syncs its log, and exits.
+//!   main thread: takes SIGTERM, SIGINT and SIGHUP first of all, recovers the shards (one
+//!   thread each; signals meanwhile are noted and acted on after), binds, spawns the cores,
+//!   tells systemd READY=1, waits for signals. SIGHUP reads the config file again and sends
+//!   what changed live to the cores as control messages; SIGTERM/SIGINT sets `stopping`:
+//!   each core stops accepting, finishes its replies in flight, syncs its log, and exits.
 //!
 //!   admin thread (tiny_http, --admin): /health, /stats, /metrics, /dump. It never touches a
 //!   shard or a histogram: it puts a control message in a core's mailbox (the same channel

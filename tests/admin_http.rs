@@ -228,3 +228,117 @@ fn admin_off_and_port_in_use() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("admin: cannot listen"), "{err}");
 }
+
+/// One sample's value in a scrape, by metric name (and no labels).
+fn sample(scrape: &prometheus_parse::Scrape, name: &str) -> prometheus_parse::Value {
+    scrape
+        .samples
+        .iter()
+        .find(|s| s.metric == name)
+        .map(|s| s.value.clone())
+        .unwrap_or_else(|| panic!("no {name} in the scrape"))
+}
+
+fn number(v: prometheus_parse::Value) -> f64 {
+    match v {
+        prometheus_parse::Value::Counter(v) | prometheus_parse::Value::Gauge(v) | prometheus_parse::Value::Untyped(v) => v,
+        other => panic!("not a number: {other:?}"),
+    }
+}
+
+#[test]
+fn recovery_figures_show_a_cut_torn_tail_and_a_removed_leftover() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let args = ["-t", "1", "--data-dir", data.to_str().unwrap(), "--fsync", "always"];
+    let server = Server::start_caskade(&args, &[]);
+    let mut c = Wire::connect(server.addr());
+    for i in 0..100 {
+        c.send(&wire::set(format!("k{i}").as_bytes(), b"value", i));
+        assert_eq!(c.recv().status, Status::NoError);
+    }
+    // A fresh node recovered nothing.
+    let (_, body) = server.http_get("/stats");
+    let doc: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!((doc["stats"]["recovery_records"].as_u64(), doc["stats"]["recovery_bytes_cut"].as_u64()), (Some(0), Some(0)));
+    // A crash: no hint for the active segment, so the next start scans it.
+    server.signal(libc::SIGKILL);
+    drop(server);
+
+    let shard = data.join("shard-000");
+    let mut logs: Vec<_> = std::fs::read_dir(&shard)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "log"))
+        .collect();
+    logs.sort();
+    let newest = logs.last().expect("a segment");
+    let mut f = std::fs::OpenOptions::new().append(true).open(newest).unwrap();
+    f.write_all(&[0xab; 100]).unwrap();
+    drop(f);
+    std::fs::write(shard.join("seg-00000099-000.log.tmp"), b"an interrupted write").unwrap();
+
+    let server = Server::start_caskade(&args, &[]);
+    let (_, body) = server.http_get("/stats");
+    let doc: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let stat = |k: &str| doc["stats"][k].as_u64().unwrap_or_else(|| panic!("stats.{k} in {body}"));
+    assert_eq!(stat("recovery_bytes_cut"), 100);
+    assert_eq!(stat("recovery_files_removed"), 1);
+    assert_eq!(stat("recovery_records"), 100);
+    assert_eq!(stat("recovery_corrupt_records"), 0);
+    assert_eq!((stat("recovery_segments"), stat("recovery_segments_from_hints")), (1, 0));
+    assert!(doc["stats"]["recovery_seconds"].as_f64().is_some_and(|s| (0.0..60.0).contains(&s)), "{body}");
+
+    let (_, text) = server.http_get("/metrics");
+    let scrape = parse_metrics(&text);
+    assert_eq!(number(sample(&scrape, "caskade_recovery_bytes_cut")), 100.0);
+    assert_eq!(number(sample(&scrape, "caskade_recovery_files_removed")), 1.0);
+    assert_eq!(number(sample(&scrape, "caskade_recovery_records")), 100.0);
+    assert!(text.contains("# TYPE caskade_recovery_seconds gauge"), "{text}");
+    assert!(scrape.docs.contains_key("caskade_recovery_bytes_cut"));
+    promtool_check(&text);
+    Wire::connect(server.addr()).assert_serves(b"k0");
+}
+
+#[test]
+fn fsync_durations_are_a_histogram_under_always_and_everysec() {
+    for policy in ["always", "everysec"] {
+        let server = Server::start_caskade(&["-t", "2", "--fsync", policy], &[]);
+        let mut c = Wire::connect(server.addr());
+        for i in 0..50 {
+            c.send(&wire::set(format!("k{i}").as_bytes(), b"value", i));
+            assert_eq!(c.recv().status, Status::NoError);
+        }
+        // Every fsync counted is in the histogram (the background syncer's included, which
+        // the counters see a turn later).
+        let read = || {
+            let (_, body) = server.http_get("/stats");
+            serde_json::from_str::<serde_json::Value>(&body).unwrap()
+        };
+        server.wait_for("fsync_us.count == fsyncs > 0", Duration::from_secs(10), || {
+            let doc = read();
+            let n = doc["fsync_us"]["count"].as_u64().unwrap();
+            n > 0 && Some(n) == doc["stats"]["fsyncs"].as_u64()
+        });
+        let doc = read();
+        let f = &doc["fsync_us"];
+        let p = |k: &str| f[k].as_u64().unwrap();
+        if policy == "always" {
+            assert!(p("count") >= 50, "{policy}: one fsync per turn with a write at least: {f}");
+        }
+        assert!(p("p50") >= 1 && p("p50") <= p("p99") && p("p99") <= p("max"), "{policy}: {f}");
+
+        let (_, text) = server.http_get("/metrics");
+        let scrape = parse_metrics(&text);
+        let fsyncs = number(sample(&scrape, "caskade_fsyncs_total"));
+        let prometheus_parse::Value::Histogram(buckets) = sample(&scrape, "caskade_fsync_duration_seconds") else {
+            panic!("caskade_fsync_duration_seconds is not a histogram:\n{text}")
+        };
+        assert!(buckets.windows(2).all(|w| w[0].less_than < w[1].less_than && w[0].count <= w[1].count), "{buckets:?}");
+        let last = buckets.last().unwrap();
+        assert!(last.less_than.is_infinite());
+        assert!(last.count > 0.0 && last.count == fsyncs, "{policy}: {} in the histogram, {fsyncs} fsyncs", last.count);
+        promtool_check(&text);
+        assert_eq!(server.stop().code(), Some(0));
+    }
+}

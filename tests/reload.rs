@@ -91,3 +91,72 @@ fn sigterm_exits_0_within_5_s_with_the_data_on_disk() {
         assert_eq!((r.status, &r.value[..]), (Status::NoError, &b"value"[..]), "{}", String::from_utf8_lossy(k));
     }
 }
+
+#[test]
+fn sighup_applies_merge_thresholds_live_and_refuses_a_bad_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("caskade.toml");
+    std::fs::write(&config, "merge-dead-fraction = 0.5\n").unwrap();
+    let server = Server::start_caskade(
+        &["-t", "1", "--segment-size", "64k", "-I", "16k", "--fsync", "never", "--config", config.to_str().unwrap()],
+        &[],
+    );
+    let doc = settings(&server);
+    assert_eq!((doc["settings"]["merge-dead-fraction"].as_str(), doc["settings"]["merge-min-dead"].as_str()), (Some("0.5"), Some("16m")));
+    let merges = || settings(&server)["stats"]["merges"].as_u64().unwrap();
+
+    // Two rounds over the same keys: the first round's segments are all dead, but hold far
+    // less than the 16 MiB of dead bytes a merge waits for.
+    let mut c = Wire::connect(server.addr());
+    let store = RequestExtras::Store { flags: 0, exptime: 0 };
+    let value = |i: usize, round: usize| format!("{i:05}-{round}-{}", "m".repeat(200)).into_bytes();
+    let keys: Vec<Vec<u8>> = (0..2000).map(|i| format!("merge:{i}").into_bytes()).collect();
+    for round in 0..2 {
+        let values: Vec<Vec<u8>> = (0..keys.len()).map(|i| value(i, round)).collect();
+        let reqs: Vec<_> = keys.iter().zip(&values).map(|(k, v)| request(Opcode::Set, k, v, store, 0)).collect();
+        c.send(&wire::encode(&reqs));
+        for _ in 0..reqs.len() {
+            assert_eq!(c.recv().status, Status::NoError);
+        }
+    }
+    // The shard looks for a merge once a second: watch it not merge for a while.
+    let until = Instant::now() + Duration::from_millis(2500);
+    while Instant::now() < until {
+        assert_eq!(merges(), 0, "merged under the default thresholds");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // (The disk figures are summed once a second: they are up to date by now.)
+    let dead = settings(&server)["stats"]["dead_bytes"].as_u64().unwrap();
+    assert!(dead > 64 << 10, "{dead} dead bytes");
+
+    // A bad value: refused, with the setting named, and nothing changes.
+    std::fs::write(&config, "merge-dead-fraction = 1.5\nmerge-min-dead = \"64k\"\n").unwrap();
+    server.signal(libc::SIGHUP);
+    server.wait_for("the reload error", Duration::from_secs(5), || server.log().contains("not reloaded"));
+    let log = server.log();
+    let line = log.lines().find(|l| l.contains("not reloaded")).unwrap();
+    assert!(line.contains("merge-dead-fraction"), "{line}");
+    let doc = settings(&server);
+    assert_eq!((doc["settings"]["merge-dead-fraction"].as_str(), doc["settings"]["merge-min-dead"].as_str()), (Some("0.5"), Some("16m")));
+    assert_eq!(merges(), 0);
+
+    // Good values: applied live, and the shard merges.
+    std::fs::write(&config, "merge-dead-fraction = 0.25\nmerge-min-dead = \"64k\"\n").unwrap();
+    server.signal(libc::SIGHUP);
+    server.wait_for("the new merge thresholds", Duration::from_secs(5), || {
+        settings(&server)["settings"]["merge-dead-fraction"] == "0.25"
+    });
+    assert_eq!(settings(&server)["settings"]["merge-min-dead"], "64k");
+    server.wait_for("a merge", Duration::from_secs(20), || merges() > 0);
+    let log = server.log();
+    assert!(log.contains("merge-min-dead changed from \"16m\" to \"64k\""), "{log}");
+    server.wait_for("dead bytes reclaimed", Duration::from_secs(5), || {
+        settings(&server)["stats"]["dead_bytes"].as_u64().unwrap() < dead
+    });
+    for (i, k) in keys.iter().enumerate() {
+        c.send(&wire::get(k, 0));
+        let r = c.recv();
+        assert_eq!((r.status, r.value), (Status::NoError, value(i, 1)), "{}", String::from_utf8_lossy(k));
+    }
+    assert_eq!(server.stop().code(), Some(0));
+}

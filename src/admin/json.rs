@@ -5,14 +5,33 @@
 //!   "stats":    { every STAT of the general group, numbers as numbers: "cmd_get": 10, … },
 //!   "settings": { every flag by its long name: "memory-limit": "1024", … },
 //!   "latency_us": { "get": { "count": 10, "mean": 41.5, "p50": 38, "p90": 60, "p99": 95,
-//!                            "p99_9": 120, "max": 130 }, "set": {…}, … } }
+//!                            "p99_9": 120, "max": 130 }, "set": {…}, … },
+//!   "fsync_us": { "count": 4, "mean": 812.0, "p50": …, "p90": …, "p99": …, "p99_9": …, "max": … } }
+//! ```
+//!
+//! `fsync_us`: how long the logs' fsyncs took, every shard's together (the same fsyncs as
+//! the `fsyncs` counter).
+//!
+//! ```text
 //! ```
 
 use serde_json::{json, Map, Value};
 
 use super::CORE_TIMEOUT;
 use crate::server::{Handle, Phase};
-use crate::stats::latency::Op;
+use crate::stats::latency::{Op, Summary};
+
+fn summary(s: Summary) -> Value {
+    json!({
+        "count": s.count,
+        "mean": (s.mean * 10.0).round() / 10.0,
+        "p50": s.p50,
+        "p90": s.p90,
+        "p99": s.p99,
+        "p99_9": s.p999,
+        "max": s.max,
+    })
+}
 
 pub fn stats(handle: &Handle, phase: Phase) -> String {
     // The histograms first: each core answers between two turns, so the counters read after
@@ -33,19 +52,7 @@ pub fn stats(handle: &Handle, phase: Phase) -> String {
         handle.config().settings().iter().map(|(k, v)| (k.clone(), Value::from(v.clone()))).collect();
     let mut latency = Map::new();
     for op in Op::ALL {
-        let s = latencies.summary(op);
-        latency.insert(
-            op.name().to_string(),
-            json!({
-                "count": s.count,
-                "mean": (s.mean * 10.0).round() / 10.0,
-                "p50": s.p50,
-                "p90": s.p90,
-                "p99": s.p99,
-                "p99_9": s.p999,
-                "max": s.max,
-            }),
-        );
+        latency.insert(op.name().to_string(), summary(latencies.summary(op)));
     }
     let doc = json!({
         "version": env!("CARGO_PKG_VERSION"),
@@ -54,6 +61,7 @@ pub fn stats(handle: &Handle, phase: Phase) -> String {
         "stats": stats,
         "settings": settings,
         "latency_us": latency,
+        "fsync_us": summary(latencies.fsync.summary()),
     });
     let mut text = serde_json::to_string_pretty(&doc).unwrap_or_else(|_| "{}".to_string());
     text.push('\n');

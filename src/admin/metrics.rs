@@ -7,9 +7,14 @@
 //! * Node figures: `caskade_info{version}`, `caskade_uptime_seconds`,
 //!   `caskade_curr_connections`, `caskade_max_connections`, `caskade_limit_maxbytes`,
 //!   `caskade_threads`, `caskade_cpu_{user,system}_seconds_total`.
+//! * What start-up recovery did, as gauges set once: `caskade_recovery_seconds`,
+//!   `caskade_recovery_segments`, `…_segments_from_hints`, `…_records`, `…_bytes_cut`,
+//!   `…_corrupt_records`, `…_corrupt_bytes`, `…_files_removed`.
 //! * `caskade_request_duration_seconds{op}`: a histogram per command class (get, set,
 //!   delete, incr_decr, touch, other), with the buckets of [`BUCKETS_MICROS`], from the
 //!   cores' hdrhistograms (`stats::latency` says what is timed).
+//! * `caskade_fsync_duration_seconds`: a histogram of how long each fsync of the logs took
+//!   (every shard's, the same fsyncs as `caskade_fsyncs_total`), with the same buckets.
 
 use std::fmt::Write;
 
@@ -61,6 +66,13 @@ pub fn render(handle: &Handle) -> String {
         let _ = writeln!(out, "{name} {}", if value.is_empty() { "0".to_string() } else { value });
     }
 
+    for (key, help) in crate::server::RECOVERY_STATS {
+        let name = format!("caskade_{key}");
+        family(&mut out, &name, "gauge", help);
+        let value = stat(key);
+        let _ = writeln!(out, "{name} {}", if value.is_empty() { "0".to_string() } else { value });
+    }
+
     for (name, value) in crate::stats::merged(&handle.node.core_stats) {
         let (base, value) = match name.strip_suffix("_micros") {
             Some(stem) => (format!("caskade_{stem}_seconds"), seconds(value)),
@@ -98,5 +110,15 @@ pub fn render(handle: &Handle) -> String {
         let _ = writeln!(out, "{name}_sum{{op=\"{op_name}\"}} {}", seconds(latencies.sum_micros(op)));
         let _ = writeln!(out, "{name}_count{{op=\"{op_name}\"}} {count}");
     }
+
+    let name = "caskade_fsync_duration_seconds";
+    family(&mut out, name, "histogram", "Time each fsync of the shards' logs took.");
+    let fsync = &latencies.fsync;
+    for &le in BUCKETS_MICROS {
+        let _ = writeln!(out, "{name}_bucket{{le=\"{}\"}} {}", seconds(le), fsync.count_at_most(le));
+    }
+    let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {}", fsync.count());
+    let _ = writeln!(out, "{name}_sum {}", seconds(fsync.sum_micros()));
+    let _ = writeln!(out, "{name}_count {}", fsync.count());
     out
 }

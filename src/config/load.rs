@@ -176,6 +176,7 @@ fn file_args(path: &Path, cli: &clap::ArgMatches) -> Result<Vec<OsString>, LoadE
             (ArgAction::Count, _) => return Err(bad("takes a small number")),
             (_, toml::Value::String(s)) => out.push(format!("{flag}={s}").into()),
             (_, toml::Value::Integer(n)) => out.push(format!("{flag}={n}").into()),
+            (_, toml::Value::Float(f)) => out.push(format!("{flag}={f}").into()),
             (_, toml::Value::Boolean(b)) => out.push(format!("{flag}={b}").into()),
             (_, _) => return Err(bad("takes a string or a number")),
         }
@@ -218,12 +219,13 @@ mod tests {
 
     #[test]
     fn the_file_fills_in_and_the_command_line_wins() {
-        let f = file("port = 4000\nmemory-limit = 64\nfsync = \"always\"\nin_memory = true\nverbose = 1\nadmin = \"off\"\n");
+        let f = file("merge-dead-fraction = 0.3\nport = 4000\nmemory-limit = 64\nfsync = \"always\"\nin_memory = true\nverbose = 1\nadmin = \"off\"\n");
         let path = f.path().to_str().unwrap();
         let c = Config::load(&args(&["caskade", "--config", path])).unwrap();
         assert_eq!((c.port, c.memory_limit_mib, c.in_memory, c.verbose), (4000, 64, true, 1));
         assert_eq!(c.admin, AdminAddr(None));
         assert_eq!(setting(&c, "fsync"), "always");
+        assert_eq!(c.merge_dead_fraction, 0.3);
         assert_eq!(c.log_level(), log::LevelFilter::Debug);
         let c = Config::load(&args(&["caskade", "--config", path, "-p", "5000", "-vv", "-m", "128"])).unwrap();
         assert_eq!((c.port, c.memory_limit_mib, c.verbose), (5000, 128, 2));
@@ -248,6 +250,7 @@ mod tests {
         let cases = [
             ("no-such-setting = 1\n", "unknown setting 'no-such-setting'"),
             ("port = \"x\"\n", "--port"),
+            ("merge-dead-fraction = 2.0\n", "--merge-dead-fraction"),
             ("in-memory = 3\n", "true or false"),
             ("port = [1]\n", "string or a number"),
             ("port = \n", "TOML"),

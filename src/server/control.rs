@@ -18,6 +18,7 @@ use super::mailbox::{Mailboxes, Message};
 use super::Node;
 use crate::config::Config;
 use crate::stats::latency::{Latencies, Recorder};
+use crate::storage::disk::merge::MergePolicy;
 use crate::storage::disk::Fsync;
 use crate::storage::Shard;
 
@@ -26,7 +27,7 @@ pub const DUMP_CHUNK_BYTES: usize = 1 << 20;
 
 #[derive(Debug)]
 pub enum Control {
-    /// Send a copy of this core's latency histograms.
+    /// Send a copy of this core's latency histograms, and its log's fsync times.
     Latency(Sender<Latencies>),
     /// Write the live items from keydir slot `from` on in the dump format (`crate::dump`).
     Dump { from: usize, reply: Sender<DumpChunk> },
@@ -34,6 +35,8 @@ pub enum Control {
     MemoryLimit(usize),
     /// A new fsync policy (a reload).
     Fsync(Fsync),
+    /// New merge thresholds (a reload); a merge under way finishes with its inputs.
+    MergePolicy(MergePolicy),
 }
 
 /// One core's slice of a dump.
@@ -50,7 +53,11 @@ pub struct DumpChunk {
 pub fn answer(core: usize, shard: &mut Shard, latency: &Recorder, now: u32, msg: Control) {
     match msg {
         Control::Latency(reply) => {
-            let _ = reply.send(latency.snapshot());
+            let mut copy = latency.snapshot();
+            if let Some(log) = shard.log() {
+                copy.fsync = log.fsync_times();
+            }
+            let _ = reply.send(copy);
         }
         Control::Dump { from, reply } => {
             let mut chunk = DumpChunk::default();
@@ -67,6 +74,7 @@ pub fn answer(core: usize, shard: &mut Shard, latency: &Recorder, now: u32, msg:
                 log::error!("core {core}: cannot sync the log before changing --fsync: {e}");
             }
         }
+        Control::MergePolicy(policy) => shard.set_merge_policy(policy),
     }
 }
 

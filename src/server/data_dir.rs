@@ -70,11 +70,20 @@ impl DataDir {
     }
 }
 
+/// What start-up recovery did, over every shard: the node's `recovery_*` statistics.
+#[derive(Clone, Debug, Default)]
+pub struct Recovery {
+    /// Wall-clock time of the whole recovery (shards recover in parallel).
+    pub seconds: f64,
+    /// The shards' reports, summed.
+    pub report: RecoveryReport,
+}
+
 /// Opens every shard, recovering them in parallel (one thread each).
-pub fn open_shards(config: &Config, dir: Option<&DataDir>, shard_config: ShardConfig, now: u32) -> io::Result<Vec<Shard>> {
+pub fn open_shards(config: &Config, dir: Option<&DataDir>, shard_config: ShardConfig, now: u32) -> io::Result<(Vec<Shard>, Recovery)> {
     let threads = config.threads();
     let Some(dir) = dir else {
-        return Ok((0..threads).map(|_| Shard::new(shard_config)).collect());
+        return Ok(((0..threads).map(|_| Shard::new(shard_config)).collect(), Recovery::default()));
     };
     let fs: SharedFs = Arc::new(RealFs);
     let started = Instant::now();
@@ -97,7 +106,8 @@ pub fn open_shards(config: &Config, dir: Option<&DataDir>, shard_config: ShardCo
     let mut shards = Vec::with_capacity(threads);
     let mut total = RecoveryReport::default();
     for (i, r) in results.into_iter().enumerate() {
-        let (shard, report) = r.map_err(|e| io::Error::new(e.kind(), format!("shard {i}: {e}")))?;
+        let (mut shard, report) = r.map_err(|e| io::Error::new(e.kind(), format!("shard {i}: {e}")))?;
+        shard.set_merge_policy(config.merge_policy());
         total.segments += report.segments;
         total.from_hints += report.from_hints;
         total.records += report.records;
@@ -107,6 +117,7 @@ pub fn open_shards(config: &Config, dir: Option<&DataDir>, shard_config: ShardCo
         total.files_removed += report.files_removed;
         shards.push(shard);
     }
+    let seconds = started.elapsed().as_secs_f64();
     let items: usize = shards.iter().map(Shard::len).sum();
     // A recovery that had to cut or skip damaged records is a warning: an operator should see it.
     let level = if total.bytes_cut + total.corrupt_bytes > 0 { log::Level::Warn } else { log::Level::Info };
@@ -116,12 +127,12 @@ pub fn open_shards(config: &Config, dir: Option<&DataDir>, shard_config: ShardCo
         total.records,
         total.segments,
         total.from_hints,
-        started.elapsed().as_secs_f64(),
+        seconds,
         if total.bytes_cut + total.corrupt_bytes > 0 {
             format!("; cut {} bytes of torn tail, skipped {} damaged records ({} bytes)", total.bytes_cut, total.corrupt_records, total.corrupt_bytes)
         } else {
             String::new()
         }
     );
-    Ok(shards)
+    Ok((shards, Recovery { seconds, report: total }))
 }

@@ -26,6 +26,8 @@ use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::config::Config;
 use crate::stats::{CoreStats, NodeStats};
+pub use data_dir::Recovery;
+pub use report::RECOVERY_STATS;
 use crate::storage::{Mode, Shard, ShardConfig};
 
 pub use control::{DumpChunk, Handle, Lifecycle, Phase};
@@ -45,11 +47,29 @@ pub struct Node {
     pub cores_draining: AtomicUsize,
     /// The item memory limit in bytes (`-m`), as last reloaded.
     pub memory_limit: AtomicUsize,
+    /// What start-up recovery did (all zero for `--in-memory`).
+    pub recovery: Recovery,
+}
+
+/// Signals that came while the shards were recovering, acted on once recovery is done.
+#[derive(Clone, Copy, Debug, Default)]
+struct Early {
+    /// SIGTERM or SIGINT: stop without serving.
+    stop: Option<i32>,
+    /// SIGHUP: read the configuration again once the node serves.
+    reload: bool,
 }
 
 /// Binds, serves until SIGTERM or SIGINT, and returns once every core has stopped. SIGHUP
 /// reloads the configuration from `args` (the command line it came from) and its file.
+///
+/// The signal handlers are installed first of all, before the data directory is opened and
+/// the shards recovered: a signal during a long recovery is then noted and acted on when
+/// recovery is done (SIGHUP reloads once the node serves; SIGTERM and SIGINT stop without
+/// serving, the logs closed cleanly, exit 0) instead of taking its default action, which for
+/// SIGHUP is to kill the process.
 pub fn run(config: Config, args: Vec<OsString>) -> io::Result<()> {
+    let mut signals = Signals::new([SIGTERM, SIGINT, SIGHUP])?;
     let threads = config.threads();
     let shard_config = ShardConfig {
         memory_limit: config.memory_limit_bytes() / threads,
@@ -66,7 +86,28 @@ pub fn run(config: Config, args: Vec<OsString>) -> io::Result<()> {
     };
     // Recover before listening: a client never sees a half-loaded node.
     life.set_phase(Phase::Recovering);
-    let shards = recover(&config, data_dir.as_ref(), shard_config)?;
+    let (shards, recovery, early) = recover(&config, data_dir.as_ref(), shard_config, &mut signals)?;
+    if let Some(sig) = early.stop {
+        log::info!("signal {sig} came during recovery: stopping without serving");
+        life.set_phase(Phase::Stopping);
+        notify::stopping();
+        let mut failed = None;
+        for (i, mut shard) in shards.into_iter().enumerate() {
+            if let Err(e) = shard.close() {
+                log::error!("shard {i}: the log was not closed cleanly: {e}");
+                failed = Some(e);
+            }
+        }
+        drop(admin);
+        drop(data_dir);
+        return match failed {
+            Some(e) => Err(e),
+            None => {
+                log::info!("stopped");
+                Ok(())
+            }
+        };
+    }
     let listeners = bind(SocketAddr::new(config.listen, config.port), threads)?;
     let local = listeners[0].local_addr()?;
     let node = Arc::new(Node {
@@ -76,6 +117,7 @@ pub fn run(config: Config, args: Vec<OsString>) -> io::Result<()> {
         stopping: AtomicBool::new(false),
         cores_draining: AtomicUsize::new(threads),
         memory_limit: AtomicUsize::new(config.memory_limit_bytes()),
+        recovery,
         config,
     });
 
@@ -93,7 +135,6 @@ pub fn run(config: Config, args: Vec<OsString>) -> io::Result<()> {
     }
     let mailboxes = mailbox::Mailboxes::new(senders, wakers);
 
-    let mut signals = Signals::new([SIGTERM, SIGINT, SIGHUP])?;
     let signal_handle = signals.handle();
     let mut handles = Vec::with_capacity(threads);
     for (id, (((poll, listener), inbox), shard)) in polls.into_iter().zip(listeners).zip(inboxes).zip(shards).enumerate() {
@@ -139,6 +180,9 @@ pub fn run(config: Config, args: Vec<OsString>) -> io::Result<()> {
         c.config.as_ref().map_or(String::new(), |f| format!("; config {}", f.display())),
     );
     notify::ready(&format!("serving on {local}"));
+    if early.reload {
+        reload::reload(&handle, &args);
+    }
 
     for sig in signals.forever() {
         if sig == SIGHUP {
@@ -171,23 +215,55 @@ pub fn run(config: Config, args: Vec<OsString>) -> io::Result<()> {
     }
 }
 
-/// Opens every shard, telling systemd how long recovery has been running, once a second.
-fn recover(config: &Config, dir: Option<&data_dir::DataDir>, shard_config: ShardConfig) -> io::Result<Vec<Shard>> {
+/// Opens every shard on a thread of its own while this one tells systemd how long recovery
+/// has been running (once a second) and notes the signals that come meanwhile.
+fn recover(
+    config: &Config,
+    dir: Option<&data_dir::DataDir>,
+    shard_config: ShardConfig,
+    signals: &mut Signals,
+) -> io::Result<(Vec<Shard>, Recovery, Early)> {
+    let mut early = Early::default();
     if dir.is_none() {
-        return data_dir::open_shards(config, dir, shard_config, crate::stats::unix_now());
+        let (shards, recovery) = data_dir::open_shards(config, dir, shard_config, crate::stats::unix_now())?;
+        return Ok((shards, recovery, early));
     }
     notify::status("recovering");
     let started = std::time::Instant::now();
-    let (done, ticks) = crossbeam_channel::bounded::<()>(0);
+    let (done, finished) = crossbeam_channel::bounded(1);
     std::thread::scope(|scope| {
         scope.spawn(move || {
-            while let Err(crossbeam_channel::RecvTimeoutError::Timeout) = ticks.recv_timeout(std::time::Duration::from_secs(1)) {
-                notify::recovering(started.elapsed().as_secs());
-            }
+            let _ = done.send(data_dir::open_shards(config, dir, shard_config, crate::stats::unix_now()));
         });
-        let shards = data_dir::open_shards(config, dir, shard_config, crate::stats::unix_now());
-        drop(done);
-        shards
+        let mut told = 0;
+        loop {
+            match finished.recv_timeout(std::time::Duration::from_millis(50)) {
+                Ok(result) => return result.map(|(shards, recovery)| (shards, recovery, early)),
+                Err(crossbeam_channel::RecvTimeoutError::Disconnected) => return Err(io::Error::other("recovery panicked")),
+                Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
+            }
+            for sig in signals.pending() {
+                if sig == SIGHUP {
+                    if !early.reload {
+                        log::info!("SIGHUP during recovery: the configuration will be read again once the node serves");
+                    }
+                    early.reload = true;
+                } else {
+                    if early.stop.is_none() {
+                        log::info!(
+                            "signal {sig} during recovery: stopping once recovery is done \
+                             (killing the process now is safe too: the next start recovers again)"
+                        );
+                    }
+                    early.stop = Some(sig);
+                }
+            }
+            let secs = started.elapsed().as_secs();
+            if secs > told {
+                told = secs;
+                notify::recovering(secs);
+            }
+        }
     })
 }
 

@@ -6,10 +6,11 @@
 //! | `log-level`, `verbose` | the logger's level (RUST_LOG, when set, still wins) |
 //! | `memory-limit` | each core's share, sent to it by message; a smaller limit evicts (cache mode) or refuses writes (store mode) as new items come |
 //! | `fsync` | each core's log is synced, then follows the new policy |
+//! | `merge-dead-fraction`, `merge-min-dead`, `merge-max-live` | each core's shard, by message: the next merge it plans follows them (one under way finishes with its inputs) |
 //!
 //! Any other changed setting is logged as needing a restart and left as it was; a file that
-//! cannot be read or parsed changes nothing. Merge thresholds will join the table once
-//! merges have settings.
+//! cannot be read or parsed, or holds a bad value, changes nothing (the error, naming the
+//! setting, is logged).
 
 use std::ffi::OsString;
 use std::sync::atomic::Ordering::Relaxed;
@@ -71,6 +72,14 @@ fn apply(handle: &Handle, new: Config) {
                 let policy = new.fsync;
                 report(handle.broadcast(|| Control::Fsync(policy)), name);
                 now.fsync = new.fsync;
+                true
+            }
+            "merge-dead-fraction" | "merge-min-dead" | "merge-max-live" => {
+                now.merge_dead_fraction = new.merge_dead_fraction;
+                now.merge_min_dead = new.merge_min_dead;
+                now.merge_max_live = new.merge_max_live;
+                let policy = now.merge_policy();
+                report(handle.broadcast(|| Control::MergePolicy(policy)), name);
                 true
             }
             _ => false,

@@ -65,8 +65,37 @@ fn general(node: &Node) -> Vec<(&'static str, String)> {
     }
     out.push(("limit_maxbytes", node.memory_limit.load(Relaxed).to_string()));
     out.push(("threads", node.core_stats.len().to_string()));
+    out.extend(recovery(node));
     out
 }
+
+/// What start-up recovery did: set once, before the node serves (`RECOVERY_STATS` says what
+/// each means).
+pub fn recovery(node: &Node) -> Vec<(&'static str, String)> {
+    let r = &node.recovery.report;
+    vec![
+        ("recovery_seconds", format!("{:.6}", node.recovery.seconds)),
+        ("recovery_segments", r.segments.to_string()),
+        ("recovery_segments_from_hints", r.from_hints.to_string()),
+        ("recovery_records", r.records.to_string()),
+        ("recovery_bytes_cut", r.bytes_cut.to_string()),
+        ("recovery_corrupt_records", r.corrupt_records.to_string()),
+        ("recovery_corrupt_bytes", r.corrupt_bytes.to_string()),
+        ("recovery_files_removed", r.files_removed.to_string()),
+    ]
+}
+
+/// The STAT names of [`recovery`] with their meaning (the HELP lines of `/metrics`).
+pub const RECOVERY_STATS: &[(&str, &str)] = &[
+    ("recovery_seconds", "Seconds the start-up recovery of every shard took (wall clock; shards recover in parallel)."),
+    ("recovery_segments", "Log segments found by the start-up recovery."),
+    ("recovery_segments_from_hints", "Segments the start-up recovery read from their hint files instead of scanning them."),
+    ("recovery_records", "Records replayed by the start-up recovery."),
+    ("recovery_bytes_cut", "Bytes of torn or damaged segment tails cut off at start-up."),
+    ("recovery_corrupt_records", "Damaged records stepped over inside segments at start-up."),
+    ("recovery_corrupt_bytes", "Bytes of the damaged records stepped over at start-up."),
+    ("recovery_files_removed", "Files removed at start-up: leftovers of interrupted writes and merges."),
+];
 
 fn settings(node: &Node) -> Vec<(&'static str, String)> {
     let c = &node.config;

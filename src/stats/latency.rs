@@ -82,11 +82,88 @@ impl Op {
     }
 }
 
-/// One histogram per [`Op`], and the exact sum of what each recorded.
+/// One histogram per [`Op`], and the exact sum of what each recorded; and the fsyncs of the
+/// core's log (filled in by the core from its shard when a copy is asked for).
 #[derive(Clone, Debug)]
 pub struct Latencies {
     hists: Vec<Histogram<u64>>,
     sums: [u64; OPS],
+    pub fsync: FsyncTimes,
+}
+
+fn new_histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(LOWEST_MICROS, HIGHEST_MICROS, SIGNIFICANT_DIGITS).expect("constant histogram bounds are valid")
+}
+
+/// The percentiles of `h`, whose values add up to `sum` microseconds.
+fn summarize(h: &Histogram<u64>, sum: u64) -> Summary {
+    if h.is_empty() {
+        return Summary { count: 0, mean: 0.0, p50: 0, p90: 0, p99: 0, p999: 0, max: 0 };
+    }
+    Summary {
+        count: h.len(),
+        mean: sum as f64 / h.len() as f64,
+        p50: h.value_at_quantile(0.50),
+        p90: h.value_at_quantile(0.90),
+        p99: h.value_at_quantile(0.99),
+        p999: h.value_at_quantile(0.999),
+        max: h.max(),
+    }
+}
+
+/// How many values of `h` are at most `micros` (for Prometheus buckets).
+fn at_most(h: &Histogram<u64>, micros: u64) -> u64 {
+    if micros >= h.max() {
+        return h.len();
+    }
+    h.count_between(0, micros)
+}
+
+/// How long each fsync of a shard's log took, in microseconds, as the request latencies
+/// (1 µs to 60 s, 1 %). Every fsync counted in the `fsyncs` statistic is recorded here: the
+/// log's own on the event loop (`--fsync always`, rolls, reloads, stops) in a histogram
+/// only the core touches, and the background syncer's (`--fsync everysec`) in one of its
+/// own, behind a lock taken once per fsync and when the admin asks, never per request.
+#[derive(Clone, Debug)]
+pub struct FsyncTimes {
+    hist: Histogram<u64>,
+    sum: u64,
+}
+
+impl Default for FsyncTimes {
+    fn default() -> Self {
+        FsyncTimes { hist: new_histogram(), sum: 0 }
+    }
+}
+
+impl FsyncTimes {
+    pub fn record(&mut self, took: std::time::Duration) {
+        let micros = took.as_micros().min(u128::from(u64::MAX)) as u64;
+        let _ = self.hist.record(micros.clamp(LOWEST_MICROS, HIGHEST_MICROS));
+        self.sum = self.sum.wrapping_add(micros);
+    }
+
+    pub fn add(&mut self, other: &FsyncTimes) {
+        let _ = self.hist.add(&other.hist);
+        self.sum = self.sum.wrapping_add(other.sum);
+    }
+
+    pub fn count(&self) -> u64 {
+        self.hist.len()
+    }
+
+    /// Total microseconds recorded (exact, not from the buckets).
+    pub fn sum_micros(&self) -> u64 {
+        self.sum
+    }
+
+    pub fn summary(&self) -> Summary {
+        summarize(&self.hist, self.sum)
+    }
+
+    pub fn count_at_most(&self, micros: u64) -> u64 {
+        at_most(&self.hist, micros)
+    }
 }
 
 impl Default for Latencies {
@@ -109,11 +186,7 @@ pub struct Summary {
 
 impl Latencies {
     pub fn new() -> Latencies {
-        let hist = || {
-            Histogram::new_with_bounds(LOWEST_MICROS, HIGHEST_MICROS, SIGNIFICANT_DIGITS)
-                .expect("constant histogram bounds are valid")
-        };
-        Latencies { hists: (0..OPS).map(|_| hist()).collect(), sums: [0; OPS] }
+        Latencies { hists: (0..OPS).map(|_| new_histogram()).collect(), sums: [0; OPS], fsync: FsyncTimes::default() }
     }
 
     /// Records `n` requests of `op` that took `micros` each (clamped to the tracked range).
@@ -134,6 +207,7 @@ impl Latencies {
         for (mine, theirs) in self.sums.iter_mut().zip(other.sums) {
             *mine = mine.wrapping_add(theirs);
         }
+        self.fsync.add(&other.fsync);
     }
 
     pub fn histogram(&self, op: Op) -> &Histogram<u64> {
@@ -146,28 +220,12 @@ impl Latencies {
     }
 
     pub fn summary(&self, op: Op) -> Summary {
-        let h = self.histogram(op);
-        if h.is_empty() {
-            return Summary { count: 0, mean: 0.0, p50: 0, p90: 0, p99: 0, p999: 0, max: 0 };
-        }
-        Summary {
-            count: h.len(),
-            mean: self.sums[op as usize] as f64 / h.len() as f64,
-            p50: h.value_at_quantile(0.50),
-            p90: h.value_at_quantile(0.90),
-            p99: h.value_at_quantile(0.99),
-            p999: h.value_at_quantile(0.999),
-            max: h.max(),
-        }
+        summarize(self.histogram(op), self.sums[op as usize])
     }
 
     /// How many recorded values of `op` are at most `micros` (for histogram buckets).
     pub fn count_at_most(&self, op: Op, micros: u64) -> u64 {
-        let h = self.histogram(op);
-        if micros >= h.max() {
-            return h.len();
-        }
-        h.count_between(0, micros)
+        at_most(self.histogram(op), micros)
     }
 }
 
@@ -274,6 +332,25 @@ mod tests {
         assert_eq!(Op::from_u8(200), Op::Other);
         assert_eq!(Op::of(&Command::Get { key: b"k" }), Op::Get);
         assert_eq!(Op::of(&Command::<&[u8]>::Flush { delay: 0 }), Op::Other);
+    }
+
+    #[test]
+    fn fsync_times_merge_and_summarize() {
+        use std::time::Duration;
+        let mut a = FsyncTimes::default();
+        for ms in 1..=10 {
+            a.record(Duration::from_millis(ms));
+        }
+        let mut l = Latencies::new();
+        l.fsync.record(Duration::from_micros(100));
+        l.add(&Latencies { fsync: a, ..Latencies::new() });
+        let s = l.fsync.summary();
+        assert_eq!(s.count, 11);
+        assert_eq!(l.fsync.sum_micros(), 55_100);
+        assert!(s.max >= 9_900 && s.max <= 10_100, "{}", s.max);
+        assert_eq!(l.fsync.count_at_most(500), 1);
+        assert_eq!(l.fsync.count_at_most(60_000_000), 11);
+        assert_eq!(Latencies::new().fsync.summary().count, 0);
     }
 
     #[test]

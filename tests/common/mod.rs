@@ -127,6 +127,51 @@ impl Server {
     }
 
     fn try_start(kind: ServerKind, extra_args: &[&str], env: &[(&str, &str)]) -> Result<Server, StartFailure> {
+        let mut server = Server::spawn(kind, extra_args, env);
+        server.wait_until_ready()?;
+        Ok(server)
+    }
+
+    /// Starts caskade as [`start_caskade`](Self::start_caskade) does, but returns at once,
+    /// without waiting for it to serve: for the tests of what happens before it does (a
+    /// long recovery). [`wait_ready`](Self::wait_ready) waits for the rest.
+    pub fn launch_caskade(extra_args: &[&str], env: &[(&str, &str)]) -> Server {
+        Server::spawn(ServerKind::Caskade, extra_args, env)
+    }
+
+    /// Waits until a launched server answers a NOOP (up to `timeout`), or panics with its log.
+    pub fn wait_ready(&mut self, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.try_wait() {
+                panic!("server exited with {status} before it served\n{}", self.describe());
+            }
+            if noop_round_trip(self.addr(), READY_POLL_INTERVAL * 10).is_ok() {
+                return;
+            }
+            if Instant::now() >= deadline {
+                panic!("server did not answer a NOOP within {timeout:?}\n{}", self.describe());
+            }
+            thread::sleep(READY_POLL_INTERVAL);
+        }
+    }
+
+    /// The exit status once the process has exited by itself, polled every 10 ms for up to
+    /// `timeout`; `None` if it still runs.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.try_wait() {
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            thread::sleep(READY_POLL_INTERVAL);
+        }
+    }
+
+    fn spawn(kind: ServerKind, extra_args: &[&str], env: &[(&str, &str)]) -> Server {
         let port = free_port();
         let log_path = log_path(port);
         let log = File::create(&log_path)
@@ -171,17 +216,7 @@ impl Server {
             .spawn()
             .unwrap_or_else(|e| panic!("cannot spawn `{command_line}`: {e}"));
 
-        let mut server = Server {
-            child: Some(child),
-            kind,
-            port,
-            log_path,
-            command_line,
-            _data_dir: data_dir,
-            admin_port,
-        };
-        server.wait_until_ready()?;
-        Ok(server)
+        Server { child: Some(child), kind, port, log_path, command_line, _data_dir: data_dir, admin_port }
     }
 
     /// Probes every 10 ms until a NOOP is answered; fails early if the process exits.
@@ -257,6 +292,20 @@ impl Server {
         let status = response.status().as_u16();
         let body = response.body_mut().read_to_string().unwrap_or_else(|e| panic!("GET {url}: body: {e}"));
         (status, body)
+    }
+
+    /// `GET path` on the admin port, or `None` while nothing listens there yet.
+    pub fn try_http_get(&self, path: &str) -> Option<(u16, String)> {
+        let agent = ureq::Agent::new_with_config(
+            ureq::Agent::config_builder()
+                .http_status_as_error(false)
+                .timeout_global(Some(Duration::from_secs(10)))
+                .build(),
+        );
+        let mut response = agent.get(&format!("http://{}{path}", self.admin())).call().ok()?;
+        let status = response.status().as_u16();
+        let body = response.body_mut().read_to_string().ok()?;
+        Some((status, body))
     }
 
     /// Sends `signal` to the server.

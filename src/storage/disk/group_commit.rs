@@ -19,6 +19,7 @@ use std::time::Instant;
 use crossbeam_channel::Sender;
 
 use super::fs::SyncHandle;
+use crate::stats::latency::FsyncTimes;
 
 /// Wakes the event loop that owns the log (a `mio::Waker`), once an fsync has finished.
 pub type Notify = Arc<dyn Fn() + Send + Sync>;
@@ -32,6 +33,8 @@ struct Shared {
     fsyncs: AtomicU64,
     micros: AtomicU64,
     errors: AtomicU64,
+    /// Locked once per fsync by the thread, and when statistics are asked for.
+    times: std::sync::Mutex<FsyncTimes>,
 }
 
 /// The outcome of the fsync in flight, once there is one.
@@ -59,8 +62,10 @@ impl GroupCommit {
                 let started = Instant::now();
                 match handle.sync() {
                     Ok(()) => {
+                        let took = started.elapsed();
+                        s.times.lock().unwrap_or_else(|e| e.into_inner()).record(took);
                         s.fsyncs.fetch_add(1, Relaxed);
-                        s.micros.fetch_add(started.elapsed().as_micros() as u64, Relaxed);
+                        s.micros.fetch_add(took.as_micros() as u64, Relaxed);
                         s.done.store(epoch, Release);
                     }
                     Err(e) => {
@@ -100,6 +105,11 @@ impl GroupCommit {
         };
         self.in_flight = None;
         Some(finished)
+    }
+
+    /// How long the fsyncs done so far took.
+    pub fn times(&self) -> FsyncTimes {
+        self.shared.times.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// fsyncs done, their microseconds, and failures, so far.

@@ -16,6 +16,7 @@ use super::group_commit::{Finished, GroupCommit, Notify};
 use super::hint::HintWriter;
 use super::record::{self, Kind, Meta, Record};
 use super::segment::{Location, SegmentHeader, SegmentName, SEGMENT_HEADER_LEN};
+use crate::stats::latency::FsyncTimes;
 
 /// When appended records are made durable.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -114,6 +115,8 @@ pub struct Log {
     /// Epochs: commits that wrote bytes (under `Always`), the last of them known durable,
     /// and the last whose fsync failed.
     epochs: Epochs,
+    /// How long the fsyncs on the event loop took (the syncer keeps its own).
+    fsync_times: FsyncTimes,
 }
 
 /// Where group commit stands: replies made in epoch `e` may leave once `durable >= e`, and
@@ -143,6 +146,8 @@ struct SyncState {
     fsyncs: std::sync::atomic::AtomicU64,
     micros: std::sync::atomic::AtomicU64,
     errors: std::sync::atomic::AtomicU64,
+    /// Locked once per background fsync, and when the core copies it for the admin.
+    times: std::sync::Mutex<FsyncTimes>,
 }
 
 impl Syncer {
@@ -156,8 +161,10 @@ impl Syncer {
                 let started = Instant::now();
                 match handle.sync() {
                     Ok(()) => {
+                        let took = started.elapsed();
                         s.fsyncs.fetch_add(1, Relaxed);
-                        s.micros.fetch_add(started.elapsed().as_micros() as u64, Relaxed);
+                        s.micros.fetch_add(took.as_micros() as u64, Relaxed);
+                        s.times.lock().unwrap_or_else(|e| e.into_inner()).record(took);
                     }
                     Err(e) => {
                         log::error!("shard {shard}: background fsync failed: {e}");
@@ -203,6 +210,7 @@ impl Log {
             group: None,
             notify: None,
             epochs: Epochs::default(),
+            fsync_times: FsyncTimes::default(),
         };
         if log.config.fsync == Fsync::EverySec {
             log.syncer = Some(Syncer::spawn(log.config.shard)?);
@@ -230,6 +238,18 @@ impl Log {
             c.fsync_errors += s.state.errors.load(Relaxed);
         }
         c
+    }
+
+    /// How long every fsync counted in [`LogCounters::fsyncs`] took.
+    pub fn fsync_times(&self) -> FsyncTimes {
+        let mut times = self.fsync_times.clone();
+        if let Some(s) = &self.syncer {
+            times.add(&s.state.times.lock().unwrap_or_else(|e| e.into_inner()));
+        }
+        if let Some(g) = &self.group {
+            times.add(&g.times());
+        }
+        times
     }
 
     pub fn segments(&self) -> impl Iterator<Item = &Segment> {
@@ -337,12 +357,14 @@ impl Log {
                     self.counters.fsyncs += s.state.fsyncs.load(Relaxed);
                     self.counters.fsync_micros += s.state.micros.load(Relaxed);
                     self.counters.fsync_errors += s.state.errors.load(Relaxed);
+                    self.fsync_times.add(&s.state.times.lock().unwrap_or_else(|e| e.into_inner()));
                 }
             }
             _ => {}
         }
         if fsync != Fsync::Always {
             if let Some(g) = self.group.take() {
+                self.fsync_times.add(&g.times());
                 let (n, micros, errors) = g.counts();
                 self.counters.fsyncs += n;
                 self.counters.fsync_micros += micros;
@@ -508,8 +530,10 @@ impl Log {
         let active = self.segments.get_mut(&self.active).expect("the active segment exists");
         match active.file.sync() {
             Ok(()) => {
+                let took = started.elapsed();
                 self.counters.fsyncs += 1;
-                self.counters.fsync_micros += started.elapsed().as_micros() as u64;
+                self.counters.fsync_micros += took.as_micros() as u64;
+                self.fsync_times.record(took);
                 self.epochs.durable = self.epochs.written;
                 self.dirty = false;
                 self.last_sync = Instant::now();

@@ -67,7 +67,9 @@ pub fn plan<'a>(segments: impl Iterator<Item = &'a Segment>, active: u32, policy
         dead += s.dead;
         inputs.push(*s);
     }
-    if dead < policy.min_dead_bytes {
+    // Nothing dead, nothing to gain (with a fraction and a minimum of 0, merges would
+    // otherwise rewrite live segments forever).
+    if dead < policy.min_dead_bytes || dead == 0 {
         return None;
     }
     Some(Plan {
