@@ -144,3 +144,59 @@ fn a_merge_stopped_after_any_step_loses_nothing_and_resurrects_nothing() {
     }
     assert!(steps_seen > 0, "the merges never finished within the steps tried");
 }
+
+/// As the server runs merges: the output is synced and renamed on a thread of its own, and
+/// swapped in by a later turn; writes made meanwhile win over the copies.
+#[test]
+fn a_merge_finished_off_the_event_loop_keeps_every_live_value_and_the_writes_made_meanwhile() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = open(dir.path(), 64 << 10);
+    s.finish_merges_off_loop();
+    let value = |k: usize, round: usize| format!("{k:05}-{round}-{}", "v".repeat(200));
+    for round in 0..4 {
+        for k in 0..400 {
+            set(&mut s, &format!("key:{k}"), &value(k, round));
+            s.commit().unwrap();
+        }
+    }
+    let before = segments(dir.path());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let mut t = 0;
+    let mut during = 0;
+    while s.counters().merges < 1 {
+        assert!(std::time::Instant::now() < deadline, "merges did not finish");
+        s.maintain(NOW + t);
+        t += 1;
+        // Writes between steps, and while an output is being synced off the loop.
+        if s.is_busy() {
+            let k = during % 400;
+            set(&mut s, &format!("key:{k}"), &value(k, 10 + during));
+            s.commit().unwrap();
+            during += 1;
+        }
+        std::thread::sleep(std::time::Duration::from_micros(200));
+    }
+    while s.is_busy() {
+        s.maintain(NOW + t);
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    assert!(during > 0);
+    let want = |k: usize| {
+        let last_during = (0..during).filter(|d| d % 400 == k).max();
+        match last_during {
+            Some(d) => value(k, 10 + d),
+            None => value(k, 3),
+        }
+        .into_bytes()
+    };
+    for k in 0..400 {
+        assert_eq!(get(&mut s, &format!("key:{k}")), Some(want(k)), "key:{k} after merges");
+    }
+    assert!(segments(dir.path()) < before + 2, "segments {before} -> {}", segments(dir.path()));
+    s.close().unwrap();
+    drop(s);
+    let mut s = open(dir.path(), 64 << 10);
+    for k in 0..400 {
+        assert_eq!(get(&mut s, &format!("key:{k}")), Some(want(k)), "key:{k} after a restart");
+    }
+}

@@ -107,6 +107,7 @@ impl Core {
         self.poll.registry().register(&mut self.listener, LISTENER, Interest::READABLE)?;
         let (mailboxes, id) = (self.mailboxes.clone(), self.id);
         self.shard.enable_group_commit(Arc::new(move || mailboxes.wake(id)))?;
+        self.shard.finish_merges_off_loop();
         let mut events = Events::with_capacity(1024);
         let mut draining_since: Option<Instant> = None;
         loop {

@@ -13,7 +13,7 @@ use std::io;
 use super::command::{Command, Outcome, StoreMode};
 use super::disk::record::{Kind, Meta};
 use super::disk::recovery::{self, RecoveryReport};
-use super::disk::merge::{self, Merge, MergePolicy, Verdict};
+use super::disk::merge::{self, Finishing, Merge, MergePolicy, Verdict};
 use super::disk::{Log, LogConfig, LogError, SharedFs};
 use super::expiry;
 use super::item::{charge_for, DiskRef, Item};
@@ -85,6 +85,11 @@ pub struct Shard {
     /// A value read from disk, to answer from.
     scratch: Vec<u8>,
     merge: Option<Merge>,
+    /// A merge whose output is synced and renamed off the event loop (`finish_off_loop`).
+    finishing: Option<Finishing>,
+    /// Whether merges finish off the loop (the server) or in the last step (tests that
+    /// drive a shard turn by turn and want a finished merge at a known step).
+    finish_off_loop: bool,
     merge_policy: MergePolicy,
     /// When a merge was last looked for (once a second).
     merge_checked: u32,
@@ -103,6 +108,8 @@ impl Shard {
             seqnos: Vec::new(),
             scratch: Vec::new(),
             merge: None,
+            finishing: None,
+            finish_off_loop: false,
             merge_policy: MergePolicy::default(),
             merge_checked: 0,
         }
@@ -110,7 +117,13 @@ impl Shard {
 
     /// Whether background work is under way (the event loop should keep turning).
     pub fn is_busy(&self) -> bool {
-        self.merge.is_some()
+        self.merge.is_some() || self.finishing.is_some()
+    }
+
+    /// Merges end with their fsyncs and renames on a thread of their own, so the event loop
+    /// never waits for them; the swap happens in a later [`maintain`](Self::maintain).
+    pub fn finish_merges_off_loop(&mut self) {
+        self.finish_off_loop = true;
     }
 
     pub fn set_merge_policy(&mut self, policy: MergePolicy) {
@@ -119,6 +132,16 @@ impl Shard {
 
     /// Background work in small steps, one per event-loop turn: merge compaction.
     pub fn maintain(&mut self, now: u32) {
+        if self.finishing.as_ref().is_some_and(Finishing::is_done) {
+            let f = self.finishing.take().expect("a merge is finishing");
+            let read = f.bytes_read;
+            if let Err(e) = f.join().and_then(|(segment, moved, plan)| self.swap_merged(segment, moved, plan, read)) {
+                log::error!("merge abandoned at its end: {e}");
+            }
+        }
+        if self.finishing.is_some() {
+            return;
+        }
         let Some(log) = &self.log else { return };
         if self.merge.is_none() {
             if now == self.merge_checked {
@@ -190,13 +213,23 @@ impl Shard {
         }
         // The records that made the inputs' records dead must be durable before the output
         // replaces the inputs, or a power loss could take a key's new value and its old one.
-        if let Some(log) = self.log.as_mut() {
-            log.commit()?;
-            log.sync()?;
-        }
         let m = self.merge.take().expect("a merge is running");
         let read = m.bytes_read;
-        let (mut segment, moved, plan) = m.finish()?;
+        let log = self.log.as_mut().expect("merging needs a log");
+        log.commit()?;
+        if self.finish_off_loop {
+            if let Ok(active) = log.active_sync_handle() {
+                self.finishing = Some(m.finish_off_loop(active)?);
+                return Ok(());
+            }
+        }
+        log.sync()?;
+        let (segment, moved, plan) = m.finish()?;
+        self.swap_merged(segment, moved, plan, read)
+    }
+
+    /// Puts a finished merge's output in place of its inputs.
+    fn swap_merged(&mut self, mut segment: super::disk::Segment, moved: Vec<merge::Moved>, plan: merge::Plan, read: u64) -> io::Result<()> {
         // Point every key still at its old record to the copy; what changed meanwhile is dead.
         let mut live = 0u64;
         for mv in &moved {
@@ -414,6 +447,14 @@ impl Shard {
 
     /// A clean stop: write, sync, write the active segment's hint.
     pub fn close(&mut self) -> io::Result<()> {
+        // A merge finishing off the loop is let finish: its output stands in for its inputs
+        // at the next start whether or not it was swapped in here.
+        if let Some(f) = self.finishing.take() {
+            let read = f.bytes_read;
+            if let Err(e) = f.join().and_then(|(segment, moved, plan)| self.swap_merged(segment, moved, plan, read)) {
+                log::error!("merge abandoned at its end: {e}");
+            }
+        }
         match &mut self.log {
             Some(log) => log.close(),
             None => Ok(()),

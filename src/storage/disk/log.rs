@@ -646,6 +646,11 @@ impl Log {
         &self.fs
     }
 
+    /// A handle that syncs the active segment from another thread.
+    pub fn active_sync_handle(&self) -> io::Result<Box<dyn SyncHandle>> {
+        self.active().file.sync_handle()
+    }
+
     pub fn active_id(&self) -> u32 {
         self.active
     }

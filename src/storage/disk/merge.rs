@@ -13,7 +13,7 @@
 use std::io;
 use std::path::{Path, PathBuf};
 
-use super::fs::{tmp_path, LogFile, SharedFs};
+use super::fs::{tmp_path, LogFile, SharedFs, SyncHandle};
 use super::hint::HintWriter;
 use super::log::Segment;
 use super::record::{self, Kind, Record, RecordError};
@@ -220,6 +220,33 @@ impl Merge {
         ))
     }
 
+    /// [`finish`](Self::finish) off the event loop. `active` syncs the log's active segment
+    /// first (the records that made the inputs' records dead must be durable before the
+    /// output replaces the inputs); then the output, its hint, the rename and the directory,
+    /// in the same order as `finish`, on a thread of their own.
+    pub fn finish_off_loop(mut self, mut active: Box<dyn SyncHandle>) -> io::Result<Finishing> {
+        let hint = std::mem::replace(&mut self.hint, HintWriter::new(self.output)).finish();
+        let (fs, dir, output, mut out) = (self.fs.clone(), self.dir.clone(), self.output, self.out);
+        let thread = std::thread::Builder::new().name("caskade-merge".into()).spawn(move || {
+            active.sync()?;
+            out.sync()?;
+            fs.write_atomic(&output.hint_path(&dir), &hint)?;
+            let path = output.path(&dir);
+            fs.rename(&tmp_path(&path), &path)?;
+            fs.sync_dir(&dir)?;
+            fs.open(&path)
+        })?;
+        Ok(Finishing {
+            thread,
+            output,
+            first: self.plan.first,
+            out_len: self.out_len,
+            moved: self.moved,
+            plan: self.plan,
+            bytes_read: self.bytes_read,
+        })
+    }
+
     /// Gives up: removes the unfinished output.
     pub fn abandon(self) {
         let tmp = tmp_path(&self.output.path(&self.dir));
@@ -245,5 +272,28 @@ pub fn keep(kind: Kind, live: bool, expired: bool, flush_pending: bool, from_old
         Verdict::Keep(None)
     } else {
         Verdict::Drop
+    }
+}
+
+/// A merge whose output is being synced and renamed into place off the event loop.
+pub struct Finishing {
+    thread: std::thread::JoinHandle<io::Result<Box<dyn LogFile>>>,
+    output: SegmentName,
+    first: u32,
+    out_len: u64,
+    moved: Vec<Moved>,
+    pub plan: Plan,
+    pub bytes_read: u64,
+}
+
+impl Finishing {
+    pub fn is_done(&self) -> bool {
+        self.thread.is_finished()
+    }
+
+    /// Waits for the thread; the output segment, in place, as [`Merge::finish`] gives it.
+    pub fn join(self) -> io::Result<(Segment, Vec<Moved>, Plan)> {
+        let file = self.thread.join().map_err(|_| io::Error::other("the merge thread panicked"))??;
+        Ok((Segment { name: self.output, first: self.first, file, len: self.out_len, dead: 0 }, self.moved, self.plan))
     }
 }
