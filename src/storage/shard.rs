@@ -14,6 +14,7 @@ use super::command::{Command, Outcome, StoreMode};
 use super::disk::record::{Kind, Meta};
 use super::disk::recovery::{self, RecoveryReport};
 use super::disk::merge::{self, Merge, MergePolicy, Verdict};
+use super::disk::watermark::Watermark;
 use super::disk::{Log, LogConfig, LogError, SharedFs};
 use super::expiry;
 use super::item::{charge_for, DiskRef, Item};
@@ -262,6 +263,15 @@ impl Shard {
             *s = (*s).max(e.meta.seqno);
         }
         match e.kind {
+            Kind::Watermark => match e.value.map(|v| Watermark::decode(e.meta.cas, v)) {
+                Some(Ok(w)) => {
+                    for (p, s) in self.seqnos.iter_mut().enumerate() {
+                        *s = (*s).max(w.seqno(p as u16));
+                    }
+                }
+                Some(Err(why)) => log::error!("watermark record at {:?} unreadable ({why}): seqnos may restart lower", e.loc),
+                None => log::error!("watermark record at {:?} unread: seqnos may restart lower", e.loc),
+            },
             Kind::Flush => {
                 if e.meta.expiry == 0 {
                     self.keydir.clear();
@@ -325,6 +335,11 @@ impl Shard {
     /// Bytes charged against the memory limit.
     pub fn used_bytes(&self) -> usize {
         self.keydir.used()
+    }
+
+    /// The last seqno given in `partition` (0: none, or no log).
+    pub fn last_seqno(&self, partition: u16) -> u64 {
+        self.seqnos.get(partition as usize).copied().unwrap_or(0)
     }
 
     pub fn counters(&self) -> ShardCounters {

@@ -3,7 +3,7 @@
 //!
 //! | part    | bytes | content                                                        |
 //! |---------|------:|----------------------------------------------------------------|
-//! | header  | 16    | magic `CASKHNT1`, segment id (4), generation (4)               |
+//! | header  | 16    | magic `CASKHNT2`, segment id (4), generation (4)               |
 //! | entries | ...   | per record: its 48-byte record header with the CRC field replaced by the record's offset in the segment, then the key |
 //! | trailer | 8     | entry count (4), CRC32C of everything before (4)               |
 //!
@@ -13,7 +13,7 @@
 use super::record::{self, Kind, Meta, RecordError, RECORD_HEADER_LEN};
 use super::segment::SegmentName;
 
-pub const HINT_MAGIC: &[u8; 8] = b"CASKHNT1";
+pub const HINT_MAGIC: &[u8; 8] = b"CASKHNT2";
 const HINT_HEADER_LEN: usize = 16;
 const HINT_TRAILER_LEN: usize = 8;
 

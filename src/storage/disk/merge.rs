@@ -18,6 +18,7 @@ use super::hint::HintWriter;
 use super::log::Segment;
 use super::record::{self, Kind, Record, RecordError};
 use super::segment::{Location, SegmentHeader, SegmentName, SEGMENT_HEADER_LEN};
+use super::watermark::Watermark;
 
 /// When a run of closed segments is worth merging.
 #[derive(Clone, Copy, Debug)]
@@ -110,6 +111,9 @@ pub struct Merge {
     /// Records copied, in output order, with the key of each (for the swap).
     pub moved: Vec<Moved>,
     pub bytes_read: u64,
+    /// The highest CAS and seqnos of every input record, dropped ones included: written as
+    /// the output's last record, so the counters recovery derives never go back.
+    watermark: Watermark,
 }
 
 impl Merge {
@@ -133,6 +137,7 @@ impl Merge {
             window: Vec::new(),
             moved: Vec::new(),
             bytes_read: 0,
+            watermark: Watermark::default(),
         })
     }
 
@@ -170,7 +175,14 @@ impl Merge {
                 let at = Location { segment: name.id, offset: (self.offset + pos as u64) as u32 };
                 match record::decode(&self.window[pos..]) {
                     Ok((r, n)) => {
-                        if let Verdict::Keep(tag) = judge(&r, at) {
+                        self.watermark.observe(&r.meta);
+                        if r.kind == Kind::Watermark {
+                            // An input's own watermark: folded into the output's.
+                            match Watermark::decode(r.meta.cas, r.value) {
+                                Ok(w) => self.watermark.absorb(&w),
+                                Err(why) => log::error!("merge: watermark record at {}:{} unreadable ({why})", name.id, at.offset),
+                            }
+                        } else if let Verdict::Keep(tag) = judge(&r, at) {
                             let to = Location { segment: self.output.id, offset: self.out_len as u32 };
                             let bytes = &self.window[pos..pos + n];
                             self.out.append(bytes)?;
@@ -204,6 +216,15 @@ impl Merge {
     /// Makes the output durable and puts it in place. The caller then moves its keys and
     /// calls `Log::swap_merged` with the returned segment.
     pub fn finish(mut self) -> io::Result<(Segment, Vec<Moved>, Plan)> {
+        if !self.watermark.is_empty() {
+            let meta = record::Meta { cas: self.watermark.cas, ..record::Meta::default() };
+            let value = self.watermark.encode_value();
+            let mut bytes = Vec::with_capacity(record::record_len(0, value.len()));
+            record::encode(&mut bytes, Kind::Watermark, &meta, b"", &value, false, value.len() as u32);
+            self.out.append(&bytes)?;
+            self.hint.add(self.out_len as u32, &bytes, 0);
+            self.out_len += bytes.len() as u64;
+        }
         self.out.sync()?;
         let hint = std::mem::replace(&mut self.hint, HintWriter::new(self.output)).finish();
         self.fs.write_atomic(&self.output.hint_path(&self.dir), &hint)?;
@@ -238,6 +259,8 @@ pub fn keep(kind: Kind, live: bool, expired: bool, flush_pending: bool, from_old
         Kind::Delete => !from_oldest,
         // A flush still to come must survive; a past one only shadows older segments.
         Kind::Flush => flush_pending || !from_oldest,
+        // `Merge::step` folds watermarks into the output's own and never asks.
+        Kind::Watermark => false,
     };
     if keep {
         Verdict::Keep(None)

@@ -12,7 +12,7 @@ use super::fs::SharedFs;
 use super::hint;
 use super::log::Segment;
 use super::record::{self, Kind, Meta, RecordError};
-use super::segment::{Location, SegmentHeader, SegmentName, SEGMENT_HEADER_LEN};
+use super::segment::{HeaderError, Location, SegmentHeader, SegmentName, SEGMENT_HEADER_LEN};
 
 /// One record, as recovery hands it to the shard.
 #[derive(Debug)]
@@ -90,7 +90,7 @@ pub fn recover(
                     h.name
                 )))
             }
-            Some(Err(why)) if len > SEGMENT_HEADER_LEN as u64 => {
+            Some(Err(why)) if len > SEGMENT_HEADER_LEN as u64 || matches!(why, HeaderError::Version(_)) => {
                 return Err(io::Error::new(io::ErrorKind::InvalidData, format!("{}: {why}", path.display())));
             }
             _ => {
@@ -129,9 +129,14 @@ pub fn recover(
             match fs.read(&name.hint_path(dir)) {
                 Ok(bytes) => match hint::read(&bytes, name) {
                     Ok(entries) => {
+                        let mut watermark = Vec::new();
                         for e in entries {
                             let len = record::record_len(e.key.len(), e.stored_len as usize) as u32;
                             report.records += 1;
+                            // A hint holds no values, and a watermark's is what it is for.
+                            let value = (e.kind == Kind::Watermark)
+                                .then(|| read_value(&*file, e.offset, len, &mut watermark, name))
+                                .flatten();
                             apply(Event {
                                 kind: e.kind,
                                 meta: e.meta,
@@ -141,7 +146,7 @@ pub fn recover(
                                 stored_len: e.stored_len,
                                 raw_len: e.raw_len,
                                 compressed: e.compressed,
-                                value: None,
+                                value,
                             });
                         }
                         true
@@ -178,6 +183,21 @@ pub fn recover(
         segments.push(Segment { name, first: h.first, file, len, dead: 0 });
     }
     Ok((segments, report))
+}
+
+/// Reads the value of the record at `offset` (`len` bytes) into `buf`; `None`, with a log
+/// line, when the record cannot be read or fails its checksum.
+fn read_value<'b>(file: &dyn super::fs::LogFile, offset: u32, len: u32, buf: &'b mut Vec<u8>, name: SegmentName) -> Option<&'b [u8]> {
+    buf.resize(len as usize, 0);
+    let problem = match file.read_at(buf, offset as u64) {
+        Ok(()) => match record::decode(buf) {
+            Ok((r, _)) => return Some(r.value),
+            Err(e) => format!("{e:?}"),
+        },
+        Err(e) => e.to_string(),
+    };
+    log::error!("{}: the record at offset {offset} its hint names cannot be read ({problem})", name.file_name());
+    None
 }
 
 /// Replays the records of one segment; returns where its intact part ends.
