@@ -413,8 +413,8 @@ impl Run {
                 self.durable = self.model.clone();
                 self.synced = self.model.clone();
             }
-            // What was written survives in the page cache; the test file system takes the
-            // files it opens at start-up as synced.
+            // What was written survives in the page cache, and start-up syncs it before it
+            // serves it (the test file system remembers what was synced across the crash).
             How::Crash => {
                 self.model = self.durable.clone();
                 self.synced = self.durable.clone();

@@ -182,6 +182,14 @@ pub fn recover(
         }
         segments.push(Segment { name, first: h.first, file, len, dead: 0 });
     }
+    // A killed process may have left written but unsynced records in its active segment (the
+    // newest: every other one was synced when it was closed or merged). They are replayed and
+    // served from now on, so they must not vanish at a later power loss: sync them, and the
+    // directory (files created or removed since its last sync), before the shard serves.
+    if let Some(newest) = segments.last_mut() {
+        newest.file.sync().map_err(|e| io::Error::new(e.kind(), format!("cannot sync {}: {e}", newest.name.file_name())))?;
+    }
+    fs.sync_dir(dir).map_err(|e| io::Error::new(e.kind(), format!("cannot sync {}: {e}", dir.display())))?;
     Ok((segments, report))
 }
 
