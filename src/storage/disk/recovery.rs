@@ -199,7 +199,8 @@ fn read_value<'b>(file: &dyn super::fs::LogFile, offset: u32, len: u32, buf: &'b
     buf.resize(len as usize, 0);
     let problem = match file.read_at(buf, offset as u64) {
         Ok(()) => match record::decode(buf) {
-            Ok((r, _)) => return Some(r.value),
+            Ok((r, _)) if r.kind == Kind::Watermark => return Some(r.value),
+            Ok((r, _)) => format!("a {:?} record, not the watermark its hint names", r.kind),
             Err(e) => format!("{e:?}"),
         },
         Err(e) => e.to_string(),
