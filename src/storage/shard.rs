@@ -232,8 +232,10 @@ impl Shard {
         std::fs::create_dir_all(&log_config.dir)?;
         let mut shard = Shard::new(config);
         shard.seqnos = vec![0; PARTITIONS as usize];
+        shard.keydir.reserve(recovery::hinted_records(&fs, &log_config.dir));
         let (mut segments, report) =
             recovery::recover(&fs, &log_config.dir, log_config.shard, |e| shard.replay(e, now))?;
+        shard.keydir.shrink_if_oversized();
         // Dead bytes per segment: everything but the header and the live records.
         let mut live = std::collections::HashMap::<u32, u64>::new();
         for (_, item) in shard.keydir.iter() {

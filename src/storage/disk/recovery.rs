@@ -44,6 +44,26 @@ pub struct RecoveryReport {
     pub files_removed: usize,
 }
 
+/// About how many records the hint files of `dir` hold, from their trailers (unchecked: an
+/// estimate to size the keydir by before replaying; hints that turn out bad count anyway).
+pub fn hinted_records(fs: &SharedFs, dir: &Path) -> usize {
+    let mut total = 0;
+    let Ok(paths) = fs.list(dir) else { return 0 };
+    for path in paths {
+        if !matches!(path.file_name().and_then(|n| n.to_str()).and_then(SegmentName::parse), Some((_, "hint"))) {
+            continue;
+        }
+        let mut trailer = [0u8; hint::HINT_TRAILER_LEN];
+        let claimed = fs.open(&path).and_then(|f| {
+            let len = f.len()?;
+            f.read_at(&mut trailer, len.saturating_sub(hint::HINT_TRAILER_LEN as u64))?;
+            Ok(hint::claimed_entries(&trailer, len))
+        });
+        total += claimed.unwrap_or(0);
+    }
+    total
+}
+
 /// Replays every segment of `dir` into `apply` and returns the segments, ready for a log.
 pub fn recover(
     fs: &SharedFs,
