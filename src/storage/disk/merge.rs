@@ -4,7 +4,9 @@
 //! A merge reads its inputs a window at a time ([`Merge::step`]); the caller decides from the
 //! keydir whether each record is live and the merge copies the live ones verbatim (their
 //! checksums stay valid) into `seg-<last>-<generation+1>.log.tmp`, building its hint as it
-//! goes. [`Merge::finish`] syncs the output, writes its hint, renames it into place and syncs
+//! goes. Every input record, copied or not, raises the merge's [`Watermark`] (highest CAS,
+//! highest seqno per partition); inputs' own watermarks are folded into it, never copied.
+//! [`Merge::finish`] appends the watermark record, syncs the output, writes its hint, renames it into place and syncs
 //! the directory; only then does the shard move its keys and delete the inputs. The output
 //! stands where its inputs stood in the log (see protocol-spec/storage-format.md), so a crash
 //! at any point leaves either the inputs, or the output with some leftover inputs that

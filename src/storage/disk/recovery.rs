@@ -3,7 +3,9 @@
 //!
 //! Records are replayed in log order (segments by id, records by offset), so the last record
 //! of a key wins; a merge output stands where the segments it replaced stood, so the order
-//! holds across merges.
+//! holds across merges. Before it returns, the newest segment (the only one a killed process
+//! can have left unsynced) and the directory are synced, so nothing the shard then serves
+//! can vanish at a power loss.
 
 use std::io;
 use std::path::Path;
