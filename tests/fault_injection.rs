@@ -510,3 +510,86 @@ fn under_group_commit_an_epoch_is_durable_once_its_fsync_is_done_and_fails_with_
     book.insert("after".into(), after);
     reopen_and_check(&setup, dir.path(), &book, &[], "group commit, after the disk healed");
 }
+
+#[test]
+fn records_a_killed_process_left_unsynced_survive_a_power_loss_once_a_restart_served_them() {
+    // Under `never` a killed process leaves written, unsynced records in the page cache;
+    // start-up replays and serves them, so it must sync them before a later power loss.
+    let setup = Setup { fsync: Fsync::Never, segment_size: 1 << 20, ..Setup::default() };
+    let dir = durable::scratch_dir();
+    let (fs, faults) = FaultFs::new();
+    let (mut shard, _) = setup.open(fs.clone(), dir.path(), NOW).unwrap();
+    let mut book = Book::new();
+    for k in 0..10 {
+        let key = format!("k:{k}");
+        let v = value(&key, "written");
+        assert!(matches!(set(&mut shard, &key, &v, NOW), Outcome::Done { .. }));
+        end_turn(&mut shard).unwrap();
+        book.insert(key, v);
+    }
+    assert_eq!(shard.log().map(|l| l.counters().fsyncs), Some(0), "nothing synced under never");
+    drop(shard); // killed: no close, no sync
+
+    let (mut shard, _) = setup.open(fs.clone(), dir.path(), NOW).unwrap();
+    check_reads(&mut shard, &book, "after the kill");
+    drop(shard);
+    faults.power_loss();
+    let (mut shard, _) = setup.open_real(dir.path(), NOW);
+    check_reads(&mut shard, &book, "served after the kill, then a power loss");
+}
+
+#[test]
+fn a_delayed_flush_due_while_the_disk_fails_is_applied_and_its_marker_written_by_the_retry() {
+    // The delayed marker is in the log; at its time the shard must drop everything (as a
+    // replay of that marker would) and, once the disk works, log the immediate marker before
+    // any later record, or a restart would drop what was acknowledged after the flush.
+    let setup = Setup::default();
+    let dir = durable::scratch_dir();
+    let (fs, faults) = FaultFs::new();
+    let (mut shard, _) = setup.open(fs, dir.path(), NOW).unwrap();
+    set(&mut shard, "before", b"v", NOW);
+    assert_eq!(run(&mut shard, &Command::Flush { delay: 5 }, NOW), Outcome::Done { cas: 0 });
+    end_turn(&mut shard).unwrap();
+
+    faults.append.fail(Errno::Eio);
+    set(&mut shard, "unacked", b"v", NOW + 1);
+    assert!(end_turn(&mut shard).is_err(), "the turn's commit fails");
+    shard.tick(NOW + 5);
+    assert_eq!(get(&mut shard, "before", NOW + 5), None, "the flush is applied at its time, disk or no disk");
+    assert_eq!(get(&mut shard, "unacked", NOW + 5), None);
+    assert_eq!(set(&mut shard, "refused", b"v", NOW + 5), Outcome::StorageError);
+
+    faults.heal();
+    end_turn(&mut shard).unwrap();
+    shard.tick(NOW + 6);
+    let mut book = Book::new();
+    assert!(matches!(set(&mut shard, "after", b"v", NOW + 6), Outcome::Done { .. }));
+    end_turn(&mut shard).unwrap();
+    book.insert("after".to_string(), b"v".to_vec());
+    drop(shard);
+    reopen_and_check(&setup, dir.path(), &book, &["before", "unacked", "refused"], "a delayed flush due while the disk failed");
+}
+
+#[test]
+fn an_immediate_flush_the_log_refuses_leaves_a_delayed_one_in_place() {
+    let setup = Setup::default();
+    let dir = durable::scratch_dir();
+    let (fs, faults) = FaultFs::new();
+    let (mut shard, _) = setup.open(fs, dir.path(), NOW).unwrap();
+    set(&mut shard, "k", b"v", NOW);
+    assert_eq!(run(&mut shard, &Command::Flush { delay: 5 }, NOW), Outcome::Done { cas: 0 });
+    end_turn(&mut shard).unwrap();
+    faults.append.fail(Errno::Eio);
+    set(&mut shard, "unacked", b"v", NOW + 1);
+    assert!(end_turn(&mut shard).is_err());
+    assert_eq!(run(&mut shard, &Command::Flush { delay: 0 }, NOW + 1), Outcome::StorageError);
+    assert_eq!(get(&mut shard, "k", NOW + 1).as_deref(), Some(&b"v"[..]), "a refused flush changes nothing");
+    faults.heal();
+    end_turn(&mut shard).unwrap();
+    // The delayed flush the log still holds happens, as a restart would replay it.
+    assert_eq!(get(&mut shard, "k", NOW + 5), None, "the delayed flush still falls due");
+    end_turn(&mut shard).unwrap();
+    drop(shard);
+    let (mut shard, _) = setup.open_real(dir.path(), NOW + 5);
+    assert_eq!((get(&mut shard, "k", NOW + 5), get(&mut shard, "unacked", NOW + 5), shard.len()), (None, None, 0));
+}

@@ -13,7 +13,7 @@ use crate::storage::disk::{LogConfig, RealFs, SharedFs};
 use crate::storage::{Shard, ShardConfig};
 
 /// Format of the data directory (see protocol-spec/storage-format.md).
-const FORMAT: u64 = 1;
+const FORMAT: u64 = 2;
 
 /// Holds the directory's lock for as long as it lives.
 pub struct DataDir {
@@ -42,7 +42,11 @@ impl DataDir {
                     .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("{}: {e}", meta_path.display())))?;
                 let (format, found) = (meta["format"].as_u64(), meta["shards"].as_u64());
                 if format != Some(FORMAT) {
-                    return Err(io::Error::new(io::ErrorKind::InvalidData, format!("{}: unknown format {format:?}", meta_path.display())));
+                    return Err(io::Error::new(io::ErrorKind::InvalidData, format!(
+                            "{}: data format {} is not readable by this build (it reads format {FORMAT}); start on an empty data directory",
+                            meta_path.display(),
+                            format.map_or("unknown".to_string(), |f| f.to_string())
+                        )));
                 }
                 if found != Some(shards as u64) {
                     return Err(io::Error::new(

@@ -93,6 +93,23 @@ impl Keydir {
         slot
     }
 
+    /// Makes room in the index for `additional` more keys at once (start-up, which knows
+    /// about how many are coming): growing step by step rehashes every key, through its
+    /// item, at each doubling.
+    pub fn reserve(&mut self, additional: usize) {
+        let (items, hasher) = (&self.items, &self.hasher);
+        self.index.reserve(additional, |&i| hasher.hash_one(items[i as usize].key()));
+    }
+
+    /// Gives back index room well beyond what the keys need (after a [`reserve`](Self::reserve)
+    /// that counted records which turned out to be overwrites or deletes).
+    pub fn shrink_if_oversized(&mut self) {
+        if self.index.capacity() > 2 * self.items.len() + 1024 {
+            let (items, hasher) = (&self.items, &self.hasher);
+            self.index.shrink_to(self.items.len(), |&i| hasher.hash_one(items[i as usize].key()));
+        }
+    }
+
     /// Puts `item` (same key) in place of the one in `slot`; returns the old one.
     pub fn replace(&mut self, slot: Slot, item: Item) -> Item {
         debug_assert_eq!(self.items[slot].key(), item.key());

@@ -14,6 +14,7 @@ use super::command::{Command, Outcome, StoreMode};
 use super::disk::record::{Kind, Meta};
 use super::disk::recovery::{self, RecoveryReport};
 use super::disk::merge::{self, Finishing, Merge, MergePolicy, Verdict};
+use super::disk::watermark::Watermark;
 use super::disk::{Log, LogConfig, LogError, SharedFs};
 use super::expiry;
 use super::item::{charge_for, DiskRef, Item};
@@ -78,6 +79,10 @@ pub struct Shard {
     last_cas: u64,
     /// A FLUSH with a delay: every item is dropped when this time is reached.
     flush_at: Option<u32>,
+    /// A delayed FLUSH (its time) applied to the keydir whose immediate marker the log could
+    /// not take yet: the marker goes before any other record, and until it is in the log the
+    /// delayed one it stands for survives merges.
+    flush_owed: Option<u32>,
     counters: ShardCounters,
     log: Option<Log>,
     /// Last seqno given per partition (only with a log).
@@ -103,6 +108,7 @@ impl Shard {
             config,
             last_cas: 0,
             flush_at: None,
+            flush_owed: None,
             counters: ShardCounters::default(),
             log: None,
             seqnos: Vec::new(),
@@ -174,7 +180,7 @@ impl Shard {
         let (Some(m), Some(log)) = (self.merge.as_mut(), self.log.as_ref()) else { return Ok(()) };
         let from_oldest = m.plan.from_oldest && m.plan.inputs.first().map(|n| n.id) == Some(log.oldest_id());
         let keydir = &self.keydir;
-        let flush_at = self.flush_at;
+        let (flush_at, flush_owed) = (self.flush_at, self.flush_owed);
         // Expired items whose record the merge drops leave the keydir with it.
         let mut expired_slots = Vec::new();
         let done = m.step(
@@ -190,7 +196,9 @@ impl Shard {
                 let shadow = r.kind == Kind::Put && present.is_none();
                 // Only the delayed flush still to be applied; one replaced by a later flush
                 // must not come back.
-                let flush_pending = r.kind == Kind::Flush && r.meta.expiry != 0 && flush_at == Some(r.meta.expiry);
+                let flush_pending = r.kind == Kind::Flush
+                    && r.meta.expiry != 0
+                    && (flush_at == Some(r.meta.expiry) || flush_owed == Some(r.meta.expiry));
                 match merge::keep(r.kind, slot.is_some() || shadow, expired || shadow, flush_pending, from_oldest) {
                     Verdict::Keep(_) => Verdict::Keep(slot),
                     Verdict::Drop => {
@@ -259,8 +267,10 @@ impl Shard {
         std::fs::create_dir_all(&log_config.dir)?;
         let mut shard = Shard::new(config);
         shard.seqnos = vec![0; PARTITIONS as usize];
+        shard.keydir.reserve(recovery::hinted_records(&fs, &log_config.dir));
         let (mut segments, report) =
             recovery::recover(&fs, &log_config.dir, log_config.shard, |e| shard.replay(e, now))?;
+        shard.keydir.shrink_if_oversized();
         // Dead bytes per segment: everything but the header and the live records.
         let mut live = std::collections::HashMap::<u32, u64>::new();
         for (_, item) in shard.keydir.iter() {
@@ -297,6 +307,15 @@ impl Shard {
             *s = (*s).max(e.meta.seqno);
         }
         match e.kind {
+            Kind::Watermark => match e.value.map(|v| Watermark::decode(e.meta.cas, v)) {
+                Some(Ok(w)) => {
+                    for (p, s) in self.seqnos.iter_mut().enumerate() {
+                        *s = (*s).max(w.seqno(p as u16));
+                    }
+                }
+                Some(Err(why)) => log::error!("watermark record at {:?} unreadable ({why}): seqnos may restart lower", e.loc),
+                None => log::error!("watermark record at {:?} unread: seqnos may restart lower", e.loc),
+            },
             Kind::Flush => {
                 if e.meta.expiry == 0 {
                     self.keydir.clear();
@@ -360,6 +379,11 @@ impl Shard {
     /// Bytes charged against the memory limit.
     pub fn used_bytes(&self) -> usize {
         self.keydir.used()
+    }
+
+    /// The last seqno given in `partition` (0: none, or no log).
+    pub fn last_seqno(&self, partition: u16) -> u64 {
+        self.seqnos.get(partition as usize).copied().unwrap_or(0)
     }
 
     pub fn counters(&self) -> ShardCounters {
@@ -461,16 +485,34 @@ impl Shard {
         }
     }
 
-    /// Runs what is due at `now` without a command: a delayed flush.
+    /// Runs what is due at `now` without a command: a delayed flush. It is applied at its
+    /// time whatever the disk does, as replaying its delayed marker would; the immediate
+    /// marker that closes it in the log (records after it must survive a restart) is
+    /// appended now, or, while the log refuses records, before the next record it takes.
     pub fn tick(&mut self, now: u32) {
-        if let Some(at) = self.flush_at {
-            if now >= at {
-                self.flush_at = None;
-                if let Err(o) = self.flush_now() {
-                    log::error!("delayed flush not logged: {o:?}");
+        if let Some(at) = self.flush_at.filter(|&at| now >= at) {
+            self.flush_at = None;
+            self.drop_everything();
+            if self.log.is_some() {
+                self.flush_owed = Some(at);
+                if let Err(o) = self.settle_flush() {
+                    log::error!("delayed flush applied; its marker waits for the log ({o:?}): writes are refused until then");
                 }
             }
+        } else if self.flush_owed.is_some() {
+            let _ = self.settle_flush();
         }
+    }
+
+    /// Appends the marker of a delayed flush already applied, if one is owed.
+    fn settle_flush(&mut self) -> Result<(), Outcome<&'static [u8]>> {
+        let Some(at) = self.flush_owed.take() else { return Ok(()) };
+        if let Err(o) = self.append(Kind::Flush, 0, b"", b"", 0, 0) {
+            self.flush_owed = Some(at);
+            return Err(o);
+        }
+        log::debug!("the marker of the delayed flush due at {at} is in the log");
+        Ok(())
     }
 
     pub fn execute<'s, B: AsRef<[u8]>>(&'s mut self, cmd: &Command<B>, now: u32) -> Outcome<&'s [u8]> {
@@ -491,8 +533,8 @@ impl Shard {
             }
             Command::Flush { delay } => {
                 let result = if *delay == 0 {
-                    self.flush_at = None;
-                    self.flush_now()
+                    // A pending delayed flush is replaced only once the log says so.
+                    self.flush_now().map(|()| self.flush_at = None)
                 } else {
                     let at = expiry::absolute(*delay, now);
                     self.append(Kind::Flush, 0, b"", b"", 0, at).map(|_| {
@@ -509,6 +551,12 @@ impl Shard {
 
     fn flush_now(&mut self) -> Result<(), Outcome<&'static [u8]>> {
         self.append(Kind::Flush, 0, b"", b"", 0, 0)?;
+        self.drop_everything();
+        Ok(())
+    }
+
+    /// Empties the keydir, counting every record dead.
+    fn drop_everything(&mut self) {
         if let Some(log) = &mut self.log {
             let ids: Vec<(super::disk::Location, u32)> = self
                 .keydir
@@ -520,7 +568,6 @@ impl Shard {
             }
         }
         self.keydir.clear();
-        Ok(())
     }
 
     fn next_cas(&mut self) -> u64 {
@@ -539,6 +586,11 @@ impl Shard {
         cas: u64,
         expiry: u32,
     ) -> Result<Option<DiskRef>, Outcome<&'static [u8]>> {
+        if self.log.is_none() {
+            return Ok(None);
+        }
+        // No record may go before the marker of a delayed flush already applied.
+        self.settle_flush()?;
         let Some(log) = &mut self.log else { return Ok(None) };
         let partition = if key.is_empty() { 0 } else { partition_of(key) };
         let seqno = if kind == Kind::Flush {

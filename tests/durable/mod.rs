@@ -351,10 +351,13 @@ impl Fs for FaultFs {
         Ok(Box::new(FaultFile { inner, faults: self.faults.clone(), path: path.to_path_buf() }))
     }
 
-    /// A file found at start-up counts as synced whole.
+    /// A file this file system never saw counts as synced whole; one it wrote keeps the
+    /// length it had at its last fsync (a killed process leaves its unsynced bytes in the
+    /// page cache, and only an fsync makes them survive a power loss).
     fn open(&self, path: &Path) -> io::Result<Box<dyn LogFile>> {
         let inner = RealFs.open(path)?;
-        self.faults.synced(path, inner.len()?);
+        let len = inner.len()?;
+        self.faults.synced.lock().unwrap().entry(path.to_path_buf()).or_insert(len);
         Ok(Box::new(FaultFile { inner, faults: self.faults.clone(), path: path.to_path_buf() }))
     }
 

@@ -3,7 +3,7 @@
 //!
 //! | part    | bytes | content                                                        |
 //! |---------|------:|----------------------------------------------------------------|
-//! | header  | 16    | magic `CASKHNT1`, segment id (4), generation (4)               |
+//! | header  | 16    | magic `CASKHNT2`, segment id (4), generation (4)               |
 //! | entries | ...   | per record: its 48-byte record header with the CRC field replaced by the record's offset in the segment, then the key |
 //! | trailer | 8     | entry count (4), CRC32C of everything before (4)               |
 //!
@@ -13,9 +13,9 @@
 use super::record::{self, Kind, Meta, RecordError, RECORD_HEADER_LEN};
 use super::segment::SegmentName;
 
-pub const HINT_MAGIC: &[u8; 8] = b"CASKHNT1";
-const HINT_HEADER_LEN: usize = 16;
-const HINT_TRAILER_LEN: usize = 8;
+pub const HINT_MAGIC: &[u8; 8] = b"CASKHNT2";
+pub const HINT_HEADER_LEN: usize = 16;
+pub const HINT_TRAILER_LEN: usize = 8;
 
 /// One record as a hint describes it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -62,6 +62,14 @@ impl HintWriter {
         self.buf.extend_from_slice(&crc.to_le_bytes());
         self.buf
     }
+}
+
+/// The entry count a hint file's trailer claims, unchecked (a sizing estimate only), bounded
+/// by what a file of `file_len` bytes can hold.
+pub fn claimed_entries(trailer: &[u8; HINT_TRAILER_LEN], file_len: u64) -> usize {
+    let count = u32::from_le_bytes([trailer[0], trailer[1], trailer[2], trailer[3]]) as u64;
+    let room = file_len.saturating_sub((HINT_HEADER_LEN + HINT_TRAILER_LEN) as u64) / RECORD_HEADER_LEN as u64;
+    count.min(room) as usize
 }
 
 /// Checks a whole hint file (its checksum and entry count) and returns its entries, decoded
@@ -138,5 +146,8 @@ mod tests {
             assert!(read(&bad, name).is_err(), "flip at {i}");
         }
         assert!(read(&bytes, SegmentName { id: 4, generation: 0 }).is_err());
+        let trailer: [u8; HINT_TRAILER_LEN] = bytes[bytes.len() - HINT_TRAILER_LEN..].try_into().unwrap();
+        assert_eq!(claimed_entries(&trailer, bytes.len() as u64), 2);
+        assert_eq!(claimed_entries(&[0xff; HINT_TRAILER_LEN], bytes.len() as u64), 2, "bounded by the file's size");
     }
 }

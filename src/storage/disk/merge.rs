@@ -4,7 +4,9 @@
 //! A merge reads its inputs a window at a time ([`Merge::step`]); the caller decides from the
 //! keydir whether each record is live and the merge copies the live ones verbatim (their
 //! checksums stay valid) into `seg-<last>-<generation+1>.log.tmp`, building its hint as it
-//! goes. [`Merge::finish`] syncs the output, writes its hint, renames it into place and syncs
+//! goes. Every input record, copied or not, raises the merge's [`Watermark`] (highest CAS,
+//! highest seqno per partition); inputs' own watermarks are folded into it, never copied.
+//! [`Merge::finish`] appends the watermark record, syncs the output, writes its hint, renames it into place and syncs
 //! the directory; only then does the shard move its keys and delete the inputs. The output
 //! stands where its inputs stood in the log (see protocol-spec/storage-format.md), so a crash
 //! at any point leaves either the inputs, or the output with some leftover inputs that
@@ -18,6 +20,7 @@ use super::hint::HintWriter;
 use super::log::Segment;
 use super::record::{self, Kind, Record, RecordError};
 use super::segment::{Location, SegmentHeader, SegmentName, SEGMENT_HEADER_LEN};
+use super::watermark::Watermark;
 
 /// When a run of closed segments is worth merging.
 #[derive(Clone, Copy, Debug)]
@@ -112,6 +115,9 @@ pub struct Merge {
     /// Records copied, in output order, with the key of each (for the swap).
     pub moved: Vec<Moved>,
     pub bytes_read: u64,
+    /// The highest CAS and seqnos of every input record, dropped ones included: written as
+    /// the output's last record, so the counters recovery derives never go back.
+    watermark: Watermark,
 }
 
 impl Merge {
@@ -135,6 +141,7 @@ impl Merge {
             window: Vec::new(),
             moved: Vec::new(),
             bytes_read: 0,
+            watermark: Watermark::default(),
         })
     }
 
@@ -172,7 +179,14 @@ impl Merge {
                 let at = Location { segment: name.id, offset: (self.offset + pos as u64) as u32 };
                 match record::decode(&self.window[pos..]) {
                     Ok((r, n)) => {
-                        if let Verdict::Keep(tag) = judge(&r, at) {
+                        self.watermark.observe(&r.meta);
+                        if r.kind == Kind::Watermark {
+                            // An input's own watermark: folded into the output's.
+                            match Watermark::decode(r.meta.cas, r.value) {
+                                Ok(w) => self.watermark.absorb(&w),
+                                Err(why) => log::error!("merge: watermark record at {}:{} unreadable ({why})", name.id, at.offset),
+                            }
+                        } else if let Verdict::Keep(tag) = judge(&r, at) {
                             let to = Location { segment: self.output.id, offset: self.out_len as u32 };
                             let bytes = &self.window[pos..pos + n];
                             self.out.append(bytes)?;
@@ -206,6 +220,7 @@ impl Merge {
     /// Makes the output durable and puts it in place. The caller then moves its keys and
     /// calls `Log::swap_merged` with the returned segment.
     pub fn finish(mut self) -> io::Result<(Segment, Vec<Moved>, Plan)> {
+        self.append_watermark()?;
         self.out.sync()?;
         let hint = std::mem::replace(&mut self.hint, HintWriter::new(self.output)).finish();
         self.fs.write_atomic(&self.output.hint_path(&self.dir), &hint)?;
@@ -220,11 +235,26 @@ impl Merge {
         ))
     }
 
+    /// Ends the output with the merge's watermark record, if it saw any record.
+    fn append_watermark(&mut self) -> io::Result<()> {
+        if !self.watermark.is_empty() {
+            let meta = record::Meta { cas: self.watermark.cas, ..record::Meta::default() };
+            let value = self.watermark.encode_value();
+            let mut bytes = Vec::with_capacity(record::record_len(0, value.len()));
+            record::encode(&mut bytes, Kind::Watermark, &meta, b"", &value, false, value.len() as u32);
+            self.out.append(&bytes)?;
+            self.hint.add(self.out_len as u32, &bytes, 0);
+            self.out_len += bytes.len() as u64;
+        }
+        Ok(())
+    }
+
     /// [`finish`](Self::finish) off the event loop. `active` syncs the log's active segment
     /// first (the records that made the inputs' records dead must be durable before the
     /// output replaces the inputs); then the output, its hint, the rename and the directory,
     /// in the same order as `finish`, on a thread of their own.
     pub fn finish_off_loop(mut self, mut active: Box<dyn SyncHandle>) -> io::Result<Finishing> {
+        self.append_watermark()?;
         let hint = std::mem::replace(&mut self.hint, HintWriter::new(self.output)).finish();
         let (fs, dir, output, mut out) = (self.fs.clone(), self.dir.clone(), self.output, self.out);
         let thread = std::thread::Builder::new().name("caskade-merge".into()).spawn(move || {
@@ -267,6 +297,8 @@ pub fn keep(kind: Kind, live: bool, expired: bool, flush_pending: bool, from_old
         Kind::Delete => !from_oldest,
         // A flush still to come must survive; a past one only shadows older segments.
         Kind::Flush => flush_pending || !from_oldest,
+        // `Merge::step` folds watermarks into the output's own and never asks.
+        Kind::Watermark => false,
     };
     if keep {
         Verdict::Keep(None)

@@ -9,6 +9,7 @@ pub mod segment;
 pub mod log;
 pub mod merge;
 pub mod recovery;
+pub mod watermark;
 
 pub use fs::{Fs, LogFile, RealFs, SharedFs};
 pub use log::{Epochs, Fsync, Log, LogConfig, LogError, Segment};

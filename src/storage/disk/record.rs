@@ -6,7 +6,7 @@
 //! |----:|-----:|------------------------------------------------------------------|
 //! | 0   | 4    | CRC32C of bytes 4..len                                           |
 //! | 4   | 4    | len: the whole record, header included                           |
-//! | 8   | 1    | kind: 1 put, 2 delete, 3 flush                                   |
+//! | 8   | 1    | kind: 1 put, 2 delete, 3 flush, 4 watermark                      |
 //! | 9   | 1    | bits: 0x01 = value is zstd-compressed                            |
 //! | 10  | 2    | partition                                                        |
 //! | 12  | 4    | item flags                                                       |
@@ -50,6 +50,8 @@ pub enum Kind {
     Delete = 2,
     /// Everything before it in the log is gone from `expiry` on (0: at once).
     Flush = 3,
+    /// Written by a merge: the highest CAS and seqnos of its inputs (see `watermark.rs`).
+    Watermark = 4,
 }
 
 impl Kind {
@@ -58,6 +60,7 @@ impl Kind {
             1 => Kind::Put,
             2 => Kind::Delete,
             3 => Kind::Flush,
+            4 => Kind::Watermark,
             _ => return None,
         })
     }

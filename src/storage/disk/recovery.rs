@@ -3,7 +3,9 @@
 //!
 //! Records are replayed in log order (segments by id, records by offset), so the last record
 //! of a key wins; a merge output stands where the segments it replaced stood, so the order
-//! holds across merges.
+//! holds across merges. Before it returns, the newest segment (the only one a killed process
+//! can have left unsynced) and the directory are synced, so nothing the shard then serves
+//! can vanish at a power loss.
 
 use std::io;
 use std::path::Path;
@@ -12,7 +14,7 @@ use super::fs::SharedFs;
 use super::hint;
 use super::log::Segment;
 use super::record::{self, Kind, Meta, RecordError};
-use super::segment::{Location, SegmentHeader, SegmentName, SEGMENT_HEADER_LEN};
+use super::segment::{HeaderError, Location, SegmentHeader, SegmentName, SEGMENT_HEADER_LEN};
 
 /// One record, as recovery hands it to the shard.
 #[derive(Debug)]
@@ -42,6 +44,26 @@ pub struct RecoveryReport {
     pub corrupt_bytes: u64,
     /// Files removed: leftovers of interrupted writes and merges.
     pub files_removed: usize,
+}
+
+/// About how many records the hint files of `dir` hold, from their trailers (unchecked: an
+/// estimate to size the keydir by before replaying; hints that turn out bad count anyway).
+pub fn hinted_records(fs: &SharedFs, dir: &Path) -> usize {
+    let mut total = 0;
+    let Ok(paths) = fs.list(dir) else { return 0 };
+    for path in paths {
+        if !matches!(path.file_name().and_then(|n| n.to_str()).and_then(SegmentName::parse), Some((_, "hint"))) {
+            continue;
+        }
+        let mut trailer = [0u8; hint::HINT_TRAILER_LEN];
+        let claimed = fs.open(&path).and_then(|f| {
+            let len = f.len()?;
+            f.read_at(&mut trailer, len.saturating_sub(hint::HINT_TRAILER_LEN as u64))?;
+            Ok(hint::claimed_entries(&trailer, len))
+        });
+        total += claimed.unwrap_or(0);
+    }
+    total
 }
 
 /// Replays every segment of `dir` into `apply` and returns the segments, ready for a log.
@@ -90,7 +112,7 @@ pub fn recover(
                     h.name
                 )))
             }
-            Some(Err(why)) if len > SEGMENT_HEADER_LEN as u64 => {
+            Some(Err(why)) if len > SEGMENT_HEADER_LEN as u64 || matches!(why, HeaderError::Version(_)) => {
                 return Err(io::Error::new(io::ErrorKind::InvalidData, format!("{}: {why}", path.display())));
             }
             _ => {
@@ -129,9 +151,14 @@ pub fn recover(
             match fs.read(&name.hint_path(dir)) {
                 Ok(bytes) => match hint::read(&bytes, name) {
                     Ok(entries) => {
+                        let mut watermark = Vec::new();
                         for e in entries {
                             let len = record::record_len(e.key.len(), e.stored_len as usize) as u32;
                             report.records += 1;
+                            // A hint holds no values, and a watermark's is what it is for.
+                            let value = (e.kind == Kind::Watermark)
+                                .then(|| read_value(&*file, e.offset, len, &mut watermark, name))
+                                .flatten();
                             apply(Event {
                                 kind: e.kind,
                                 meta: e.meta,
@@ -141,7 +168,7 @@ pub fn recover(
                                 stored_len: e.stored_len,
                                 raw_len: e.raw_len,
                                 compressed: e.compressed,
-                                value: None,
+                                value,
                             });
                         }
                         true
@@ -177,7 +204,31 @@ pub fn recover(
         }
         segments.push(Segment { name, first: h.first, file, len, dead: 0 });
     }
+    // A killed process may have left written but unsynced records in its active segment (the
+    // newest: every other one was synced when it was closed or merged). They are replayed and
+    // served from now on, so they must not vanish at a later power loss: sync them, and the
+    // directory (files created or removed since its last sync), before the shard serves.
+    if let Some(newest) = segments.last_mut() {
+        newest.file.sync().map_err(|e| io::Error::new(e.kind(), format!("cannot sync {}: {e}", newest.name.file_name())))?;
+    }
+    fs.sync_dir(dir).map_err(|e| io::Error::new(e.kind(), format!("cannot sync {}: {e}", dir.display())))?;
     Ok((segments, report))
+}
+
+/// Reads the value of the record at `offset` (`len` bytes) into `buf`; `None`, with a log
+/// line, when the record cannot be read or fails its checksum.
+fn read_value<'b>(file: &dyn super::fs::LogFile, offset: u32, len: u32, buf: &'b mut Vec<u8>, name: SegmentName) -> Option<&'b [u8]> {
+    buf.resize(len as usize, 0);
+    let problem = match file.read_at(buf, offset as u64) {
+        Ok(()) => match record::decode(buf) {
+            Ok((r, _)) if r.kind == Kind::Watermark => return Some(r.value),
+            Ok((r, _)) => format!("a {:?} record, not the watermark its hint names", r.kind),
+            Err(e) => format!("{e:?}"),
+        },
+        Err(e) => e.to_string(),
+    };
+    log::error!("{}: the record at offset {offset} its hint names cannot be read ({problem})", name.file_name());
+    None
 }
 
 /// Replays the records of one segment; returns where its intact part ends.

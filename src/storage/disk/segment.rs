@@ -2,7 +2,7 @@
 //!
 //! | off | size | field                                                         |
 //! |----:|-----:|---------------------------------------------------------------|
-//! | 0   | 8    | magic `CASKSEG1` (the last byte is the format version)        |
+//! | 0   | 8    | magic `CASKSEG2` (the last byte is the format version)        |
 //! | 8   | 4    | segment id                                                    |
 //! | 12  | 4    | generation: 0 when written by the log, n+1 by a merge of gen n|
 //! | 16  | 4    | first id this file replaces (== id when generation is 0)      |
@@ -16,7 +16,9 @@
 
 use std::path::{Path, PathBuf};
 
-pub const SEGMENT_MAGIC: &[u8; 8] = b"CASKSEG1";
+pub const SEGMENT_MAGIC: &[u8; 8] = b"CASKSEG2";
+/// The format version: the last byte of the magic. Version 2 added the watermark record.
+pub const FORMAT_VERSION: u8 = b'2';
 pub const SEGMENT_HEADER_LEN: usize = 32;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -74,22 +76,51 @@ impl SegmentHeader {
         b
     }
 
-    pub fn decode(b: &[u8]) -> Result<SegmentHeader, &'static str> {
+    pub fn decode(b: &[u8]) -> Result<SegmentHeader, HeaderError> {
         if b.len() < SEGMENT_HEADER_LEN {
-            return Err("shorter than a segment header");
+            return Err(HeaderError::Short);
         }
-        if &b[..8] != SEGMENT_MAGIC {
-            return Err("not a caskade segment (or an unknown version)");
+        if b[..7] != SEGMENT_MAGIC[..7] {
+            return Err(HeaderError::NotASegment);
+        }
+        if b[7] != FORMAT_VERSION {
+            return Err(HeaderError::Version(b[7]));
         }
         let le = |o: usize| u32::from_le_bytes([b[o], b[o + 1], b[o + 2], b[o + 3]]);
         if le(28) != crc32c::crc32c(&b[..28]) {
-            return Err("segment header checksum mismatch");
+            return Err(HeaderError::Checksum);
         }
         Ok(SegmentHeader {
             name: SegmentName { id: le(8), generation: le(12) },
             first: le(16),
             shard: le(20),
         })
+    }
+}
+
+/// Why a file's first bytes are not a segment header this build reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HeaderError {
+    Short,
+    NotASegment,
+    /// A caskade segment of another format version (the magic's last byte).
+    Version(u8),
+    Checksum,
+}
+
+impl std::fmt::Display for HeaderError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            HeaderError::Short => write!(f, "shorter than a segment header"),
+            HeaderError::NotASegment => write!(f, "not a caskade segment"),
+            HeaderError::Version(v) => write!(
+                f,
+                "segment format version {} is not readable by this build (it reads version {}); start on an empty data directory",
+                char::from(*v).escape_default(),
+                char::from(FORMAT_VERSION)
+            ),
+            HeaderError::Checksum => write!(f, "segment header checksum mismatch"),
+        }
     }
 }
 
@@ -124,5 +155,12 @@ mod tests {
             bad[i] ^= 1;
             assert!(SegmentHeader::decode(&bad).is_err(), "byte {i}");
         }
+        let spec = include_str!("../../../protocol-spec/storage-format.md");
+        let magic = std::str::from_utf8(SEGMENT_MAGIC).unwrap();
+        assert!(spec.contains(&format!("magic `{magic}`")), "the spec names {magic}");
+        let mut old = b;
+        old[7] = b'1';
+        assert_eq!(SegmentHeader::decode(&old), Err(HeaderError::Version(b'1')));
+        assert!(HeaderError::Version(b'1').to_string().contains("version 1 is not readable"));
     }
 }
