@@ -106,7 +106,9 @@ impl Core {
     pub fn run(mut self) -> io::Result<()> {
         self.poll.registry().register(&mut self.listener, LISTENER, Interest::READABLE)?;
         let (mailboxes, id) = (self.mailboxes.clone(), self.id);
-        self.shard.enable_group_commit(Arc::new(move || mailboxes.wake(id)))?;
+        if let Err(e) = self.shard.enable_group_commit(Arc::new(move || mailboxes.wake(id))) {
+            log::warn!("core {}: no commit thread ({e}); --fsync always syncs on the event loop", self.id);
+        }
         self.shard.finish_merges_off_loop();
         let mut events = Events::with_capacity(1024);
         let mut draining_since: Option<Instant> = None;
@@ -385,7 +387,10 @@ impl Core {
             self.release(&mut held, committed);
             self.held = held;
         }
-        if let Some(e) = epochs {
+        // Without group commit (never, or no more: a reload synced the log before it left
+        // `always`) whatever still waits is durable.
+        let e = epochs.unwrap_or(crate::storage::disk::Epochs { written: u64::MAX, durable: u64::MAX, failed: 0 });
+        {
             while let Some(w) = self.waiting.front() {
                 let ok = match w.epoch {
                     n if n <= e.durable => true,

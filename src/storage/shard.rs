@@ -225,13 +225,11 @@ impl Shard {
         let read = m.bytes_read;
         let log = self.log.as_mut().expect("merging needs a log");
         log.commit()?;
-        if self.finish_off_loop {
-            if let Ok(active) = log.active_sync_handle() {
-                self.finishing = Some(m.finish_off_loop(active)?);
-                return Ok(());
-            }
-        }
         log.sync()?;
+        if self.finish_off_loop {
+            self.finishing = Some(m.finish_off_loop()?);
+            return Ok(());
+        }
         let (segment, moved, plan) = m.finish()?;
         self.swap_merged(segment, moved, plan, read)
     }
@@ -247,7 +245,7 @@ impl Shard {
                 live += mv.len as u64;
             }
         }
-        segment.dead = segment.len - super::disk::segment::SEGMENT_HEADER_LEN as u64 - live;
+        segment.dead = segment.len - super::disk::segment::SEGMENT_HEADER_LEN as u64 - live - plan.watermark_len;
         let written = segment.len;
         let log = self.log.as_mut().expect("merging needs a log");
         log.swap_merged(segment)?;

@@ -93,6 +93,15 @@ impl GroupCommit {
         Ok(())
     }
 
+    /// Waits until the fsync in flight (if any) has finished, without taking its result in:
+    /// for the rare fsync on the loop (a roll, a reload, a stop), which must not run beside it.
+    pub fn wait(&self) {
+        let Some((epoch, _)) = self.in_flight else { return };
+        while self.shared.done.load(Acquire) < epoch && self.shared.failed.load(Acquire) < epoch {
+            std::thread::sleep(std::time::Duration::from_micros(50));
+        }
+    }
+
     /// The fsync in flight, if it has finished.
     pub fn poll(&mut self) -> Option<Finished> {
         let (epoch, mark) = self.in_flight?;

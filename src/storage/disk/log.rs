@@ -343,9 +343,8 @@ impl Log {
     /// Changes the fsync policy (a configuration reload). The log is synced first, so the
     /// new policy starts from a synced file whatever the old one left.
     pub fn set_fsync(&mut self, fsync: Fsync) -> io::Result<()> {
-        if self.dirty || self.group.as_ref().is_some_and(|g| !g.is_idle()) {
-            self.sync()?;
-        }
+        // Always: it also brings the unsynced-bytes bookkeeping `always` needs up to date.
+        self.sync()?;
         // `EverySec` syncs on its own thread; `Always` on the commit thread once the loop
         // asked for it (replies wait for their epoch), else on the loop.
         match (fsync, self.syncer.is_some()) {
@@ -404,9 +403,10 @@ impl Log {
     fn poll_group(&mut self) {
         let Some(finished) = self.group.as_mut().and_then(GroupCommit::poll) else { return };
         match finished {
-            // Older than what a sync on the loop already made durable (at a roll, a reload,
-            // a failure): nothing to learn from it.
-            Finished::Synced { epoch, .. } | Finished::Failed { epoch } if epoch <= self.epochs.durable => {}
+            // Older than what a sync on the loop already made durable: nothing to learn from
+            // it. (A failure is never ignored: the loop waits for the thread's fsync before
+            // one of its own, since an fsync error is reported to one file handle only.)
+            Finished::Synced { epoch, .. } if epoch <= self.epochs.durable => {}
             Finished::Synced { epoch, mark } => {
                 self.epochs.durable = epoch;
                 self.last_sync = Instant::now();
@@ -445,6 +445,8 @@ impl Log {
     /// Writes what was appended and, per the policy, syncs it. After an error the records
     /// stay queued and are tried again by the next call.
     pub fn commit(&mut self) -> io::Result<()> {
+        // A finished fsync is taken in whatever else fails, so the replies it covers go.
+        self.poll_group();
         if self.rewrite {
             let active = self.segments.get_mut(&self.active).expect("the active segment exists");
             if let Err(e) = active.file.truncate(self.unsynced_from).and_then(|_| active.file.append(&self.unsynced)) {
@@ -471,9 +473,6 @@ impl Log {
             }
             self.pending.clear();
             self.dirty = true;
-        }
-        if self.group.is_some() && !self.failed {
-            self.poll_group();
         }
         let due = match self.config.fsync {
             Fsync::Always => true,
@@ -526,6 +525,14 @@ impl Log {
     /// fsyncs the active segment. When it fails the kernel may have dropped the dirty pages,
     /// so under `Always` the unsynced bytes are cut off and written again before a retry.
     pub fn sync(&mut self) -> io::Result<()> {
+        if let Some(g) = &self.group {
+            g.wait();
+            self.poll_group();
+        }
+        if self.rewrite {
+            // The file is shorter than what the keydir points into: no sync can make it whole.
+            return Err(io::Error::other("the unsynced bytes are still to be written again"));
+        }
         let started = Instant::now();
         let active = self.segments.get_mut(&self.active).expect("the active segment exists");
         match active.file.sync() {
@@ -644,11 +651,6 @@ impl Log {
 
     pub fn fs(&self) -> &SharedFs {
         &self.fs
-    }
-
-    /// A handle that syncs the active segment from another thread.
-    pub fn active_sync_handle(&self) -> io::Result<Box<dyn SyncHandle>> {
-        self.active().file.sync_handle()
     }
 
     pub fn active_id(&self) -> u32 {

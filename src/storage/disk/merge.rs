@@ -15,7 +15,7 @@
 use std::io;
 use std::path::{Path, PathBuf};
 
-use super::fs::{tmp_path, LogFile, SharedFs, SyncHandle};
+use super::fs::{tmp_path, LogFile, SharedFs};
 use super::hint::HintWriter;
 use super::log::Segment;
 use super::record::{self, Kind, Record, RecordError};
@@ -49,6 +49,9 @@ pub struct Plan {
     pub first: u32,
     /// The run starts at the shard's oldest segment: no older record can need a tombstone.
     pub from_oldest: bool,
+    /// Bytes of the watermark record ending the output (0 until the merge appends it): not
+    /// dead, not live, and not worth merging again.
+    pub watermark_len: u64,
 }
 
 /// Picks the first run of closed segments (all but `active`) that the policy says to merge.
@@ -78,6 +81,7 @@ pub fn plan<'a>(segments: impl Iterator<Item = &'a Segment>, active: u32, policy
     Some(Plan {
         first: inputs.iter().map(|s| s.first).min()?,
         from_oldest: start == 0,
+        watermark_len: 0,
         inputs: inputs.iter().map(|s| s.name).collect(),
     })
 }
@@ -245,20 +249,21 @@ impl Merge {
             self.out.append(&bytes)?;
             self.hint.add(self.out_len as u32, &bytes, 0);
             self.out_len += bytes.len() as u64;
+            self.plan.watermark_len = bytes.len() as u64;
         }
         Ok(())
     }
 
-    /// [`finish`](Self::finish) off the event loop. `active` syncs the log's active segment
-    /// first (the records that made the inputs' records dead must be durable before the
-    /// output replaces the inputs); then the output, its hint, the rename and the directory,
-    /// in the same order as `finish`, on a thread of their own.
-    pub fn finish_off_loop(mut self, mut active: Box<dyn SyncHandle>) -> io::Result<Finishing> {
+    /// [`finish`](Self::finish) off the event loop: the output, its hint, the rename and the
+    /// directory, in the same order, on a thread of their own. The caller syncs the log's
+    /// active segment first, on its own file handle (the records that made the inputs'
+    /// records dead must be durable before the output replaces the inputs; and an fsync
+    /// error is reported to one handle only, so the log must be the one to see it).
+    pub fn finish_off_loop(mut self) -> io::Result<Finishing> {
         self.append_watermark()?;
         let hint = std::mem::replace(&mut self.hint, HintWriter::new(self.output)).finish();
         let (fs, dir, output, mut out) = (self.fs.clone(), self.dir.clone(), self.output, self.out);
         let thread = std::thread::Builder::new().name("caskade-merge".into()).spawn(move || {
-            active.sync()?;
             out.sync()?;
             fs.write_atomic(&output.hint_path(&dir), &hint)?;
             let path = output.path(&dir);
@@ -268,6 +273,8 @@ impl Merge {
         })?;
         Ok(Finishing {
             thread,
+            fs: self.fs.clone(),
+            dir: self.dir.clone(),
             output,
             first: self.plan.first,
             out_len: self.out_len,
@@ -310,6 +317,8 @@ pub fn keep(kind: Kind, live: bool, expired: bool, flush_pending: bool, from_old
 /// A merge whose output is being synced and renamed into place off the event loop.
 pub struct Finishing {
     thread: std::thread::JoinHandle<io::Result<Box<dyn LogFile>>>,
+    fs: SharedFs,
+    dir: PathBuf,
     output: SegmentName,
     first: u32,
     out_len: u64,
@@ -325,7 +334,20 @@ impl Finishing {
 
     /// Waits for the thread; the output segment, in place, as [`Merge::finish`] gives it.
     pub fn join(self) -> io::Result<(Segment, Vec<Moved>, Plan)> {
-        let file = self.thread.join().map_err(|_| io::Error::other("the merge thread panicked"))??;
+        let joined = self.thread.join().unwrap_or_else(|_| Err(io::Error::other("the merge thread panicked")));
+        let file = match joined {
+            Ok(file) => file,
+            Err(e) => {
+                // Whatever got in place goes: an output left beside its inputs would stand for
+                // them at the next start, with a generation a later merge could repeat.
+                let path = self.output.path(&self.dir);
+                for p in [tmp_path(&path), path, self.output.hint_path(&self.dir)] {
+                    let _ = self.fs.remove(&p);
+                }
+                let _ = self.fs.sync_dir(&self.dir);
+                return Err(e);
+            }
+        };
         Ok((Segment { name: self.output, first: self.first, file, len: self.out_len, dead: 0 }, self.moved, self.plan))
     }
 }
