@@ -194,3 +194,49 @@ fn rss_kib(pid: u32) -> u64 {
         .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
         .unwrap()
 }
+
+/// A client that pipelines GETs of a large value and reads none of the replies: the server
+/// stops reading it at the high-water mark instead of buffering every reply (replies held
+/// for a commit or queued behind other replies count too), others are served meanwhile, and
+/// once the client reads, every reply arrives.
+#[test]
+fn a_client_that_does_not_read_its_replies_is_not_buffered_without_bound() {
+    for fsync in ["always", "everysec"] {
+        let dir = tempfile::tempdir().unwrap();
+        let data_dir = dir.path().to_str().unwrap();
+        let server = Server::start(&["-t", "2", "-I", "1m", "--fsync", fsync, "--data-dir", data_dir]);
+        let value = vec![b'v'; 128 << 10];
+        let mut setter = Wire::connect(server.addr());
+        setter.send(&set(b"big", &value, 1));
+        assert_eq!(setter.recv().status, Status::NoError);
+
+        const GETS: usize = 2000; // 250 MiB of replies
+        let mut greedy = std::net::TcpStream::connect(server.addr()).unwrap();
+        let mut burst = Vec::new();
+        for i in 0..GETS {
+            burst.extend_from_slice(&get(b"big", i as u32));
+        }
+        greedy.write_all(&burst).unwrap();
+        let rss_before = rss_kib(server.pid());
+        // Give the server time to read what it will; poll its memory meanwhile.
+        let mut rss_max = rss_before;
+        for _ in 0..20 {
+            std::thread::sleep(Duration::from_millis(50));
+            rss_max = rss_max.max(rss_kib(server.pid()));
+        }
+        setter.assert_serves(b"while-greedy-stalls");
+        assert!(rss_max < rss_before + 64 * 1024, "{fsync}: RSS grew from {rss_before} KiB to {rss_max} KiB");
+
+        // Now the client reads: every reply comes, in order.
+        greedy.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        let mut reader = std::io::BufReader::with_capacity(1 << 20, greedy);
+        for i in 0..GETS {
+            let mut head = [0u8; 24];
+            std::io::Read::read_exact(&mut reader, &mut head).unwrap_or_else(|e| panic!("{fsync}: reply {i}: {e}"));
+            let h = Header::parse(&head);
+            assert_eq!((h.opaque, h.body_len as usize), (i as u32, 4 + value.len()), "{fsync}: reply {i}");
+            let mut body = vec![0u8; h.body_len as usize];
+            std::io::Read::read_exact(&mut reader, &mut body).unwrap();
+        }
+    }
+}

@@ -2,7 +2,7 @@
 
 use std::sync::atomic::Ordering::Relaxed;
 
-use super::connection::{Connection, WRITE_HIGH_WATER};
+use super::connection::Connection;
 use super::mailbox::ReturnAddress;
 use super::report;
 use super::route::{self, Ctx};
@@ -13,7 +13,7 @@ use crate::protocol::ReplyTo as AnyReplyTo;
 /// Serves every whole request in the connection's buffer.
 pub fn process(ctx: &mut Ctx<'_>, conn: &mut Connection, key: usize) {
     let (rbuf, mut pos, end) = conn.take_input();
-    while !conn.closing && conn.unwritten() <= WRITE_HIGH_WATER {
+    while !conn.closing && !conn.over_high_water() {
         if !conn.discard(&mut pos, end) {
             break;
         }

@@ -17,12 +17,18 @@ use crate::protocol::Protocol;
 const READ_CHUNK: usize = 16 * 1024;
 /// Stop reading new requests while this many reply bytes wait for the socket.
 pub const WRITE_HIGH_WATER: usize = 4 * 1024 * 1024;
+/// Stop reading new requests while this many replies are outstanding (sent to another core,
+/// or held for a commit): their sizes are not known until they come back, so this bounds
+/// what one connection can make the server buffer to this many items.
+pub const MAX_OUTSTANDING: usize = 64;
 
 struct Slot {
     seq: u64,
     bytes: Vec<u8>,
     /// Replies still to come before this slot is complete.
     waiting: u32,
+    /// `bytes.len()` when a later slot was opened (counted in `Connection::frozen`).
+    frozen: usize,
 }
 
 pub struct Connection {
@@ -42,6 +48,13 @@ pub struct Connection {
     pub skip: u64,
     /// Close once every reply has been written.
     pub closing: bool,
+    /// Bytes of the slots before the last one, as they were when the next one opened.
+    frozen: usize,
+    /// Bytes of this connection's replies held by its core until a commit (`held.rs`).
+    pub held: usize,
+    /// Reading stopped because [`backlog`](Self::backlog) passed the high-water mark; it
+    /// resumes once written replies bring it back under.
+    pub throttled: bool,
 }
 
 pub enum ReadStatus {
@@ -68,6 +81,9 @@ impl Connection {
             next_seq: 0,
             skip: 0,
             closing: false,
+            frozen: 0,
+            held: 0,
+            throttled: false,
         }
     }
 
@@ -147,7 +163,11 @@ impl Connection {
     pub fn expect_replies(&mut self, waiting: u32, bytes: Vec<u8>) -> u64 {
         let seq = self.next_seq;
         self.next_seq += 1;
-        self.pending.push_back(Slot { seq, bytes, waiting });
+        if let Some(back) = self.pending.back_mut() {
+            back.frozen = back.bytes.len();
+            self.frozen += back.frozen;
+        }
+        self.pending.push_back(Slot { seq, bytes, waiting, frozen: 0 });
         seq
     }
 
@@ -163,6 +183,7 @@ impl Connection {
             // The usual case: the front slot's last reply. It goes straight out, then the
             // slot's own bytes, with no copy into the slot first.
             let slot = self.pending.pop_front().expect("front exists");
+            self.frozen -= slot.frozen;
             self.wbuf.extend_from_slice(bytes);
             self.append_to_wbuf(slot.bytes);
         } else if !bytes.is_empty() {
@@ -172,6 +193,7 @@ impl Connection {
         }
         while self.pending.front().is_some_and(|s| s.waiting == 0) {
             let slot = self.pending.pop_front().expect("front exists");
+            self.frozen -= slot.frozen;
             self.append_to_wbuf(slot.bytes);
         }
     }
@@ -187,6 +209,27 @@ impl Connection {
     /// Reply bytes not yet taken by the socket.
     pub fn unwritten(&self) -> usize {
         self.wbuf.len() - self.wpos
+    }
+
+    /// Reply bytes this connection has made and the socket has not taken: written, queued
+    /// behind outstanding replies, or held for a commit. Reading stops while this is over
+    /// [`WRITE_HIGH_WATER`], so a client that does not read its replies cannot make the
+    /// server buffer without bound.
+    pub fn backlog(&self) -> usize {
+        self.unwritten() + self.frozen + self.pending.back().map_or(0, |s| s.bytes.len()) + self.held
+    }
+
+    /// Whether reading must pause: too many reply bytes waiting, or too many replies
+    /// outstanding.
+    pub fn is_backed_up(&self) -> bool {
+        self.backlog() > WRITE_HIGH_WATER || self.pending.len() > MAX_OUTSTANDING
+    }
+
+    /// [`is_backed_up`](Self::is_backed_up), marking the connection to resume once it is not.
+    pub fn over_high_water(&mut self) -> bool {
+        let over = self.is_backed_up();
+        self.throttled |= over;
+        over
     }
 
     /// Writes what is ready. `Err` means the connection is broken.

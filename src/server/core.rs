@@ -11,7 +11,7 @@ use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
 
-use super::connection::{Connection, ReadStatus, WRITE_HIGH_WATER};
+use super::connection::{Connection, ReadStatus};
 use super::control;
 use super::held::Held;
 use super::mailbox::{Mailboxes, Message, Outbox, ReplyBatch};
@@ -114,7 +114,13 @@ impl Core {
         let mut draining_since: Option<Instant> = None;
         loop {
             let waiting = !self.waiting.is_empty();
-            let timeout = if !self.outbox.is_empty() || draining_since.is_some() || self.shard.is_busy() || waiting {
+            let timeout = if !self.outbox.is_empty()
+                || draining_since.is_some()
+                || self.shard.is_busy()
+                || waiting
+                || !self.dirty.is_empty()
+                || self.shard.needs_commit()
+            {
                 Duration::from_millis(1)
             } else {
                 Duration::from_secs(1)
@@ -234,7 +240,7 @@ impl Core {
     fn on_readable(&mut self, key: usize) {
         loop {
             let Some(conn) = self.conns.get_mut(key) else { return };
-            if conn.closing || conn.unwritten() > WRITE_HIGH_WATER {
+            if conn.closing || conn.over_high_water() {
                 break;
             }
             let want = match conn.protocol {
@@ -262,13 +268,7 @@ impl Core {
     }
 
     fn on_writable(&mut self, key: usize) {
-        let resume = self.conns.get(key).is_some_and(|c| c.unwritten() > WRITE_HIGH_WATER);
         self.flush(key);
-        // Reading stopped at the high-water mark; edge-triggered readiness will not repeat.
-        if resume && self.conns.get(key).is_some_and(|c| c.unwritten() <= WRITE_HIGH_WATER) {
-            self.process(key);
-            self.on_readable(key);
-        }
     }
 
     /// Writes what is ready; closes a connection that asked for it once it is done.
@@ -284,8 +284,14 @@ impl Core {
         }
         if conn.closing && conn.is_idle_for_close() {
             self.close(key);
-        } else {
-            conn.shrink_if_idle();
+            return;
+        }
+        conn.shrink_if_idle();
+        // Reading stopped at the high-water mark; edge-triggered readiness will not repeat.
+        if conn.throttled && !conn.is_backed_up() {
+            conn.throttled = false;
+            self.process(key);
+            self.on_readable(key);
         }
     }
 
@@ -419,6 +425,7 @@ impl Core {
         let mut close = Vec::new();
         held.release(committed, |r| {
             let Some(conn) = conns.get_mut(r.conn).filter(|c| c.generation == r.generation) else { return };
+            conn.held = conn.held.saturating_sub(r.held);
             match r.bytes {
                 Some(bytes) => {
                     conn.complete(r.seq, bytes);
@@ -440,6 +447,8 @@ impl Core {
             self.flush(key);
         }
         dirty.clear();
+        // A connection that resumed reading in `flush` is dirty again, for the next turn.
+        dirty.append(&mut self.dirty);
         self.dirty = dirty;
     }
 

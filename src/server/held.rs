@@ -49,6 +49,8 @@ struct Entry {
     conn: usize,
     generation: u64,
     seq: u64,
+    /// Bytes of the reply counted in the connection's `held`.
+    len: usize,
     ok: Range<u32>,
     on_failure: OnFailure,
 }
@@ -67,6 +69,8 @@ pub struct Release<'h> {
     pub seq: u64,
     /// `None`: close the connection.
     pub bytes: Option<&'h [u8]>,
+    /// What to take off the connection's `held` count.
+    pub held: usize,
 }
 
 impl Held {
@@ -80,6 +84,7 @@ impl Held {
         self.arena.extend_from_slice(&out[start..]);
         out.truncate(start);
         let ok = ok_start..self.arena.len() as u32;
+        conn.held += ok.len();
         let on_failure = match appended {
             true => write_failure(&mut self.arena, Some(to), cmd_key),
             false => OnFailure::Stands,
@@ -92,12 +97,13 @@ impl Held {
     /// connection is closed on failure.
     pub fn hold_slot(&mut self, conn: &Connection, key: usize, seq: u64) {
         let at = self.arena.len() as u32;
-        self.entries.push(Entry { conn: key, generation: conn.generation, seq, ok: at..at, on_failure: OnFailure::Close });
+        self.entries.push(Entry { conn: key, generation: conn.generation, seq, len: 0, ok: at..at, on_failure: OnFailure::Close });
     }
 
     fn push(&mut self, conn: &mut Connection, key: usize, ok: Range<u32>, on_failure: OnFailure) {
         let seq = conn.expect_replies(1, Vec::new());
-        self.entries.push(Entry { conn: key, generation: conn.generation, seq, ok, on_failure });
+        let len = ok.len();
+        self.entries.push(Entry { conn: key, generation: conn.generation, seq, len, ok, on_failure });
     }
 
     pub fn is_empty(&self) -> bool {
@@ -112,7 +118,7 @@ impl Held {
                 (false, OnFailure::Error(r)) => Some(&self.arena[r.start as usize..r.end as usize]),
                 (false, OnFailure::Close) => None,
             };
-            each(Release { conn: e.conn, generation: e.generation, seq: e.seq, bytes });
+            each(Release { conn: e.conn, generation: e.generation, seq: e.seq, bytes, held: e.len });
         }
         self.entries.clear();
         self.arena.clear();
