@@ -200,3 +200,38 @@ fn a_merge_finished_off_the_event_loop_keeps_every_live_value_and_the_writes_mad
         assert_eq!(get(&mut s, &format!("key:{k}")), Some(want(k)), "key:{k} after a restart");
     }
 }
+
+/// Outputs whose only dead bytes are their watermark records are not merged again: with
+/// no minimum of dead bytes, a shard whose keys were nearly all deleted settles.
+#[test]
+fn merges_settle_when_only_watermarks_are_left_dead() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = open(dir.path(), 1 << 20);
+    s.set_merge_policy(MergePolicy { dead_fraction: 0.1, min_dead_bytes: 0, max_live_bytes: 1 << 20, step_bytes: 8 << 10 });
+    for k in 0..800 {
+        set(&mut s, &format!("key:{k}"), &"v".repeat(200));
+        s.commit().unwrap();
+    }
+    for k in 1..800 {
+        assert!(matches!(s.execute(&Command::Delete { key: format!("key:{k}").as_str(), cas: 0 }, NOW), Outcome::Done { .. }));
+        s.commit().unwrap();
+    }
+    // Fill past a roll so the deletes' segment closes too.
+    for k in 0..400 {
+        set(&mut s, "filler", &format!("{k}{}", "f".repeat(200)));
+        s.commit().unwrap();
+    }
+    let mut t = 0;
+    for _ in 0..3000 {
+        s.maintain(NOW + t);
+        t += 1;
+    }
+    let settled = s.counters().merges;
+    assert!(settled > 0, "no merge ran");
+    for _ in 0..3000 {
+        s.maintain(NOW + t);
+        t += 1;
+    }
+    assert_eq!(s.counters().merges, settled, "merges go on with nothing but watermarks dead");
+    assert_eq!(get(&mut s, "key:0"), Some("v".repeat(200).into_bytes()));
+}

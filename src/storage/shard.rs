@@ -245,7 +245,7 @@ impl Shard {
                 live += mv.len as u64;
             }
         }
-        segment.dead = segment.len - super::disk::segment::SEGMENT_HEADER_LEN as u64 - live - plan.watermark_len;
+        segment.dead = segment.len - super::disk::segment::SEGMENT_HEADER_LEN as u64 - live;
         let written = segment.len;
         let log = self.log.as_mut().expect("merging needs a log");
         log.swap_merged(segment)?;
@@ -266,8 +266,13 @@ impl Shard {
         let mut shard = Shard::new(config);
         shard.seqnos = vec![0; PARTITIONS as usize];
         shard.keydir.reserve(recovery::hinted_records(&fs, &log_config.dir));
-        let (mut segments, report) =
-            recovery::recover(&fs, &log_config.dir, log_config.shard, |e| shard.replay(e, now))?;
+        let mut marks = std::collections::HashMap::<u32, u64>::new();
+        let (mut segments, report) = recovery::recover(&fs, &log_config.dir, log_config.shard, |e| {
+            if e.kind == Kind::Watermark {
+                *marks.entry(e.loc.segment).or_default() += e.len as u64;
+            }
+            shard.replay(e, now)
+        })?;
         shard.keydir.shrink_if_oversized();
         // Dead bytes per segment: everything but the header and the live records.
         let mut live = std::collections::HashMap::<u32, u64>::new();
@@ -279,6 +284,7 @@ impl Shard {
         for s in &mut segments {
             let body = s.len.saturating_sub(super::disk::segment::SEGMENT_HEADER_LEN as u64);
             s.dead = body.saturating_sub(live.get(&s.name.id).copied().unwrap_or(0));
+            s.marks = marks.get(&s.name.id).copied().unwrap_or(0);
         }
         shard.log = Some(Log::open(fs, log_config, segments)?);
         // A delayed flush that fell due while the shard was down: a running shard would have

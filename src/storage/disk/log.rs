@@ -63,6 +63,9 @@ pub struct Segment {
     /// Bytes of records no longer needed to rebuild the keydir (overwritten, deleted,
     /// expired when noticed, tombstones themselves).
     pub dead: u64,
+    /// Bytes of watermark records (merge outputs' high-water marks), counted in `dead`: a
+    /// merge must gain more than these, or a lone output would be merged again and again.
+    pub marks: u64,
 }
 
 /// Where an appended record went.
@@ -272,7 +275,7 @@ impl Log {
             let _ = self.fs.remove(&path);
             return Err(e);
         }
-        self.segments.insert(id, Segment { name, first: id, file, len: SEGMENT_HEADER_LEN as u64, dead: 0 });
+        self.segments.insert(id, Segment { name, first: id, file, len: SEGMENT_HEADER_LEN as u64, dead: 0, marks: 0 });
         self.active = id;
         self.hint = Some(HintWriter::new(name));
         self.unsynced.clear();

@@ -62,7 +62,7 @@ pub fn plan<'a>(segments: impl Iterator<Item = &'a Segment>, active: u32, policy
         body > 0 && s.dead as f64 >= policy.dead_fraction * body as f64
     };
     let start = closed.iter().position(|s| dead_enough(s))?;
-    let (mut live, mut dead, mut inputs) = (0u64, 0u64, Vec::new());
+    let (mut live, mut dead, mut marks, mut inputs) = (0u64, 0u64, 0u64, Vec::new());
     for s in &closed[start..] {
         let body = s.len.saturating_sub(SEGMENT_HEADER_LEN as u64);
         let l = body.saturating_sub(s.dead);
@@ -71,11 +71,12 @@ pub fn plan<'a>(segments: impl Iterator<Item = &'a Segment>, active: u32, policy
         }
         live += l;
         dead += s.dead;
+        marks += s.marks;
         inputs.push(*s);
     }
-    // Nothing dead, nothing to gain (with a fraction and a minimum of 0, merges would
-    // otherwise rewrite live segments forever).
-    if dead < policy.min_dead_bytes || dead == 0 {
+    // Nothing dead but watermarks, nothing to gain (with a fraction and a minimum of 0,
+    // merges would otherwise rewrite their own outputs forever).
+    if dead < policy.min_dead_bytes || dead <= marks {
         return None;
     }
     Some(Plan {
@@ -233,7 +234,7 @@ impl Merge {
         self.fs.sync_dir(&self.dir)?;
         let out = self.fs.open(&path)?;
         Ok((
-            Segment { name: self.output, first: self.plan.first, file: out, len: self.out_len, dead: 0 },
+            Segment { name: self.output, first: self.plan.first, file: out, len: self.out_len, dead: 0, marks: self.plan.watermark_len },
             self.moved,
             self.plan,
         ))
@@ -348,6 +349,7 @@ impl Finishing {
                 return Err(e);
             }
         };
-        Ok((Segment { name: self.output, first: self.first, file, len: self.out_len, dead: 0 }, self.moved, self.plan))
+        let marks = self.plan.watermark_len;
+        Ok((Segment { name: self.output, first: self.first, file, len: self.out_len, dead: 0, marks }, self.moved, self.plan))
     }
 }

@@ -202,7 +202,7 @@ pub fn recover(
                 len = good as u64;
             }
         }
-        segments.push(Segment { name, first: h.first, file, len, dead: 0 });
+        segments.push(Segment { name, first: h.first, file, len, dead: 0, marks: 0 });
     }
     // A killed process may have left written but unsynced records in its active segment (the
     // newest: every other one was synced when it was closed or merged). They are replayed and
