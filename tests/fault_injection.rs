@@ -463,7 +463,10 @@ fn under_group_commit_an_epoch_is_durable_once_its_fsync_is_done_and_fails_with_
     let setup = Setup { fsync: Fsync::Always, segment_size: 1 << 20, ..Setup::default() };
     let (dir, mut shard, faults) = faulty(&setup);
     let (tx, wake) = crossbeam_channel::unbounded();
-    shard.enable_group_commit(Arc::new(move || drop(tx.send(())))).unwrap();
+    shard.enable_group_commit(Arc::new(move || {
+        let _ = tx.send(());
+    }))
+    .unwrap();
     let mut book = Book::new();
 
     // 1. Each turn's records make an epoch; it becomes durable once the commit thread's
