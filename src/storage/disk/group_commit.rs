@@ -19,10 +19,50 @@ use std::time::Instant;
 use crossbeam_channel::Sender;
 
 use super::fs::SyncHandle;
+use super::log::LogCounters;
 use crate::stats::latency::FsyncTimes;
 
 /// Wakes the event loop that owns the log (a `mio::Waker`), once an fsync has finished.
 pub type Notify = Arc<dyn Fn() + Send + Sync>;
+
+/// What a thread that fsyncs off the event loop counts (this one, and the `everysec`
+/// syncer in `log.rs`).
+#[derive(Default)]
+pub struct SyncStats {
+    fsyncs: AtomicU64,
+    micros: AtomicU64,
+    errors: AtomicU64,
+    /// Locked once per fsync by the thread, and when statistics are asked for.
+    times: std::sync::Mutex<FsyncTimes>,
+}
+
+impl SyncStats {
+    /// Runs one fsync and counts it.
+    pub fn sync(&self, handle: &mut dyn SyncHandle) -> io::Result<()> {
+        let started = Instant::now();
+        let result = handle.sync();
+        match &result {
+            Ok(()) => {
+                let took = started.elapsed();
+                self.times.lock().unwrap_or_else(|e| e.into_inner()).record(took);
+                self.fsyncs.fetch_add(1, Relaxed);
+                self.micros.fetch_add(took.as_micros() as u64, Relaxed);
+            }
+            Err(_) => {
+                self.errors.fetch_add(1, Relaxed);
+            }
+        }
+        result
+    }
+
+    /// Adds what was counted to the log's own figures.
+    pub fn add_to(&self, counters: &mut LogCounters, times: &mut FsyncTimes) {
+        counters.fsyncs += self.fsyncs.load(Relaxed);
+        counters.fsync_micros += self.micros.load(Relaxed);
+        counters.fsync_errors += self.errors.load(Relaxed);
+        times.add(&self.times.lock().unwrap_or_else(|e| e.into_inner()));
+    }
+}
 
 /// What the thread tells the loop.
 #[derive(Default)]
@@ -30,11 +70,7 @@ struct Shared {
     /// The highest epoch whose fsync succeeded / failed.
     done: AtomicU64,
     failed: AtomicU64,
-    fsyncs: AtomicU64,
-    micros: AtomicU64,
-    errors: AtomicU64,
-    /// Locked once per fsync by the thread, and when statistics are asked for.
-    times: std::sync::Mutex<FsyncTimes>,
+    stats: SyncStats,
 }
 
 /// The outcome of the fsync in flight, once there is one.
@@ -59,18 +95,10 @@ impl GroupCommit {
         let s = shared.clone();
         std::thread::Builder::new().name(format!("caskade-commit-{shard}")).spawn(move || {
             for (mut handle, epoch) in rx {
-                let started = Instant::now();
-                match handle.sync() {
-                    Ok(()) => {
-                        let took = started.elapsed();
-                        s.times.lock().unwrap_or_else(|e| e.into_inner()).record(took);
-                        s.fsyncs.fetch_add(1, Relaxed);
-                        s.micros.fetch_add(took.as_micros() as u64, Relaxed);
-                        s.done.store(epoch, Release);
-                    }
+                match s.stats.sync(&mut *handle) {
+                    Ok(()) => s.done.store(epoch, Release),
                     Err(e) => {
                         log::error!("shard {shard}: fsync failed: {e}");
-                        s.errors.fetch_add(1, Relaxed);
                         s.failed.store(epoch, Release);
                     }
                 }
@@ -116,13 +144,7 @@ impl GroupCommit {
         Some(finished)
     }
 
-    /// How long the fsyncs done so far took.
-    pub fn times(&self) -> FsyncTimes {
-        self.shared.times.lock().unwrap_or_else(|e| e.into_inner()).clone()
-    }
-
-    /// fsyncs done, their microseconds, and failures, so far.
-    pub fn counts(&self) -> (u64, u64, u64) {
-        (self.shared.fsyncs.load(Relaxed), self.shared.micros.load(Relaxed), self.shared.errors.load(Relaxed))
+    pub fn stats(&self) -> &SyncStats {
+        &self.shared.stats
     }
 }

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use super::fs::{LogFile, SharedFs, SyncHandle};
-use super::group_commit::{Finished, GroupCommit, Notify};
+use super::group_commit::{Finished, GroupCommit, Notify, SyncStats};
 use super::hint::HintWriter;
 use super::record::{self, Kind, Meta, Record};
 use super::segment::{Location, SegmentHeader, SegmentName, SEGMENT_HEADER_LEN};
@@ -146,11 +146,7 @@ struct Syncer {
 #[derive(Default)]
 struct SyncState {
     failed: std::sync::atomic::AtomicBool,
-    fsyncs: std::sync::atomic::AtomicU64,
-    micros: std::sync::atomic::AtomicU64,
-    errors: std::sync::atomic::AtomicU64,
-    /// Locked once per background fsync, and when the core copies it for the admin.
-    times: std::sync::Mutex<FsyncTimes>,
+    stats: SyncStats,
 }
 
 impl Syncer {
@@ -161,19 +157,9 @@ impl Syncer {
         let s = state.clone();
         std::thread::Builder::new().name(format!("caskade-sync-{shard}")).spawn(move || {
             for mut handle in rx {
-                let started = Instant::now();
-                match handle.sync() {
-                    Ok(()) => {
-                        let took = started.elapsed();
-                        s.fsyncs.fetch_add(1, Relaxed);
-                        s.micros.fetch_add(took.as_micros() as u64, Relaxed);
-                        s.times.lock().unwrap_or_else(|e| e.into_inner()).record(took);
-                    }
-                    Err(e) => {
-                        log::error!("shard {shard}: background fsync failed: {e}");
-                        s.errors.fetch_add(1, Relaxed);
-                        s.failed.store(true, Relaxed);
-                    }
+                if let Err(e) = s.stats.sync(&mut *handle) {
+                    log::error!("shard {shard}: background fsync failed: {e}");
+                    s.failed.store(true, Relaxed);
                 }
             }
         })?;
@@ -227,32 +213,21 @@ impl Log {
     }
 
     pub fn counters(&self) -> LogCounters {
-        let mut c = self.counters;
-        if let Some(g) = &self.group {
-            let (n, micros, errors) = g.counts();
-            c.fsyncs += n;
-            c.fsync_micros += micros;
-            c.fsync_errors += errors;
-        }
-        if let Some(s) = &self.syncer {
-            use std::sync::atomic::Ordering::Relaxed;
-            c.fsyncs += s.state.fsyncs.load(Relaxed);
-            c.fsync_micros += s.state.micros.load(Relaxed);
-            c.fsync_errors += s.state.errors.load(Relaxed);
-        }
-        c
+        self.figures().0
     }
 
     /// How long every fsync counted in [`LogCounters::fsyncs`] took.
     pub fn fsync_times(&self) -> FsyncTimes {
-        let mut times = self.fsync_times.clone();
-        if let Some(s) = &self.syncer {
-            times.add(&s.state.times.lock().unwrap_or_else(|e| e.into_inner()));
+        self.figures().1
+    }
+
+    /// The log's own counts and fsync times, with those of its sync threads.
+    fn figures(&self) -> (LogCounters, FsyncTimes) {
+        let (mut c, mut times) = (self.counters, self.fsync_times.clone());
+        for stats in self.syncer.iter().map(|s| &s.state.stats).chain(self.group.iter().map(GroupCommit::stats)) {
+            stats.add_to(&mut c, &mut times);
         }
-        if let Some(g) = &self.group {
-            times.add(&g.times());
-        }
-        times
+        (c, times)
     }
 
     pub fn segments(&self) -> impl Iterator<Item = &Segment> {
@@ -355,22 +330,14 @@ impl Log {
             (Fsync::Always | Fsync::Never, true) => {
                 if let Some(s) = self.syncer.take() {
                     // Keep its counts: a counter must not go back.
-                    use std::sync::atomic::Ordering::Relaxed;
-                    self.counters.fsyncs += s.state.fsyncs.load(Relaxed);
-                    self.counters.fsync_micros += s.state.micros.load(Relaxed);
-                    self.counters.fsync_errors += s.state.errors.load(Relaxed);
-                    self.fsync_times.add(&s.state.times.lock().unwrap_or_else(|e| e.into_inner()));
+                    s.state.stats.add_to(&mut self.counters, &mut self.fsync_times);
                 }
             }
             _ => {}
         }
         if fsync != Fsync::Always {
             if let Some(g) = self.group.take() {
-                self.fsync_times.add(&g.times());
-                let (n, micros, errors) = g.counts();
-                self.counters.fsyncs += n;
-                self.counters.fsync_micros += micros;
-                self.counters.fsync_errors += errors;
+                g.stats().add_to(&mut self.counters, &mut self.fsync_times);
             }
         }
         self.config.fsync = fsync;
