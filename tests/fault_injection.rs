@@ -278,6 +278,18 @@ fn limit_file_size(pid: u32, bytes: u64) {
     assert_eq!(rc, 0, "prlimit: {}", std::io::Error::last_os_error());
 }
 
+/// The arguments of a server on `dir` whose disk a test fills with [`limit_file_size`]
+/// (`--fsync always`, `threads` cores). Children inherit an ignored SIGXFSZ, so a write past
+/// the limit fails with EFBIG instead of killing the server.
+fn full_disk_args(dir: &tempfile::TempDir, threads: &str) -> Vec<String> {
+    // SAFETY: setting a signal to SIG_IGN has no memory-safety preconditions.
+    unsafe { libc::signal(libc::SIGXFSZ, libc::SIG_IGN) };
+    let data_dir = dir.path().to_str().unwrap();
+    ["--data-dir", data_dir, "--fsync", "always", "-t", threads, "--segment-size", "4m", "--compress-min", "0"]
+        .map(String::from)
+        .to_vec()
+}
+
 fn kill9(server: &common::Server) {
     // SAFETY: the pid names our own child, which has not been reaped.
     unsafe { libc::kill(server.pid() as libc::pid_t, libc::SIGKILL) };
@@ -316,13 +328,9 @@ fn a_server_whose_disk_fills_up_acknowledges_only_what_it_wrote() {
     if common::ServerKind::from_env() != common::ServerKind::Caskade {
         return;
     }
-    // Children inherit an ignored SIGXFSZ: a write past the limit then fails with EFBIG
-    // instead of killing the server.
-    // SAFETY: setting a signal to SIG_IGN has no memory-safety preconditions.
-    unsafe { libc::signal(libc::SIGXFSZ, libc::SIG_IGN) };
     let dir = tempfile::tempdir().unwrap();
-    let data_dir = dir.path().to_str().unwrap();
-    let args = ["--data-dir", data_dir, "--fsync", "always", "-t", "1", "--segment-size", "4m", "--compress-min", "0"];
+    let owned = full_disk_args(&dir, "1");
+    let args: Vec<&str> = owned.iter().map(String::as_str).collect();
     let mut book = Book::new();
 
     // 1. The disk fills up and the server is killed before it heals: what was acknowledged
@@ -420,11 +428,9 @@ fn with_two_cores_a_failed_write_is_an_error_status_whichever_core_owns_the_key(
     if common::ServerKind::from_env() != common::ServerKind::Caskade {
         return;
     }
-    // SAFETY: setting a signal to SIG_IGN has no memory-safety preconditions.
-    unsafe { libc::signal(libc::SIGXFSZ, libc::SIG_IGN) };
     let dir = tempfile::tempdir().unwrap();
-    let data_dir = dir.path().to_str().unwrap();
-    let args = ["--data-dir", data_dir, "--fsync", "always", "-t", "2", "--segment-size", "4m", "--compress-min", "0"];
+    let owned = full_disk_args(&dir, "2");
+    let args: Vec<&str> = owned.iter().map(String::as_str).collect();
     let mut book = Book::new();
     let server = common::Server::start(&args);
     limit_file_size(server.pid(), 64 << 10);
