@@ -115,6 +115,20 @@ pub struct Config {
     #[arg(long = "log-level", value_name = "LEVEL")]
     pub log_level: Option<log::LevelFilter>,
 
+    /// The cluster file (the same on every node); with it this process is one node of a
+    /// cluster, named by --node. Its entry for this node gives -l/-p, --admin and the peer
+    /// address, unless the flags say otherwise.
+    #[arg(long = "cluster", value_name = "FILE", requires = "node")]
+    pub cluster: Option<PathBuf>,
+
+    /// This node's id in the cluster file.
+    #[arg(long = "node", value_name = "ID", requires = "cluster")]
+    pub node: Option<String>,
+
+    /// The cluster file, read at start (filled in by `Config::load`).
+    #[arg(skip)]
+    pub cluster_file: Option<crate::cluster::config::ClusterFile>,
+
     /// Every flag by its long name with the value in force (filled in by `Config::load`).
     #[arg(skip)]
     pub settings: Vec<(String, String)>,

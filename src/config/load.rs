@@ -85,10 +85,39 @@ impl Config {
 
     fn from_matches(matches: clap::ArgMatches) -> Result<Config, LoadError> {
         let mut config = Config::from_arg_matches(&matches).map_err(LoadError::Args)?;
+        if let (Some(path), Some(node)) = (config.cluster.clone(), config.node.clone()) {
+            let file = crate::cluster::config::ClusterFile::load(&path).map_err(LoadError::File)?;
+            let Some(entry) = file.node(&node).cloned() else {
+                return Err(LoadError::File(format!("{}: no node '{node}' (the file has {})", path.display(),
+                    file.nodes.iter().map(|n| n.id.as_str()).collect::<Vec<_>>().join(", "))));
+            };
+            // The node's entry gives the addresses a flag does not.
+            let default = |id: &str| matches!(matches.value_source(id), None | Some(ValueSource::DefaultValue));
+            if default("listen") {
+                config.listen = entry.client.ip();
+            }
+            if default("port") {
+                config.port = entry.client.port();
+            }
+            if default("admin") {
+                if let Some(admin) = entry.admin {
+                    config.admin = AdminAddr(Some(admin));
+                }
+            }
+            config.cluster_file = Some(file);
+        }
         config.settings = settings_of(&matches);
-        let threads = config.threads().to_string();
-        if let Some(entry) = config.settings.iter_mut().find(|(k, _)| k == "threads") {
-            entry.1 = threads;
+        // The values in force where they are not the flags' own (the cluster file's addresses).
+        let in_force = [
+            ("threads", config.threads().to_string()),
+            ("port", config.port.to_string()),
+            ("listen", config.listen.to_string()),
+            ("admin", config.admin.to_string()),
+        ];
+        for (name, value) in in_force {
+            if let Some(entry) = config.settings.iter_mut().find(|(k, _)| k == name) {
+                entry.1 = value;
+            }
         }
         Ok(config)
     }

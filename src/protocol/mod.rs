@@ -6,6 +6,7 @@
 //! travels with each command to the core that owns its key, where the reply is written.
 
 pub mod binary;
+pub mod peer;
 pub mod text;
 
 pub use binary::Limits;
@@ -17,6 +18,8 @@ use crate::storage::{Command, Outcome};
 pub enum Protocol {
     Binary,
     Text,
+    /// A connection to the peer port (never detected from a client's first byte).
+    Peer,
 }
 
 impl Protocol {
@@ -34,6 +37,17 @@ impl Protocol {
 pub enum ReplyTo {
     Binary(binary::dispatch::ReplyTo),
     Text(text::ReplyTo),
+    /// A request forwarded by another node: the outcome goes back as it is.
+    Peer(PeerReply),
+}
+
+/// Where a forwarded request's outcome goes: its opcode and opaque, and the touch meta
+/// `ma ... T` asks for after a successful arithmetic.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PeerReply {
+    pub op: peer::Op,
+    pub opaque: u32,
+    pub then_touch: Option<u32>,
 }
 
 impl ReplyTo {
@@ -43,6 +57,7 @@ impl ReplyTo {
         match self {
             ReplyTo::Binary(to) => binary::dispatch::write_outcome(out, *to, key, outcome),
             ReplyTo::Text(to) => text::write_outcome(out, to, key, outcome),
+            ReplyTo::Peer(to) => peer::forward::write_outcome(out, to.op, to.opaque, key, outcome),
         }
     }
 
@@ -52,6 +67,21 @@ impl ReplyTo {
         match self {
             ReplyTo::Binary(_) => None,
             ReplyTo::Text(to) => to.then(key, outcome),
+            ReplyTo::Peer(PeerReply { then_touch: Some(exptime), .. }) => match outcome {
+                Outcome::Counter { .. } => Some(Command::Touch { key, exptime: *exptime }),
+                _ => None,
+            },
+            ReplyTo::Peer(_) => None,
+        }
+    }
+
+    /// The expiry a command run for this reply's sake sets after a successful arithmetic
+    /// (meta `ma ... T`), for a node that forwards the command.
+    pub fn then_touch(&self) -> Option<u32> {
+        match self {
+            ReplyTo::Text(text::ReplyTo::Meta(m)) => m.touch,
+            ReplyTo::Peer(p) => p.then_touch,
+            _ => None,
         }
     }
 }

@@ -24,6 +24,13 @@ pub fn process(ctx: &mut Ctx<'_>, conn: &mut Connection, key: usize) {
                 let from = ReturnAddress { core: ctx.core, conn: key, generation: conn.generation, seq: 0, read_at: 0, op: None };
                 serve(ctx, conn, from, &req);
             }
+            Err(DecodeError::Reject { header, .. }) if crate::protocol::peer::Op::is_peer_opcode(header.opcode) => {
+                let from = conn.socket.peer_addr().map_or("?".to_string(), |a| a.to_string());
+                log::warn!("core {}: {from} sent peer opcode {:#04x} to the client port; closing it (peers use the peer port)", ctx.core, header.opcode);
+                ctx.stats.protocol_errors.incr();
+                write_error(conn.out(), Opcode::from_u8(header.opcode), header.opaque, Status::UnknownCommand);
+                conn.closing = true;
+            }
             Err(DecodeError::Reject { header, status, skip }) => {
                 log::debug!("core {}: rejected opcode {:#04x}: {status:?}", ctx.core, header.opcode);
                 ctx.stats.protocol_errors.incr();
@@ -65,7 +72,7 @@ fn serve(ctx: &mut Ctx<'_>, conn: &mut Connection, from: ReturnAddress, req: &Re
             conn.closing = true;
         }
         Action::Stat(group) => match report::stats(ctx.node, group) {
-            Some(list) => dispatch::write_stats(conn.out(), to, list),
+            Some(list) => dispatch::write_stats(conn.out(), to, list.iter().map(|(n, v)| (n.as_ref(), v.clone()))),
             None => write_error(conn.out(), to.opcode, to.opaque, Status::KeyNotFound),
         },
     }

@@ -29,6 +29,8 @@ struct Slot {
     waiting: u32,
     /// `bytes.len()` when a later slot was opened (counted in `Connection::frozen`).
     frozen: usize,
+    /// How many of `bytes` are the slot's own reply (a flush's), which a failure replaces.
+    head: usize,
 }
 
 pub struct Connection {
@@ -55,6 +57,8 @@ pub struct Connection {
     /// Reading stopped because [`backlog`](Self::backlog) passed the high-water mark; it
     /// resumes once written replies bring it back under.
     pub throttled: bool,
+    /// A connection to the peer port: where its handshake stands.
+    pub peer: Option<crate::server::peer::serve::Session>,
 }
 
 pub enum ReadStatus {
@@ -84,7 +88,28 @@ impl Connection {
             frozen: 0,
             held: 0,
             throttled: false,
+            peer: None,
         }
+    }
+
+    /// Puts bytes read by another core (a peer connection handed over) before what is read next.
+    pub fn prefill(&mut self, bytes: &[u8]) {
+        self.rbuf.extend_from_slice(bytes);
+        self.rend = self.rbuf.len();
+    }
+
+    /// Replaces the own reply of slot `seq` (a flush's acknowledgement) by `bytes`: another
+    /// node could not run it. Only the first replacement counts.
+    pub fn replace_head(&mut self, seq: u64, bytes: &[u8]) {
+        let Some(front) = self.pending.front() else { return };
+        let index = seq.wrapping_sub(front.seq) as usize;
+        let Some(slot) = self.pending.get_mut(index) else { return };
+        if slot.head == usize::MAX {
+            return;
+        }
+        let head = slot.head.min(slot.bytes.len());
+        slot.bytes.splice(0..head, bytes.iter().copied());
+        slot.head = usize::MAX;
     }
 
     /// Reads once into the buffer, making room for at least `want` unread bytes in all.
@@ -167,7 +192,8 @@ impl Connection {
             back.frozen = back.bytes.len();
             self.frozen += back.frozen;
         }
-        self.pending.push_back(Slot { seq, bytes, waiting, frozen: 0 });
+        let head = bytes.len();
+        self.pending.push_back(Slot { seq, bytes, waiting, frozen: 0, head });
         seq
     }
 

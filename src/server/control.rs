@@ -160,7 +160,7 @@ impl Handle {
 
     /// The general STAT list, memcached's names (what `stats` answers over the protocol).
     pub fn general_stats(&self) -> Vec<(&'static str, String)> {
-        super::report::stats(&self.node, b"").unwrap_or_default()
+        super::report::general(&self.node)
     }
 
     /// Sends `msg` to `core`, waiting up to `timeout` for room in its mailbox.

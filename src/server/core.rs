@@ -15,6 +15,8 @@ use super::connection::{Connection, ReadStatus};
 use super::control;
 use super::held::Held;
 use super::mailbox::{Mailboxes, Message, Outbox, ReplyBatch};
+use super::peer::link::{Delivery, Links, LINK_TOKEN_BASE};
+use super::peer::serve::{self, Session};
 use super::route::{self, Ctx};
 use super::{binary, text, Node};
 use crate::protocol::{self, Limits, Protocol};
@@ -24,6 +26,7 @@ use crate::storage::Shard;
 
 const LISTENER: Token = Token(usize::MAX - 1);
 pub const WAKER: Token = Token(usize::MAX - 2);
+const PEER_LISTENER: Token = Token(usize::MAX - 3);
 
 /// How long a stopping node waits for replies in flight.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
@@ -35,6 +38,10 @@ pub struct Core {
     pub id: usize,
     pub poll: Poll,
     pub listener: TcpListener,
+    /// The peer port's listener of this core, in a cluster.
+    peer_listener: Option<TcpListener>,
+    /// This core's links to cores of other nodes.
+    links: Links,
     pub inbox: Receiver<Message>,
     pub mailboxes: Mailboxes,
     pub shard: Shard,
@@ -72,6 +79,7 @@ impl Core {
         id: usize,
         poll: Poll,
         listener: TcpListener,
+        peer_listener: Option<TcpListener>,
         inbox: Receiver<Message>,
         mailboxes: Mailboxes,
         shard: Shard,
@@ -84,6 +92,8 @@ impl Core {
             id,
             poll,
             listener,
+            peer_listener,
+            links: Links::default(),
             inbox,
             mailboxes,
             shard,
@@ -105,6 +115,9 @@ impl Core {
 
     pub fn run(mut self) -> io::Result<()> {
         self.poll.registry().register(&mut self.listener, LISTENER, Interest::READABLE)?;
+        if let Some(l) = self.peer_listener.as_mut() {
+            self.poll.registry().register(l, PEER_LISTENER, Interest::READABLE)?;
+        }
         let (mailboxes, id) = (self.mailboxes.clone(), self.id);
         if let Err(e) = self.shard.enable_group_commit(Arc::new(move || mailboxes.wake(id))) {
             log::warn!("core {}: no commit thread ({e}); --fsync always syncs on the event loop", self.id);
@@ -120,6 +133,7 @@ impl Core {
                 || waiting
                 || !self.dirty.is_empty()
                 || self.shard.needs_commit()
+                || self.links.busy()
             {
                 Duration::from_millis(1)
             } else {
@@ -136,7 +150,9 @@ impl Core {
             for event in events.iter() {
                 match event.token() {
                     LISTENER => self.accept(),
+                    PEER_LISTENER => self.accept_peers(),
                     WAKER => {}
+                    Token(t) if t >= LINK_TOKEN_BASE => self.on_link_event(Token(t)),
                     Token(key) => {
                         // Writable first: it sends replies committed in earlier turns, while
                         // the replies to what is read now must wait for this turn's commit.
@@ -150,6 +166,9 @@ impl Core {
                 }
             }
             self.drain_inbox();
+            self.tick_links();
+            // Requests to other nodes: they need not wait for this core's disk.
+            self.write_links();
             // Requests to other cores first: they need not wait for this core's disk.
             if self.shard.needs_commit() {
                 self.outbox.send_requests(&self.mailboxes);
@@ -167,6 +186,9 @@ impl Core {
             if self.node.stopping.load(Relaxed) {
                 let since = *draining_since.get_or_insert_with(|| {
                     let _ = self.poll.registry().deregister(&mut self.listener);
+                if let Some(l) = self.peer_listener.as_mut() {
+                    let _ = self.poll.registry().deregister(l);
+                }
                     log::debug!("core {}: stopping, draining {} connections", self.id, self.conns.len());
                     Instant::now()
                 });
@@ -187,7 +209,7 @@ impl Core {
         if let Err(e) = self.shard.close() {
             log::error!("core {}: the log was not closed cleanly: {e}", self.id);
         }
-        let open = self.conns.len();
+        let open = self.conns.iter().filter(|(_, c)| c.protocol != Some(Protocol::Peer)).count();
         self.conns.clear();
         self.node.stats.curr_connections.fetch_sub(open, Relaxed);
         Ok(())
@@ -233,8 +255,80 @@ impl Core {
     fn close(&mut self, key: usize) {
         if let Some(mut conn) = self.conns.try_remove(key) {
             let _ = self.poll.registry().deregister(&mut conn.socket);
-            self.node.stats.curr_connections.fetch_sub(1, Relaxed);
+            if conn.protocol != Some(Protocol::Peer) {
+                self.node.stats.curr_connections.fetch_sub(1, Relaxed);
+            }
         }
+    }
+
+    /// Accepts connections to the peer port; each must start with HELLO.
+    fn accept_peers(&mut self) {
+        loop {
+            let Some(listener) = self.peer_listener.as_ref() else { return };
+            let socket = match listener.accept() {
+                Ok((socket, _)) => socket,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    log::warn!("core {}: accept on the peer port failed: {e}", self.id);
+                    return;
+                }
+            };
+            self.adopt_peer(socket, &[]);
+        }
+    }
+
+    /// Serves a peer connection on this core, with what another core read of it.
+    fn adopt_peer(&mut self, mut socket: mio::net::TcpStream, unread: &[u8]) {
+        let _ = socket.set_nodelay(true);
+        let entry = self.conns.vacant_entry();
+        let key = entry.key();
+        if let Err(e) = self.poll.registry().register(&mut socket, Token(key), Interest::READABLE | Interest::WRITABLE) {
+            log::warn!("core {}: cannot register a peer connection: {e}", self.id);
+            return;
+        }
+        let mut conn = Connection::new(socket, self.next_generation);
+        self.next_generation += 1;
+        conn.protocol = Some(Protocol::Peer);
+        conn.peer = Some(Session::AwaitHello);
+        conn.prefill(unread);
+        entry.insert(conn);
+        if !unread.is_empty() {
+            self.process(key);
+            self.dirty.push(key);
+        }
+    }
+
+    /// Hands a peer connection whose HELLO names core `core` over to it.
+    fn hand_over(&mut self, key: usize, core: usize) {
+        let Some(conn) = self.conns.try_remove(key) else { return };
+        let unread = conn.unread().to_vec();
+        let mut socket = conn.socket;
+        let _ = self.poll.registry().deregister(&mut socket);
+        if self.mailboxes.try_send(core, Message::AdoptPeer(socket, unread)).is_err() {
+            log::warn!("core {}: core {core}'s mailbox is full; a peer connection is dropped (the peer reconnects)", self.id);
+        }
+    }
+
+    fn on_link_event(&mut self, token: Token) {
+        let Some(cluster) = self.node.cluster.as_deref() else { return };
+        let registry = self.poll.registry();
+        let (conns, dirty, latency) = (&mut self.conns, &mut self.dirty, &mut self.latency);
+        self.links.on_event(token, cluster, registry, self.id, &mut |d| deliver(conns, dirty, latency, d));
+    }
+
+    fn tick_links(&mut self) {
+        let Some(cluster) = self.node.cluster.as_deref() else { return };
+        let registry = self.poll.registry();
+        let (conns, dirty, latency) = (&mut self.conns, &mut self.dirty, &mut self.latency);
+        self.links.tick(cluster, registry, self.id, &mut |d| deliver(conns, dirty, latency, d));
+    }
+
+    fn write_links(&mut self) {
+        let Some(cluster) = self.node.cluster.as_deref() else { return };
+        let registry = self.poll.registry();
+        let (conns, dirty, latency) = (&mut self.conns, &mut self.dirty, &mut self.latency);
+        self.links.write_dirty(cluster, registry, self.id, &mut |d| deliver(conns, dirty, latency, d));
     }
 
     fn on_readable(&mut self, key: usize) {
@@ -249,6 +343,7 @@ impl Core {
                     _ => 0,
                 },
                 Some(Protocol::Text) => protocol::text::frame_len(conn.unread(), &self.limits),
+                Some(Protocol::Peer) => binary::frame_len(conn.unread()),
                 None => 0,
             };
             match conn.read_some(want) {
@@ -306,6 +401,16 @@ impl Core {
                 *conn.protocol.insert(Protocol::detect(first))
             }
         };
+        let cluster = self.node.cluster.as_deref();
+        if let (Some(cluster), Some(Session::AwaitHello)) = (cluster, &conn.peer) {
+            match serve::target_core(conn.unread(), cluster.file.max_body()) {
+                Some(core) if core as usize != self.id && (core as usize) < self.mailboxes.len() => {
+                    return self.hand_over(key, core as usize);
+                }
+                _ => {}
+            }
+        }
+        let Some(conn) = self.conns.get_mut(key) else { return };
         let mut ctx = Ctx {
             core: self.id,
             shard: &mut self.shard,
@@ -316,10 +421,15 @@ impl Core {
             limits: &self.limits,
             latency: &mut self.latency,
             held: &mut self.held,
+            cluster,
+            links: &mut self.links,
+            registry: self.poll.registry(),
         };
-        match protocol {
-            Protocol::Binary => binary::process(&mut ctx, conn, key),
-            Protocol::Text => text::process(&mut ctx, conn, key),
+        match (protocol, cluster) {
+            (Protocol::Binary, _) => binary::process(&mut ctx, conn, key),
+            (Protocol::Text, _) => text::process(&mut ctx, conn, key),
+            (Protocol::Peer, Some(cluster)) => serve::process(&mut ctx, cluster, conn, key),
+            (Protocol::Peer, None) => conn.closing = true,
         }
     }
 
@@ -338,6 +448,7 @@ impl Core {
                     }
                 }
                 Message::Control(c) => control::answer(self.id, &mut self.shard, &self.latency, self.now, c),
+                Message::AdoptPeer(socket, unread) => self.adopt_peer(socket, &unread),
                 Message::Replies(batch) => {
                     for reply in &batch.items {
                         let to = reply.to;
@@ -483,5 +594,27 @@ impl Core {
             }
         }
         self.stats.disk_errors.set(disk_errors);
+    }
+}
+
+/// Puts the outcome a peer link brought back into its connection's reply order, encoded in
+/// the connection's protocol.
+fn deliver(conns: &mut Slab<Connection>, dirty: &mut Vec<usize>, latency: &mut Recorder, d: Delivery<'_>) {
+    let to = d.req.to;
+    let Some(conn) = conns.get_mut(to.conn).filter(|c| c.generation == to.generation) else { return };
+    let mut bytes = Vec::new();
+    if d.req.flush {
+        if !matches!(d.outcome, crate::storage::Outcome::Done { .. }) {
+            d.req.reply.write_outcome::<&[u8]>(&mut bytes, &[], &crate::storage::Outcome::TemporaryFailure);
+            conn.replace_head(to.seq, &bytes);
+            bytes.clear();
+        }
+    } else {
+        d.req.reply.write_outcome(&mut bytes, d.key, &d.outcome);
+    }
+    conn.complete(to.seq, &bytes);
+    dirty.push(to.conn);
+    if let Some(op) = to.op {
+        latency.returned(op, to.read_at);
     }
 }

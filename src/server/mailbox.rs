@@ -113,6 +113,9 @@ pub enum Message {
     Replies(ReplyBatch),
     /// From the admin thread or a reload, not from another core (`control.rs`).
     Control(super::control::Control),
+    /// A peer connection whose HELLO names this core, handed over by the core that accepted
+    /// it, with what it had read.
+    AdoptPeer(mio::net::TcpStream, Vec<u8>),
 }
 
 /// The sending side of every core's mailbox.
@@ -143,6 +146,18 @@ impl Mailboxes {
 
     /// Sends one message from outside the cores (a control message), waiting up to
     /// `timeout` for room, and wakes the core. Gives the message back if it could not.
+    /// Sends a message from one core to another at once (a peer connection handed over);
+    /// gives it back if the mailbox is full.
+    pub fn try_send(&self, core: usize, msg: Message) -> Result<(), Message> {
+        match self.senders[core].try_send(msg) {
+            Ok(()) => {
+                self.wake(core);
+                Ok(())
+            }
+            Err(e) => Err(e.into_inner()),
+        }
+    }
+
     pub fn send_control(&self, core: usize, msg: Message, timeout: std::time::Duration) -> Result<(), Message> {
         match self.senders[core].send_timeout(msg, timeout) {
             Ok(()) => {

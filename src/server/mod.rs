@@ -8,6 +8,7 @@ mod data_dir;
 mod held;
 mod mailbox;
 mod notify;
+pub mod peer;
 mod reload;
 mod report;
 mod route;
@@ -49,6 +50,8 @@ pub struct Node {
     pub memory_limit: AtomicUsize,
     /// What start-up recovery did (all zero for `--in-memory`).
     pub recovery: Recovery,
+    /// The cluster this node is part of (`--cluster`), or `None` for a single node.
+    pub cluster: Option<Arc<peer::Cluster>>,
 }
 
 /// Signals that came while the shards were recovering, acted on once recovery is done.
@@ -110,6 +113,19 @@ pub fn run(config: Config, args: Vec<OsString>) -> io::Result<()> {
     }
     let listeners = bind(SocketAddr::new(config.listen, config.port), threads)?;
     let local = listeners[0].local_addr()?;
+    let cluster = match (&config.cluster_file, &config.node) {
+        (Some(file), Some(id)) => {
+            let mut file = file.clone();
+            // A forwarded store carries a largest value, its key and extras.
+            file.max_body = (config.max_item_size + 1024).min(u32::MAX as usize) as u32;
+            Some(Arc::new(peer::Cluster::new(file, id).map_err(io::Error::other)?))
+        }
+        _ => None,
+    };
+    let mut peer_listeners: Vec<Option<std::net::TcpListener>> = match &cluster {
+        Some(c) => bind(c.peer_addrs[c.me], threads)?.into_iter().map(Some).collect(),
+        None => (0..threads).map(|_| None).collect(),
+    };
     let node = Arc::new(Node {
         core_stats: (0..threads).map(|_| Arc::new(CoreStats::default())).collect(),
         stats: NodeStats::default(),
@@ -119,6 +135,7 @@ pub fn run(config: Config, args: Vec<OsString>) -> io::Result<()> {
         memory_limit: AtomicUsize::new(config.memory_limit_bytes()),
         recovery,
         config,
+        cluster,
     });
 
     let mut polls = Vec::with_capacity(threads);
@@ -142,6 +159,7 @@ pub fn run(config: Config, args: Vec<OsString>) -> io::Result<()> {
             id,
             poll,
             mio::net::TcpListener::from_std(listener),
+            peer_listeners[id].take().map(mio::net::TcpListener::from_std),
             inbox,
             mailboxes.clone(),
             shard,

@@ -7,12 +7,18 @@ use crate::stats::{merged, unix_now};
 
 /// The statistics of a STAT group ("" for the general ones), or `None` for a group caskade
 /// does not have.
-pub fn stats(node: &Node, group: &[u8]) -> Option<Vec<(&'static str, String)>> {
+pub fn stats(node: &Node, group: &[u8]) -> Option<Vec<(std::borrow::Cow<'static, str>, String)>> {
+    let fixed = |list: Vec<(&'static str, String)>| list.into_iter().map(|(n, v)| (n.into(), v)).collect();
     match group {
-        b"" => Some(general(node)),
-        b"settings" => Some(settings(node)),
-        b"items" => Some(items(node)),
-        b"slabs" => Some(slabs(node)),
+        b"" => Some(fixed(general(node))),
+        b"settings" => Some(fixed(settings(node))),
+        b"items" => Some(fixed(items(node))),
+        b"slabs" => Some(fixed(slabs(node))),
+        // `stats cluster`: the map, each node's state, forwarded requests, link round trips.
+        b"cluster" => Some(match &node.cluster {
+            Some(c) => c.stats().into_iter().map(|(n, v)| (n.into(), v)).collect(),
+            None => vec![("cluster_nodes".into(), "1".to_string())],
+        }),
         _ => None,
     }
 }
@@ -42,7 +48,7 @@ fn slabs(node: &Node) -> Vec<(&'static str, String)> {
     vec![("active_slabs", active.to_string()), ("total_malloced", total(node, "bytes").to_string())]
 }
 
-fn general(node: &Node) -> Vec<(&'static str, String)> {
+pub fn general(node: &Node) -> Vec<(&'static str, String)> {
     let (user, system) = rusage();
     let config = &node.config;
     let mut out: Vec<(&'static str, String)> = vec![

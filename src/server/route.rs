@@ -1,12 +1,17 @@
 //! Where a storage command runs, whatever the protocol it came in: on this core's shard, on
 //! the core that owns its key (through the outbox), or, for a flush, on every core.
 
+use mio::Registry;
+
 use super::connection::Connection;
 use super::held::Held;
 use super::mailbox::{Outbox, ReturnAddress};
+use super::peer::link::{InFlightReq, Links};
+use super::peer::Cluster;
 use super::Node;
-use crate::cluster;
+use crate::cluster::{self, Owner};
 use crate::protocol::{Limits, ReplyTo};
+use crate::storage::Outcome;
 use crate::stats::latency::{Op, Recorder};
 use crate::stats::CoreStats;
 use crate::storage::{Command, Shard};
@@ -24,6 +29,11 @@ pub struct Ctx<'c> {
     pub latency: &'c mut Recorder,
     /// Replies waiting for this turn's commit.
     pub held: &'c mut Held,
+    /// The cluster this node is part of (`None`: a single node).
+    pub cluster: Option<&'c Cluster>,
+    /// This core's links to other nodes, and the poll they register with.
+    pub links: &'c mut Links,
+    pub registry: &'c Registry,
 }
 
 /// Runs `cmd` on `shard`, counts it, and appends the reply for `to` (nothing when `to` is
@@ -56,41 +66,77 @@ fn execute_here(ctx: &mut Ctx<'_>, conn: &mut Connection, key: usize, cmd: &Comm
 }
 
 /// Serves one storage command of the connection `from` names: here if this core owns the
-/// key, else in the owner's mailbox with a reserved place in the connection's reply order.
-/// A flush runs here and is sent to every other core; its reply leaves once all have run it.
+/// key's partition; in the owning core's mailbox, or on the link to the owning node, with a
+/// reserved place in the connection's reply order. A flush runs here and is sent to every
+/// other core (and, from a client, to every other node); its reply leaves once all have
+/// run it. A request that came from another node is never sent on to a third.
 pub fn storage(ctx: &mut Ctx<'_>, conn: &mut Connection, mut from: ReturnAddress, cmd: &Command<&[u8]>, to: ReplyTo) {
     let cores = ctx.node.core_stats.len();
-    match cmd.key() {
-        Some(key) => {
-            let owner = cluster::core_of(key, cores);
-            if owner == from.core {
-                execute_here(ctx, conn, from.conn, cmd, &to);
-                ctx.latency.served(Op::of(cmd));
-            } else {
-                ctx.stats.forwarded_requests.incr();
-                from.seq = conn.expect_replies(1, Vec::new());
-                from.read_at = ctx.latency.current();
-                from.op = Some(Op::of(cmd));
-                ctx.outbox.requests(owner).push(from, Some(to), cmd);
+    let Some(key) = cmd.key() else { return flush(ctx, conn, from, cmd, to) };
+    let p = cluster::partition_of(key);
+    let owner = match ctx.cluster {
+        Some(c) => c.map.owner(p, c.me, from.core, cores),
+        None => cluster::map::local_owner(p, from.core, cores),
+    };
+    match owner {
+        Owner::Here => {
+            execute_here(ctx, conn, from.conn, cmd, &to);
+            ctx.latency.served(Op::of(cmd));
+        }
+        Owner::Core(core) => {
+            ctx.stats.forwarded_requests.incr();
+            from.seq = conn.expect_replies(1, Vec::new());
+            from.read_at = ctx.latency.current();
+            from.op = Some(Op::of(cmd));
+            ctx.outbox.requests(core).push(from, Some(to), cmd);
+        }
+        Owner::Node(node) => {
+            let Some(cluster) = ctx.cluster else { return };
+            ctx.stats.forwarded_requests.incr();
+            from.seq = conn.expect_replies(1, Vec::new());
+            from.read_at = ctx.latency.current();
+            from.op = Some(Op::of(cmd));
+            let req = InFlightReq { to: from, reply: to, flush: false };
+            if ctx.links.submit(cluster, ctx.registry, ctx.core, node, p, cmd, req).is_err() {
+                let mut bytes = Vec::new();
+                to.write_outcome::<&[u8]>(&mut bytes, key, &Outcome::TemporaryFailure);
+                conn.complete(from.seq, &bytes);
             }
         }
-        None => {
-            ctx.stats.cmd_flush.incr();
-            ctx.latency.served(Op::Other);
-            if cores == 1 {
-                execute_here(ctx, conn, from.conn, cmd, &to);
-                return;
-            }
-            // The reply leaves once every other core has run the flush, and this core's
-            // commit has written its marker.
-            let mut bytes = Vec::new();
-            let appended = execute(ctx.shard, ctx.stats, cmd, Some(&to), ctx.now, &mut bytes);
-            from.seq = conn.expect_replies(cores as u32 - 1 + appended as u32, bytes);
-            if appended {
-                ctx.held.hold_slot(conn, from.conn, from.seq);
-            }
-            for core in (0..cores).filter(|&c| c != from.core) {
-                ctx.outbox.requests(core).push(from, None, cmd);
+    }
+}
+
+/// A flush: here, on every other core, and from a client on every other node. The reply
+/// leaves once all have run it and this core's commit has written its marker; if another
+/// node cannot, the reply is a temporary failure.
+fn flush(ctx: &mut Ctx<'_>, conn: &mut Connection, mut from: ReturnAddress, cmd: &Command<&[u8]>, to: ReplyTo) {
+    let cores = ctx.node.core_stats.len();
+    ctx.stats.cmd_flush.incr();
+    ctx.latency.served(Op::Other);
+    let cluster = ctx.cluster.filter(|_| !matches!(to, ReplyTo::Peer(_)));
+    let nodes: Vec<usize> = cluster.map_or(Vec::new(), |c| (0..c.map.nodes().len()).filter(|&n| n != c.me).collect());
+    if cores == 1 && nodes.is_empty() {
+        execute_here(ctx, conn, from.conn, cmd, &to);
+        return;
+    }
+    let mut bytes = Vec::new();
+    let appended = execute(ctx.shard, ctx.stats, cmd, Some(&to), ctx.now, &mut bytes);
+    let waiting = cores as u32 - 1 + appended as u32 + nodes.len() as u32;
+    from.seq = conn.expect_replies(waiting, bytes);
+    if appended {
+        ctx.held.hold_slot(conn, from.conn, from.seq);
+    }
+    for core in (0..cores).filter(|&c| c != from.core) {
+        ctx.outbox.requests(core).push(from, None, cmd);
+    }
+    if let Some(cluster) = cluster {
+        for node in nodes {
+            let req = InFlightReq { to: from, reply: to, flush: true };
+            if ctx.links.submit(cluster, ctx.registry, ctx.core, node, 0, cmd, req).is_err() {
+                let mut error = Vec::new();
+                to.write_outcome::<&[u8]>(&mut error, &[], &Outcome::TemporaryFailure);
+                conn.replace_head(from.seq, &error);
+                conn.complete(from.seq, &[]);
             }
         }
     }

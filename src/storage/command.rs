@@ -98,4 +98,7 @@ pub enum Outcome<V> {
     OutOfMemory,
     /// The disk failed (a write, an fsync or a read); the command did not take effect.
     StorageError,
+    /// The key's owner did not answer in time, or cannot be reached (a peer node down or
+    /// slow): the command may or may not have taken effect there.
+    TemporaryFailure,
 }

@@ -111,6 +111,7 @@ pub fn write_outcome<V: AsRef<[u8]>>(out: &mut Vec<u8>, to: ReplyTo, key: &[u8],
         Outcome::TooLarge => error(out, Status::ValueTooLarge),
         Outcome::OutOfMemory => error(out, Status::OutOfMemory),
         Outcome::StorageError => error(out, Status::InternalError),
+        Outcome::TemporaryFailure => error(out, Status::TemporaryFailure),
     }
 }
 

@@ -11,6 +11,8 @@ pub const OUT_OF_MEMORY_STORING: &str = "SERVER_ERROR out of memory storing obje
 pub const OUT_OF_MEMORY: &str = "SERVER_ERROR out of memory";
 /// The disk failed under the command (caskade's own; memcached has no disk to fail).
 pub const STORAGE_ERROR: &str = "SERVER_ERROR storage error";
+/// A forwarded request whose owner did not answer in time or cannot be reached.
+pub const TEMPORARY_FAILURE: &str = "SERVER_ERROR temporary failure";
 const TOO_LARGE: &str = super::request::TOO_LARGE;
 
 /// How to answer one storage command of the text protocol.
@@ -113,6 +115,7 @@ pub fn write_outcome<V: AsRef<[u8]>>(out: &mut Vec<u8>, to: &ReplyTo, key: &[u8]
         }
         (ReplyTo::Meta(m), _) => return write_meta(out, &m, key, outcome),
         (_, StorageError) => STORAGE_ERROR,
+        (_, TemporaryFailure) => TEMPORARY_FAILURE,
         (ReplyTo::Value { .. }, _) => return,
         (ReplyTo::Debug { base64: b64 }, &Value { cas, ref value, .. }) => {
             out.extend_from_slice(b"ME ");
@@ -210,6 +213,7 @@ fn write_meta<V: AsRef<[u8]>>(out: &mut Vec<u8>, m: &MetaReply, key: &[u8], outc
     let (code, cas) = match (m.cmd, outcome) {
         (_, NonNumeric) => return line(out, NON_NUMERIC),
         (_, StorageError) => return line(out, STORAGE_ERROR),
+        (_, TemporaryFailure) => return line(out, TEMPORARY_FAILURE),
         (MetaCmd::Arith, OutOfMemory) => return line(out, OUT_OF_MEMORY),
         (_, OutOfMemory) => return line(out, OUT_OF_MEMORY_STORING),
         (MetaCmd::Get, &Value { flags, cas, ref value }) => {

@@ -1,0 +1,213 @@
+//! The cluster file: the same on every node.
+//!
+//! ```toml
+//! [cluster]
+//! name = "prod"                       # a node refuses peers of another cluster
+//! secret_file = "/etc/caskade/secret" # relative paths are relative to this file
+//! forward_timeout_ms = 1000           # a forwarded request's answer, at the latest
+//! max_in_flight = 4096                # per peer link; past it, temporary failure at once
+//! [[cluster.node]]
+//! id = "a"
+//! client = "127.0.0.1:11211"          # the memcached port
+//! peer = "127.0.0.1:11311"            # the peer port
+//! admin = "127.0.0.1:11212"           # optional
+//! ```
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::map::{ClusterMap, MapNode};
+
+/// The shortest secret accepted, in bytes.
+pub const MIN_SECRET_LEN: usize = 16;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NodeEntry {
+    pub id: String,
+    pub client: SocketAddr,
+    pub peer: SocketAddr,
+    pub admin: Option<SocketAddr>,
+}
+
+#[derive(Clone, PartialEq, Eq)]
+pub struct ClusterFile {
+    pub path: PathBuf,
+    pub name: String,
+    /// The shared secret peers authenticate with (the file's bytes, a trailing newline cut).
+    pub secret: Vec<u8>,
+    pub nodes: Vec<NodeEntry>,
+    pub forward_timeout: Duration,
+    pub max_in_flight: usize,
+    /// Set from -I once the node starts ([`ClusterFile::max_body`]).
+    pub max_body: u32,
+}
+
+impl std::fmt::Debug for ClusterFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClusterFile")
+            .field("path", &self.path)
+            .field("name", &self.name)
+            .field("secret", &"<hidden>")
+            .field("nodes", &self.nodes)
+            .field("forward_timeout", &self.forward_timeout)
+            .field("max_in_flight", &self.max_in_flight)
+            .finish()
+    }
+}
+
+impl ClusterFile {
+    pub fn load(path: &Path) -> Result<ClusterFile, String> {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        ClusterFile::parse(&text, path).map_err(|e| format!("{}: {e}", path.display()))
+    }
+
+    pub fn parse(text: &str, path: &Path) -> Result<ClusterFile, String> {
+        let doc: toml::Table = text.parse().map_err(|e: toml::de::Error| e.message().to_string())?;
+        for key in doc.keys() {
+            if key != "cluster" {
+                return Err(format!("unknown section [{key}] (only [cluster] and [[cluster.node]])"));
+            }
+        }
+        let cluster = doc.get("cluster").and_then(|v| v.as_table()).ok_or("no [cluster] section")?;
+        let str_of = |t: &toml::Table, k: &str| -> Result<Option<String>, String> {
+            match t.get(k) {
+                None => Ok(None),
+                Some(toml::Value::String(s)) => Ok(Some(s.clone())),
+                Some(_) => Err(format!("{k} must be a string")),
+            }
+        };
+        let int_of = |k: &str, default: i64, range: std::ops::RangeInclusive<i64>| -> Result<i64, String> {
+            match cluster.get(k) {
+                None => Ok(default),
+                Some(toml::Value::Integer(n)) if range.contains(n) => Ok(*n),
+                Some(_) => Err(format!("{k} must be an integer in {}..={}", range.start(), range.end())),
+            }
+        };
+        for key in cluster.keys() {
+            if !["name", "secret_file", "forward_timeout_ms", "max_in_flight", "node"].contains(&key.as_str()) {
+                return Err(format!("unknown setting cluster.{key}"));
+            }
+        }
+        let name = str_of(cluster, "name")?.filter(|n| !n.is_empty()).ok_or("cluster.name is missing")?;
+        let secret_file = str_of(cluster, "secret_file")?.ok_or("cluster.secret_file is missing")?;
+        let secret_path = match Path::new(&secret_file) {
+            p if p.is_absolute() => p.to_path_buf(),
+            p => path.parent().unwrap_or(Path::new(".")).join(p),
+        };
+        let mut secret =
+            std::fs::read(&secret_path).map_err(|e| format!("secret_file {}: {e}", secret_path.display()))?;
+        while secret.last().is_some_and(|b| b.is_ascii_whitespace()) {
+            secret.pop();
+        }
+        if secret.len() < MIN_SECRET_LEN {
+            return Err(format!("secret_file {} holds {} bytes; at least {MIN_SECRET_LEN} are needed", secret_path.display(), secret.len()));
+        }
+        let list = match cluster.get("node") {
+            Some(toml::Value::Array(a)) => a,
+            _ => return Err("no [[cluster.node]] entries".into()),
+        };
+        let mut nodes: Vec<NodeEntry> = Vec::new();
+        for (i, v) in list.iter().enumerate() {
+            let t = v.as_table().ok_or(format!("cluster.node[{i}] is not a table"))?;
+            for key in t.keys() {
+                if !["id", "client", "peer", "admin"].contains(&key.as_str()) {
+                    return Err(format!("cluster.node[{i}]: unknown setting {key}"));
+                }
+            }
+            let id = str_of(t, "id")?.filter(|s| !s.is_empty()).ok_or(format!("cluster.node[{i}]: id is missing"))?;
+            if id.len() > 64 || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)) {
+                return Err(format!("node id '{id}': at most 64 of A-Z a-z 0-9 - _ ."));
+            }
+            let addr = |k: &str| -> Result<Option<SocketAddr>, String> {
+                str_of(t, k)?
+                    .map(|s| s.parse().map_err(|_| format!("node {id}: {k} '{s}' is not ADDR:PORT")))
+                    .transpose()
+            };
+            let client = addr("client")?.ok_or(format!("node {id}: client is missing"))?;
+            let peer = addr("peer")?.ok_or(format!("node {id}: peer is missing"))?;
+            if nodes.iter().any(|n| n.id == id) {
+                return Err(format!("node id '{id}' appears twice"));
+            }
+            let admin = addr("admin")?;
+            nodes.push(NodeEntry { id, client, peer, admin });
+        }
+        if nodes.is_empty() {
+            return Err("no [[cluster.node]] entries".into());
+        }
+        Ok(ClusterFile {
+            path: path.to_path_buf(),
+            name,
+            secret,
+            nodes,
+            forward_timeout: Duration::from_millis(int_of("forward_timeout_ms", 1000, 10..=600_000)? as u64),
+            max_in_flight: int_of("max_in_flight", 4096, 1..=1 << 20)? as usize,
+            max_body: 1 << 20,
+        })
+    }
+
+    /// The largest frame body a peer link accepts: a largest item and its key and extras.
+    pub fn max_body(&self) -> u32 {
+        self.max_body
+    }
+
+    pub fn node(&self, id: &str) -> Option<&NodeEntry> {
+        self.nodes.iter().find(|n| n.id == id)
+    }
+
+    /// The map every node derives from this file.
+    pub fn map(&self) -> ClusterMap {
+        let nodes = self.nodes.iter().map(|n| MapNode { id: n.id.clone(), peer: n.peer.to_string() }).collect();
+        ClusterMap::derive(&self.name, nodes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+        let p = dir.join(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    #[test]
+    fn parses_a_three_node_file_and_refuses_bad_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "secret", "0123456789abcdef0123\n");
+        let good = r#"
+[cluster]
+name = "prod"
+secret_file = "secret"
+[[cluster.node]]
+id = "a"
+client = "127.0.0.1:11211"
+peer = "127.0.0.1:11311"
+admin = "127.0.0.1:11212"
+[[cluster.node]]
+id = "b"
+client = "127.0.0.1:11221"
+peer = "127.0.0.1:11321"
+"#;
+        let f = ClusterFile::load(&write(dir.path(), "c.toml", good)).unwrap();
+        assert_eq!(f.name, "prod");
+        assert_eq!(f.secret, b"0123456789abcdef0123");
+        assert_eq!(f.nodes.len(), 2);
+        assert_eq!(f.node("b").unwrap().admin, None);
+        assert_eq!(f.forward_timeout, Duration::from_secs(1));
+        assert_eq!(f.map().nodes().len(), 2);
+
+        for (bad, says) in [
+            (good.replace("name = \"prod\"", ""), "cluster.name is missing"),
+            (good.replace("id = \"b\"", "id = \"a\""), "appears twice"),
+            (good.replace("127.0.0.1:11321", "nowhere"), "is not ADDR:PORT"),
+            (good.replace("secret_file = \"secret\"", "secret_file = \"short\""), "short"),
+            (good.replace("[cluster]", "[cluster]\nbogus = 1"), "unknown setting cluster.bogus"),
+        ] {
+            write(dir.path(), "short", "tooshort");
+            let e = ClusterFile::load(&write(dir.path(), "bad.toml", &bad)).unwrap_err();
+            assert!(e.contains(says), "{e}");
+        }
+    }
+}

@@ -1,0 +1,441 @@
+//! Peer links: one core's connections to cores of other nodes, which carry the requests
+//! this core forwards and bring their outcomes back.
+//!
+//! A link is made when first needed, authenticates (`protocol::peer::auth`), then carries
+//! requests pipelined: each is written into the link's buffer, and all a turn wrote leave
+//! in one `write(2)` at the end of the turn. The owner answers in request order, so the
+//! requests in flight are a queue: a response must match the front one's opaque.
+//!
+//! A link that fails (refused, reset, a frame that makes no sense, or no answer within the
+//! forward timeout) is closed; every request in flight on it is answered with a temporary
+//! failure, in order, and it stays down for a backoff (50 ms, doubling to 2 s) during which
+//! requests for it fail at once. The next request after the backoff reconnects. Changes of
+//! state are logged once each, not per request.
+
+use std::collections::VecDeque;
+use std::io::{self, Read, Write};
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::{Duration, Instant};
+
+use mio::net::TcpStream;
+use mio::{Interest, Registry, Token};
+use slab::Slab;
+
+use super::Cluster;
+use crate::protocol::peer::auth::{self, Hello, HelloOk, Role, Transcript};
+use crate::protocol::peer::{self, forward, Frame, Op};
+use crate::protocol::ReplyTo;
+use crate::server::mailbox::ReturnAddress;
+use crate::storage::{Command, Outcome};
+
+/// Tokens from here up are peer links (`Token(LINK_TOKEN_BASE + slab index)`).
+pub const LINK_TOKEN_BASE: usize = 1 << 40;
+
+const BACKOFF_FIRST: Duration = Duration::from_millis(50);
+const BACKOFF_MAX: Duration = Duration::from_secs(2);
+const READ_CHUNK: usize = 64 * 1024;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum State {
+    /// HELLO written (or waiting for the connection to finish); waiting for its answer.
+    Hello,
+    /// AUTH written: requests flow; the AUTH answer is still to come.
+    Up,
+    /// Closed until `retry_at`.
+    Down,
+}
+
+/// A request in flight, and where its outcome goes.
+pub struct InFlight {
+    pub opaque: u32,
+    pub to: ReturnAddress,
+    pub reply: ReplyTo,
+    /// A flush's acknowledgement: success adds nothing to the reply, failure replaces it.
+    pub flush: bool,
+    pub sent: Instant,
+    pub deadline: Instant,
+}
+
+struct Link {
+    node: usize,
+    core: u16,
+    state: State,
+    socket: Option<TcpStream>,
+    rbuf: Vec<u8>,
+    wbuf: Vec<u8>,
+    wpos: usize,
+    /// Requests made before the handshake is through, sent right after AUTH.
+    queued: Vec<u8>,
+    in_flight: VecDeque<InFlight>,
+    next_opaque: u32,
+    nonce: auth::Nonce,
+    /// AUTH answered OK: the link counts as up.
+    authenticated: bool,
+    backoff: Duration,
+    retry_at: Instant,
+    /// The last down was logged (a link that keeps failing to connect says so once).
+    said_down: bool,
+}
+
+/// What a link delivers: a request's outcome (the key echoed by the owner).
+pub struct Delivery<'a> {
+    pub req: InFlight,
+    pub key: &'a [u8],
+    pub outcome: Outcome<&'a [u8]>,
+}
+
+/// One core's links.
+#[derive(Default)]
+pub struct Links {
+    links: Slab<Link>,
+    by_dest: ahash::AHashMap<(usize, u16), usize>,
+    dirty: Vec<usize>,
+}
+
+impl Links {
+    /// Whether some request waits for an answer (the loop then wakes often enough to time
+    /// them out).
+    pub fn busy(&self) -> bool {
+        self.links.iter().any(|(_, l)| !l.in_flight.is_empty())
+    }
+
+    /// Sends `cmd` for partition `p` to `node`; `Err` when the link cannot take it now
+    /// (down and in its backoff, or full): the caller answers with a temporary failure.
+    #[allow(clippy::too_many_arguments)] // The request, where it goes, and where its answer goes.
+    pub fn submit(
+        &mut self,
+        cluster: &Cluster,
+        registry: &Registry,
+        this_core: usize,
+        node: usize,
+        p: u16,
+        cmd: &Command<&[u8]>,
+        req: InFlightReq,
+    ) -> Result<(), ()> {
+        let core = cluster.core_on(node, p);
+        let idx = self.link(node, core);
+        let now = Instant::now();
+        let peer = &cluster.peers[node];
+        let link = &mut self.links[idx];
+        if link.state == State::Down {
+            if now < link.retry_at {
+                peer.errors.fetch_add(1, Relaxed);
+                return Err(());
+            }
+            if let Err(e) = link.connect(cluster, registry, idx, this_core) {
+                link.down(cluster, this_core, &format!("cannot connect: {e}"), registry, &mut |_| {});
+                peer.errors.fetch_add(1, Relaxed);
+                return Err(());
+            }
+        }
+        if link.in_flight.len() >= cluster.file.max_in_flight {
+            peer.errors.fetch_add(1, Relaxed);
+            return Err(());
+        }
+        let opaque = link.next_opaque;
+        link.next_opaque = link.next_opaque.wrapping_add(1);
+        let out = if link.state == State::Up { &mut link.wbuf } else { &mut link.queued };
+        forward::write_request(out, p, opaque, cmd, req.reply.then_touch());
+        link.in_flight.push_back(InFlight {
+            opaque,
+            to: req.to,
+            reply: req.reply,
+            flush: req.flush,
+            sent: now,
+            deadline: now + cluster.file.forward_timeout,
+        });
+        peer.forwarded.fetch_add(1, Relaxed);
+        peer.in_flight.fetch_add(1, Relaxed);
+        self.dirty.push(idx);
+        Ok(())
+    }
+
+    fn link(&mut self, node: usize, core: u16) -> usize {
+        if let Some(&idx) = self.by_dest.get(&(node, core)) {
+            return idx;
+        }
+        let idx = self.links.insert(Link {
+            node,
+            core,
+            state: State::Down,
+            socket: None,
+            rbuf: Vec::new(),
+            wbuf: Vec::new(),
+            wpos: 0,
+            queued: Vec::new(),
+            in_flight: VecDeque::new(),
+            next_opaque: 1,
+            nonce: [0; auth::NONCE_LEN],
+            authenticated: false,
+            backoff: BACKOFF_FIRST,
+            retry_at: Instant::now(),
+            said_down: false,
+        });
+        self.by_dest.insert((node, core), idx);
+        idx
+    }
+
+    /// Writes what this turn gave each link: one `write(2)` per link.
+    pub fn write_dirty(&mut self, cluster: &Cluster, registry: &Registry, this_core: usize, deliver: &mut impl FnMut(Delivery<'_>)) {
+        let mut dirty = std::mem::take(&mut self.dirty);
+        dirty.sort_unstable();
+        dirty.dedup();
+        for &idx in &dirty {
+            if let Some(link) = self.links.get_mut(idx) {
+                if let Err(e) = link.write() {
+                    link.down(cluster, this_core, &format!("write failed: {e}"), registry, deliver);
+                }
+            }
+        }
+        dirty.clear();
+        self.dirty = dirty;
+    }
+
+    /// A readiness event for the link behind `token`.
+    pub fn on_event(
+        &mut self,
+        token: Token,
+        cluster: &Cluster,
+        registry: &Registry,
+        this_core: usize,
+        deliver: &mut impl FnMut(Delivery<'_>),
+    ) {
+        let idx = token.0 - LINK_TOKEN_BASE;
+        let Some(link) = self.links.get_mut(idx) else { return };
+        if link.state == State::Down {
+            return;
+        }
+        if let Err(reason) = link.on_event(cluster, this_core, deliver) {
+            link.down(cluster, this_core, &reason, registry, deliver);
+        }
+    }
+
+    /// Fails the links whose oldest request has waited past its deadline.
+    pub fn tick(&mut self, cluster: &Cluster, registry: &Registry, this_core: usize, deliver: &mut impl FnMut(Delivery<'_>)) {
+        let now = Instant::now();
+        for (_, link) in self.links.iter_mut() {
+            if link.in_flight.front().is_some_and(|r| r.deadline <= now) {
+                let reason = format!("no answer within {:?}", cluster.file.forward_timeout);
+                link.down(cluster, this_core, &reason, registry, deliver);
+            }
+        }
+    }
+
+    /// Closes every link (the node is stopping), answering what is in flight.
+    pub fn close_all(&mut self, cluster: &Cluster, registry: &Registry, this_core: usize, deliver: &mut impl FnMut(Delivery<'_>)) {
+        for (_, link) in self.links.iter_mut() {
+            if link.state != State::Down {
+                link.said_down = true;
+                link.down(cluster, this_core, "stopping", registry, deliver);
+            }
+        }
+    }
+}
+
+/// What the caller of [`Links::submit`] says about the request.
+pub struct InFlightReq {
+    pub to: ReturnAddress,
+    pub reply: ReplyTo,
+    pub flush: bool,
+}
+
+impl Link {
+    fn connect(&mut self, cluster: &Cluster, registry: &Registry, idx: usize, this_core: usize) -> io::Result<()> {
+        let addr = cluster.peer_addrs[self.node];
+        let mut socket = TcpStream::connect(addr)?;
+        let _ = socket.set_nodelay(true);
+        registry.register(&mut socket, Token(LINK_TOKEN_BASE + idx), Interest::READABLE | Interest::WRITABLE)?;
+        self.socket = Some(socket);
+        self.nonce = auth::nonce();
+        self.wbuf.clear();
+        self.wpos = 0;
+        self.rbuf.clear();
+        self.authenticated = false;
+        Hello {
+            version: peer::VERSION,
+            target_core: self.core,
+            map_checksum: cluster.map.checksum(),
+            node_id: cluster.node_id(cluster.me).as_bytes(),
+            nonce: self.nonce,
+            cluster: cluster.map.name().as_bytes(),
+        }
+        .write(&mut self.wbuf);
+        self.state = State::Hello;
+        cluster.peers[self.node].reconnects.fetch_add(1, Relaxed);
+        log::debug!("core {this_core}: connecting to node {} core {} at {addr}", cluster.node_id(self.node), self.core);
+        Ok(())
+    }
+
+    /// Writes what the buffer holds. A connection still in progress takes nothing yet.
+    fn write(&mut self) -> io::Result<()> {
+        let Some(socket) = self.socket.as_mut() else { return Ok(()) };
+        while self.wpos < self.wbuf.len() {
+            match socket.write(&self.wbuf[self.wpos..]) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => self.wpos += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock || e.kind() == io::ErrorKind::NotConnected => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        if self.wpos == self.wbuf.len() {
+            self.wbuf.clear();
+            self.wpos = 0;
+        }
+        Ok(())
+    }
+
+    fn on_event(&mut self, cluster: &Cluster, this_core: usize, deliver: &mut impl FnMut(Delivery<'_>)) -> Result<(), String> {
+        let Some(socket) = self.socket.as_mut() else { return Ok(()) };
+        if let Ok(Some(e)) | Err(e) = socket.take_error() {
+            return Err(format!("connection failed: {e}"));
+        }
+        self.write().map_err(|e| format!("write failed: {e}"))?;
+        let max_body = cluster.file.max_body();
+        loop {
+            let Some(socket) = self.socket.as_mut() else { return Ok(()) };
+            let start = self.rbuf.len();
+            self.rbuf.resize(start + READ_CHUNK, 0);
+            let n = match socket.read(&mut self.rbuf[start..]) {
+                Ok(0) => {
+                    self.rbuf.truncate(start);
+                    return Err("closed by the peer".into());
+                }
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock || e.kind() == io::ErrorKind::NotConnected => {
+                    self.rbuf.truncate(start);
+                    break;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {
+                    self.rbuf.truncate(start);
+                    continue;
+                }
+                Err(e) => {
+                    self.rbuf.truncate(start);
+                    return Err(format!("read failed: {e}"));
+                }
+            };
+            self.rbuf.truncate(start + n);
+        }
+        let rbuf = std::mem::take(&mut self.rbuf);
+        let mut pos = 0;
+        let result = loop {
+            match Frame::decode(&rbuf[pos..], max_body) {
+                Ok(None) => break Ok(()),
+                Err(e) => break Err(format!("malformed frame: {e}")),
+                Ok(Some((frame, used))) => {
+                    pos += used;
+                    if let Err(e) = self.on_frame(cluster, this_core, &frame, deliver) {
+                        break Err(e);
+                    }
+                }
+            }
+        };
+        let mut rbuf = rbuf;
+        rbuf.drain(..pos);
+        self.rbuf = rbuf;
+        result?;
+        // What the frames asked to send (AUTH and the queued requests).
+        self.write().map_err(|e| format!("write failed: {e}"))
+    }
+
+    fn on_frame(&mut self, cluster: &Cluster, this_core: usize, f: &Frame<'_>, deliver: &mut impl FnMut(Delivery<'_>)) -> Result<(), String> {
+        if f.is_request() {
+            return Err("a request on a link this node started".into());
+        }
+        match (self.state, f.op()) {
+            (State::Hello, Some(Op::Hello)) => {
+                let Some(ok) = HelloOk::parse(f) else {
+                    return Err(format!("HELLO refused: {}", String::from_utf8_lossy(f.value)));
+                };
+                let expected = cluster.node_id(self.node).as_bytes();
+                let t = Transcript {
+                    cluster: cluster.map.name().as_bytes(),
+                    initiator: cluster.node_id(cluster.me).as_bytes(),
+                    responder: expected,
+                    nonce_initiator: self.nonce,
+                    nonce_responder: ok.nonce,
+                };
+                if ok.node_id != expected {
+                    return Err(format!("answered by node '{}'", String::from_utf8_lossy(ok.node_id)));
+                }
+                if !t.verify(&cluster.file.secret, Role::Responder, &ok.proof) {
+                    return Err("the peer failed authentication (another secret?)".into());
+                }
+                if ok.version != peer::VERSION || ok.map_checksum != cluster.map.checksum() || ok.cores == 0 {
+                    return Err(format!("version {} / map {:08x} / {} cores do not fit", ok.version, ok.map_checksum, ok.cores));
+                }
+                cluster.peer_cores[self.node].store(ok.cores, Relaxed);
+                auth::write_auth(&mut self.wbuf, &t.proof(&cluster.file.secret, Role::Initiator));
+                self.wbuf.append(&mut self.queued);
+                self.state = State::Up;
+                Ok(())
+            }
+            (State::Up, Some(Op::Auth)) if !self.authenticated => {
+                if f.status() != auth::status::OK {
+                    return Err(format!("AUTH refused: {}", String::from_utf8_lossy(f.value)));
+                }
+                self.authenticated = true;
+                self.backoff = BACKOFF_FIRST;
+                self.said_down = false;
+                cluster.link_changed(self.node, true);
+                log::info!("core {this_core}: peer link to node {} core {} is up", cluster.node_id(self.node), self.core);
+                Ok(())
+            }
+            (State::Up, Some(op)) if self.authenticated && !matches!(op, Op::Hello | Op::Auth) => {
+                let Some(front) = self.in_flight.front() else { return Err("an answer to nothing".into()) };
+                if front.opaque != f.header.opaque {
+                    return Err(format!("answer {} out of order (expected {})", f.header.opaque, front.opaque));
+                }
+                let outcome = forward::parse_outcome(f).map_err(|e| format!("bad answer: {}", e.0))?;
+                let req = self.in_flight.pop_front().expect("front exists");
+                let peer = &cluster.peers[self.node];
+                peer.in_flight.fetch_sub(1, Relaxed);
+                peer.rtt_count.fetch_add(1, Relaxed);
+                peer.rtt_micros.fetch_add(req.sent.elapsed().as_micros() as u64, Relaxed);
+                if matches!(outcome, Outcome::TemporaryFailure) {
+                    peer.errors.fetch_add(1, Relaxed);
+                }
+                deliver(Delivery { req, key: f.key, outcome });
+                Ok(())
+            }
+            (state, op) => Err(format!("unexpected {op:?} response in state {state:?}")),
+        }
+    }
+
+    /// Closes the link and answers everything in flight with a temporary failure, in order.
+    fn down(&mut self, cluster: &Cluster, this_core: usize, reason: &str, registry: &Registry, deliver: &mut impl FnMut(Delivery<'_>)) {
+        if let Some(mut socket) = self.socket.take() {
+            let _ = registry.deregister(&mut socket);
+        }
+        let failed = self.in_flight.len();
+        let peer = &cluster.peers[self.node];
+        peer.in_flight.fetch_sub(failed as i64, Relaxed);
+        peer.errors.fetch_add(failed as u64, Relaxed);
+        for req in self.in_flight.drain(..) {
+            deliver(Delivery { req, key: &[], outcome: Outcome::TemporaryFailure });
+        }
+        if self.authenticated {
+            cluster.link_changed(self.node, false);
+        } else if cluster.peers[self.node].changed_at.load(Relaxed) == 0 {
+            // Never reached: the node's state goes from unknown to unreachable.
+            cluster.peers[self.node].changed_at.store(crate::stats::unix_now() as u64, Relaxed);
+        }
+        if !self.said_down {
+            log::warn!(
+                "core {this_core}: peer link to node {} core {} is down: {reason}; {failed} requests answered with a temporary failure; retrying with backoff",
+                cluster.node_id(self.node),
+                self.core
+            );
+            self.said_down = true;
+        }
+        self.authenticated = false;
+        self.state = State::Down;
+        self.wbuf.clear();
+        self.wpos = 0;
+        self.queued.clear();
+        self.rbuf.clear();
+        self.retry_at = Instant::now() + self.backoff;
+        self.backoff = (self.backoff * 2).min(BACKOFF_MAX);
+    }
+}

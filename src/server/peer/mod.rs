@@ -1,0 +1,142 @@
+//! The cluster's side of a node: the peer port and the peer links between cores of nodes.
+//!
+//! Each core of a node keeps its own links to the other nodes ([`link::Links`]): one per
+//! (node, core) pair it has forwarded to, so a forwarded request lands on the core of the
+//! owner that owns its partition (the HELLO names that core; the owner's accepting core
+//! hands the socket over if the kernel gave it to another). Links are long-lived, pipelined
+//! and authenticated; what one turn forwards to one peer core leaves in one `write(2)`.
+//! The other end of a link is a [`Connection`](super::connection::Connection) of the owner
+//! in the peer protocol ([`serve`]), served by the same routing code as a client.
+//!
+//! Hops of a forwarded request, client on node A core k, key owned by node B core j:
+//! A core k ─(peer link k→(B, j))─▶ B core j runs it ─▶ the outcome back on the same link
+//! ─▶ A core k encodes the reply. No mailbox hop on either node once A knows B's core
+//! count (learned at the first HELLO); before that, requests go to B's core 0, which
+//! passes them to core j through its mailbox.
+
+pub mod link;
+pub mod serve;
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicI64, AtomicU16, AtomicU64, AtomicUsize, Ordering::Relaxed};
+
+use crate::cluster::config::ClusterFile;
+use crate::cluster::ClusterMap;
+use crate::stats::unix_now;
+
+/// What every core of a clustered node knows of the cluster.
+pub struct Cluster {
+    pub file: ClusterFile,
+    pub map: ClusterMap,
+    /// This node's index in the map.
+    pub me: usize,
+    /// By map index: the peer address.
+    pub peer_addrs: Vec<SocketAddr>,
+    /// By map index: the node's core count, once a HELLO has told it (0: not yet).
+    pub peer_cores: Vec<AtomicU16>,
+    /// By map index: the figures of this node's links to it.
+    pub peers: Vec<PeerStats>,
+    /// Connections to the peer port refused: failed authentication, another cluster, a
+    /// version or map mismatch, a malformed frame.
+    pub refused: AtomicU64,
+}
+
+/// This node's links to one other node, summed over its cores.
+#[derive(Default)]
+pub struct PeerStats {
+    /// Links up now.
+    pub links_up: AtomicUsize,
+    /// When the node last became reachable or unreachable (unix seconds; 0: never tried).
+    pub changed_at: AtomicU64,
+    pub forwarded: AtomicU64,
+    pub in_flight: AtomicI64,
+    /// Requests answered with a temporary failure (link down, full or timed out).
+    pub errors: AtomicU64,
+    pub reconnects: AtomicU64,
+    /// Round trips of forwarded requests: count and total microseconds.
+    pub rtt_count: AtomicU64,
+    pub rtt_micros: AtomicU64,
+}
+
+impl Cluster {
+    pub fn new(file: ClusterFile, node_id: &str) -> Result<Cluster, String> {
+        let map = file.map();
+        let me = map.node_index(node_id).ok_or_else(|| format!("node '{node_id}' is not in the cluster file"))?;
+        let peer_addrs = map
+            .nodes()
+            .iter()
+            .map(|n| file.node(&n.id).map(|e| e.peer).ok_or_else(|| format!("node '{}' has no entry", n.id)))
+            .collect::<Result<Vec<_>, _>>()?;
+        let n = map.nodes().len();
+        Ok(Cluster {
+            file,
+            me,
+            peer_addrs,
+            peer_cores: (0..n).map(|_| AtomicU16::new(0)).collect(),
+            peers: (0..n).map(|_| PeerStats::default()).collect(),
+            refused: AtomicU64::new(0),
+            map,
+        })
+    }
+
+    pub fn node_id(&self, index: usize) -> &str {
+        self.map.nodes().get(index).map_or("?", |n| n.id.as_str())
+    }
+
+    /// The core of node `node` that owns partition `p`, as far as this node knows.
+    pub fn core_on(&self, node: usize, p: u16) -> u16 {
+        match self.peer_cores[node].load(Relaxed) {
+            0 => 0,
+            cores => p % cores,
+        }
+    }
+
+    /// A link to `node` came up (`up`) or went down; the node's state changes with its first
+    /// link up and its last link down.
+    pub fn link_changed(&self, node: usize, up: bool) {
+        let peer = &self.peers[node];
+        let before = if up { peer.links_up.fetch_add(1, Relaxed) } else { peer.links_up.fetch_sub(1, Relaxed) };
+        if (up && before == 0) || (!up && before == 1) {
+            peer.changed_at.store(unix_now() as u64, Relaxed);
+        }
+    }
+
+    /// `stats cluster`: the map, then each node's state and figures.
+    pub fn stats(&self) -> Vec<(String, String)> {
+        let now = unix_now() as u64;
+        let mut out = vec![
+            ("cluster_name".to_string(), self.map.name().to_string()),
+            ("cluster_node".to_string(), self.node_id(self.me).to_string()),
+            ("cluster_nodes".to_string(), self.map.nodes().len().to_string()),
+            ("cluster_map_revision".to_string(), self.map.revision().to_string()),
+            ("cluster_map_checksum".to_string(), format!("{:08x}", self.map.checksum())),
+            ("cluster_peer_connections_refused".to_string(), self.refused.load(Relaxed).to_string()),
+        ];
+        let primaries = self.map.primaries_per_node();
+        for (i, node) in self.map.nodes().iter().enumerate() {
+            let p = &self.peers[i];
+            let prefix = format!("node:{}", node.id);
+            let changed = p.changed_at.load(Relaxed);
+            let state = match (i == self.me, p.links_up.load(Relaxed) > 0, changed) {
+                (true, _, _) => "self",
+                (false, true, _) => "up",
+                (false, false, 0) => "unknown",
+                (false, false, _) => "unreachable",
+            };
+            let rtt = p.rtt_micros.load(Relaxed).checked_div(p.rtt_count.load(Relaxed)).unwrap_or(0);
+            out.extend([
+                (format!("{prefix}:state"), state.to_string()),
+                (format!("{prefix}:since_seconds"), if changed == 0 { "0".into() } else { now.saturating_sub(changed).to_string() }),
+                (format!("{prefix}:peer"), node.peer.clone()),
+                (format!("{prefix}:primary_partitions"), primaries[i].to_string()),
+                (format!("{prefix}:links_up"), p.links_up.load(Relaxed).to_string()),
+                (format!("{prefix}:forwarded"), p.forwarded.load(Relaxed).to_string()),
+                (format!("{prefix}:in_flight"), p.in_flight.load(Relaxed).max(0).to_string()),
+                (format!("{prefix}:errors"), p.errors.load(Relaxed).to_string()),
+                (format!("{prefix}:reconnects"), p.reconnects.load(Relaxed).to_string()),
+                (format!("{prefix}:rtt_mean_us"), rtt.to_string()),
+            ]);
+        }
+        out
+    }
+}
