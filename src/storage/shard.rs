@@ -957,6 +957,7 @@ mod tests {
             Outcome::TooLarge => Outcome::TooLarge,
             Outcome::OutOfMemory => Outcome::OutOfMemory,
             Outcome::StorageError => Outcome::StorageError,
+            Outcome::TemporaryFailure => Outcome::TemporaryFailure,
         }
     }
 

@@ -80,6 +80,7 @@ pub fn own(o: Outcome<&[u8]>) -> Owned {
         Outcome::TooLarge => Outcome::TooLarge,
         Outcome::OutOfMemory => Outcome::OutOfMemory,
         Outcome::StorageError => Outcome::StorageError,
+        Outcome::TemporaryFailure => Outcome::TemporaryFailure,
     }
 }
 
