@@ -12,6 +12,8 @@
 
 #![allow(dead_code)]
 
+pub mod cluster;
+
 use std::collections::HashSet;
 use std::fs::{self, File};
 use std::io::{Read, Write};
@@ -373,6 +375,11 @@ impl Server {
             .and_then(|c| c.try_wait().expect("try_wait on server"))
     }
 
+    /// SIGKILL, now (a crash), and waits for the process to be gone.
+    pub fn kill(&mut self) {
+        self.kill_now();
+    }
+
     fn kill_now(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
@@ -415,7 +422,7 @@ enum StartFailure {
 
 /// A loopback port that was free a moment ago and that no other test in this process has
 /// been given.
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     static HANDED_OUT: Mutex<Option<HashSet<u16>>> = Mutex::new(None);
     let mut handed_out = HANDED_OUT.lock().unwrap_or_else(|e| e.into_inner());
     let handed_out = handed_out.get_or_insert_with(HashSet::new);

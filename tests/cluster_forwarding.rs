@@ -1,0 +1,87 @@
+//! A three-node cluster on loopback: any node serves any key (issue 11).
+//!
+//! Three real `caskade` processes share one cluster file. Clients that know one node only
+//! read and write every key: pylibmc (binary) and pymemcache (text) in
+//! `tests/clients/cluster_check.py`, memccapable against every node, and a raw text
+//! multi-get whose keys live on all three nodes, whose values must come back in order.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use common::cluster::{cluster_stats, keys_on, stat, text_round_trip, wait_until, ClusterFiles};
+use common::run_with_timeout;
+
+const IDS: [&str; 3] = ["a", "b", "c"];
+
+#[test]
+fn any_node_serves_any_key() {
+    let files = ClusterFiles::new(&IDS);
+    let nodes = files.start_all(&["-t", "2"]);
+
+    // A text multi-get through b of keys on a, b and c, interleaved: the values come back in
+    // request order, END last.
+    let mut keys = Vec::new();
+    for i in 0..34 {
+        for id in IDS {
+            keys.push(keys_on(&IDS, id, 34, &format!("mg-{id}-"))[i].clone());
+        }
+    }
+    keys.truncate(100);
+    let mut sets = Vec::new();
+    for k in &keys {
+        sets.extend_from_slice(format!("set {k} 7 0 {}\r\n{k}\r\n", k.len()).as_bytes());
+    }
+    let stored = text_round_trip(&nodes[0], &sets, format!("STORED\r\n").repeat(keys.len()).as_bytes());
+    assert_eq!(stored, "STORED\r\n".repeat(keys.len()).as_bytes());
+    let request = format!("get {}\r\n", keys.join(" "));
+    let reply = text_round_trip(&nodes[1], request.as_bytes(), b"END\r\n");
+    let expected: String = keys.iter().map(|k| format!("VALUE {k} 7 {}\r\n{k}\r\n", k.len())).collect::<String>() + "END\r\n";
+    assert_eq!(String::from_utf8_lossy(&reply), expected, "a multi-get over three nodes, in order");
+
+    // Every node sees the two others up, and forwarded the multi-get's keys.
+    for node in &nodes {
+        let stats = cluster_stats(node);
+        assert_eq!(stat(&stats, "cluster_nodes").as_deref(), Some("3"), "{stats:?}");
+    }
+    let b = cluster_stats(&nodes[1]);
+    for id in ["a", "c"] {
+        assert_eq!(stat(&b, &format!("node:{id}:state")).as_deref(), Some("up"), "{b:?}");
+        let forwarded: u64 = stat(&b, &format!("node:{id}:forwarded")).and_then(|v| v.parse().ok()).unwrap_or(0);
+        assert!(forwarded >= 33, "b forwarded {forwarded} requests to {id}");
+        assert_eq!(stat(&b, &format!("node:{id}:primary_partitions")).as_deref(), Some(if id == "a" { "342" } else { "341" }));
+    }
+
+    // Python clients that know one node each.
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients/cluster_check.py");
+    let (status, output) = run_with_timeout(
+        Command::new("python3")
+            .arg(&script)
+            .args(nodes.iter().map(|n| n.host_port()))
+            .env("PYTHONDONTWRITEBYTECODE", "1")
+            .env("PYTHONUNBUFFERED", "1"),
+        Duration::from_secs(300),
+    );
+    println!("{output}");
+    assert!(status.is_some_and(|s| s.success()), "cluster_check.py failed:\n{output}");
+
+    // memccapable, both protocols, against every node (its keys land on all three).
+    for node in &nodes {
+        for flag in ["-a", "-b"] {
+            let (status, output) = run_with_timeout(
+                Command::new("memccapable").args(["-h", "127.0.0.1", "-p", &node.port().to_string(), flag]),
+                Duration::from_secs(120),
+            );
+            assert!(status.is_some_and(|s| s.success()), "memccapable {flag} against {}:\n{output}", node.host_port());
+        }
+    }
+    wait_until("links stay up", Duration::from_secs(5), || {
+        let s = cluster_stats(&nodes[2]);
+        stat(&s, "node:a:state").as_deref() == Some("up") && stat(&s, "node:b:state").as_deref() == Some("up")
+    });
+    for node in nodes {
+        assert!(node.stop().success());
+    }
+}
