@@ -115,6 +115,11 @@ pub fn write_outcome<V: AsRef<[u8]>>(out: &mut Vec<u8>, to: &ReplyTo, key: &[u8]
         }
         (ReplyTo::Meta(m), _) => return write_meta(out, &m, key, outcome),
         (_, StorageError) => STORAGE_ERROR,
+        // A classic get's key whose owner cannot answer reads as a miss: a get response has
+        // no per-key error a client can parse (memcached ends a response at an error, and
+        // clients then lose their place in the stream). Every other command, and meta `mg`,
+        // gets the error line.
+        (ReplyTo::Value { .. }, TemporaryFailure) => return,
         (_, TemporaryFailure) => TEMPORARY_FAILURE,
         (ReplyTo::Value { .. }, _) => return,
         (ReplyTo::Debug { base64: b64 }, &Value { cas, ref value, .. }) => {
