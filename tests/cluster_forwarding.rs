@@ -54,6 +54,19 @@ fn any_node_serves_any_key() {
         assert_eq!(stat(&b, &format!("node:{id}:primary_partitions")).as_deref(), Some(if id == "a" { "342" } else { "341" }));
     }
 
+    // caskadectl cluster status, through any node.
+    let out = Command::new(env!("CARGO_BIN_EXE_caskadectl"))
+        .args(["--server", &nodes[2].host_port(), "cluster", "status"])
+        .output()
+        .expect("run caskadectl");
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{table}{}", String::from_utf8_lossy(&out.stderr));
+    for (id, state, primaries) in [("a", "up", "342"), ("b", "up", "341"), ("c", "self", "341")] {
+        let row = table.lines().find(|l| l.split_whitespace().next() == Some(id)).unwrap_or_else(|| panic!("no row for {id}:\n{table}"));
+        let cols: Vec<&str> = row.split_whitespace().collect();
+        assert_eq!((cols[1], cols[3]), (state, primaries), "{row}");
+    }
+
     // Python clients that know one node each.
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients/cluster_check.py");
     let (status, output) = run_with_timeout(

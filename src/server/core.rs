@@ -118,6 +118,9 @@ impl Core {
         if let Some(l) = self.peer_listener.as_mut() {
             self.poll.registry().register(l, PEER_LISTENER, Interest::READABLE)?;
         }
+        if let (0, Some(cluster)) = (self.id, self.node.cluster.as_deref()) {
+            self.links.keep_up(cluster);
+        }
         let (mailboxes, id) = (self.mailboxes.clone(), self.id);
         if let Err(e) = self.shard.enable_group_commit(Arc::new(move || mailboxes.wake(id))) {
             log::warn!("core {}: no commit thread ({e}); --fsync always syncs on the event loop", self.id);
@@ -127,7 +130,9 @@ impl Core {
         let mut draining_since: Option<Instant> = None;
         loop {
             let waiting = !self.waiting.is_empty();
-            let timeout = if !self.outbox.is_empty()
+            let timeout = if self.links.reconnecting() {
+                Duration::from_millis(50)
+            } else if !self.outbox.is_empty()
                 || draining_since.is_some()
                 || self.shard.is_busy()
                 || waiting

@@ -110,7 +110,12 @@ impl Client {
 
     /// The general STAT list.
     pub fn stats(&mut self) -> Result<Vec<(String, String)>, String> {
-        self.send(&req(Opcode::Stat, b"", b"", RequestExtras::None, 0))?;
+        self.stats_group(b"")
+    }
+
+    /// One STAT group's list (`cluster`, `settings`, ...).
+    pub fn stats_group(&mut self, group: &[u8]) -> Result<Vec<(String, String)>, String> {
+        self.send(&req(Opcode::Stat, group, b"", RequestExtras::None, 0))?;
         let mut out = Vec::new();
         loop {
             let r = self.recv()?;

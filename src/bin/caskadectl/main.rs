@@ -9,6 +9,8 @@
 //!   flush                    invalidate every item
 //!   dump FILE                every live item, with flags and TTL, into FILE (caskade's admin /dump)
 //!   restore FILE             check FILE's checksum, then SET every item into --server
+//!   cluster status           the cluster's nodes as --server sees them: state, since when,
+//!                            partitions each is primary for, forwarded requests, errors
 //! ```
 //!
 //! Errors are one line on stderr and exit code 1 (2 for a bad command line).
@@ -72,6 +74,46 @@ enum Command {
     },
     /// Check FILE, then load its items into --server with SETs.
     Restore { file: std::path::PathBuf },
+    /// The cluster as the node at --server sees it.
+    Cluster {
+        #[command(subcommand)]
+        what: ClusterCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum ClusterCommand {
+    /// Nodes, their state (up / unreachable, since when), partitions each is primary for.
+    Status,
+}
+
+/// `caskadectl cluster status`: a table from `stats cluster`.
+fn cluster_status(server: &str) -> Result<(), String> {
+    let stats = client::Client::connect(server)?.stats_group(b"cluster")?;
+    let get = |name: &str| stats.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
+    let Some(name) = get("cluster_name") else {
+        return Err(format!("{server} is a single node, not part of a cluster"));
+    };
+    println!(
+        "cluster {name}, asked node {}, map revision {} checksum {}",
+        get("cluster_node").unwrap_or("?"),
+        get("cluster_map_revision").unwrap_or("?"),
+        get("cluster_map_checksum").unwrap_or("?")
+    );
+    println!("{:<12} {:<12} {:>8} {:>10} {:>12} {:>8} {:>9} {:>8}  peer", "node", "state", "since", "primaries", "forwarded", "errors", "in flight", "rtt µs");
+    let ids: Vec<&str> = stats.iter().filter_map(|(k, _)| k.strip_prefix("node:")?.strip_suffix(":state")).collect();
+    for id in ids {
+        let f = |what: &str| get(&format!("node:{id}:{what}")).unwrap_or("-").to_string();
+        let since = match f("since_seconds").as_str() {
+            "0" | "-" => "-".to_string(),
+            s => format!("{s}s"),
+        };
+        println!(
+            "{:<12} {:<12} {:>8} {:>10} {:>12} {:>8} {:>9} {:>8}  {}",
+            id, f("state"), since, f("primary_partitions"), f("forwarded"), f("errors"), f("in_flight"), f("rtt_mean_us"), f("peer")
+        );
+    }
+    Ok(())
 }
 
 fn run(cli: Cli) -> Result<(), String> {
@@ -100,6 +142,7 @@ fn run(cli: Cli) -> Result<(), String> {
         Command::Flush => client::Client::connect(&cli.server)?.flush_all(),
         Command::Dump { file, force } => backup::dump(&cli.admin, &file, force),
         Command::Restore { file } => backup::restore(&cli.server, &file),
+        Command::Cluster { what: ClusterCommand::Status } => cluster_status(&cli.server),
     }
 }
 

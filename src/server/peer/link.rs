@@ -73,8 +73,12 @@ struct Link {
     authenticated: bool,
     backoff: Duration,
     retry_at: Instant,
-    /// The last down was logged (a link that keeps failing to connect says so once).
-    said_down: bool,
+    /// Why the link last went down, as logged: a link that keeps failing the same way says
+    /// so once; a new reason is logged again.
+    said_down: Option<String>,
+    /// Kept up whether or not requests need it (core 0's link to each node's core 0), so
+    /// that every node knows which others are reachable.
+    keep: bool,
 }
 
 /// What a link delivers: a request's outcome (the key echoed by the owner).
@@ -169,7 +173,8 @@ impl Links {
             authenticated: false,
             backoff: BACKOFF_FIRST,
             retry_at: Instant::now(),
-            said_down: false,
+            said_down: None,
+            keep: false,
         });
         self.by_dest.insert((node, core), idx);
         idx
@@ -210,22 +215,41 @@ impl Links {
         }
     }
 
-    /// Fails the links whose oldest request has waited past its deadline.
+    /// Makes the links kept up whatever the load: to core 0 of every other node.
+    pub fn keep_up(&mut self, cluster: &Cluster) {
+        for node in (0..cluster.map.nodes().len()).filter(|&n| n != cluster.me) {
+            let idx = self.link(node, 0);
+            self.links[idx].keep = true;
+        }
+    }
+
+    /// Fails the links whose oldest request has waited past its deadline, and reconnects
+    /// the kept ones whose backoff is over.
     pub fn tick(&mut self, cluster: &Cluster, registry: &Registry, this_core: usize, deliver: &mut impl FnMut(Delivery<'_>)) {
         let now = Instant::now();
-        for (_, link) in self.links.iter_mut() {
+        for (idx, link) in self.links.iter_mut() {
             if link.in_flight.front().is_some_and(|r| r.deadline <= now) {
                 let reason = format!("no answer within {:?}", cluster.file.forward_timeout);
                 link.down(cluster, this_core, &reason, registry, deliver);
             }
+            if link.keep && link.state == State::Down && now >= link.retry_at {
+                if let Err(e) = link.connect(cluster, registry, idx, this_core) {
+                    link.down(cluster, this_core, &format!("cannot connect: {e}"), registry, deliver);
+                }
+            }
         }
+    }
+
+    /// Whether a kept link waits to reconnect (the loop then wakes for it).
+    pub fn reconnecting(&self) -> bool {
+        self.links.iter().any(|(_, l)| l.keep && l.state == State::Down)
     }
 
     /// Closes every link (the node is stopping), answering what is in flight.
     pub fn close_all(&mut self, cluster: &Cluster, registry: &Registry, this_core: usize, deliver: &mut impl FnMut(Delivery<'_>)) {
         for (_, link) in self.links.iter_mut() {
             if link.state != State::Down {
-                link.said_down = true;
+                link.said_down = Some("stopping".into());
                 link.down(cluster, this_core, "stopping", registry, deliver);
             }
         }
@@ -377,7 +401,7 @@ impl Link {
                 }
                 self.authenticated = true;
                 self.backoff = BACKOFF_FIRST;
-                self.said_down = false;
+                self.said_down = None;
                 cluster.link_changed(self.node, true);
                 log::info!("core {this_core}: peer link to node {} core {} is up", cluster.node_id(self.node), self.core);
                 Ok(())
@@ -421,13 +445,13 @@ impl Link {
             // Never reached: the node's state goes from unknown to unreachable.
             cluster.peers[self.node].changed_at.store(crate::stats::unix_now() as u64, Relaxed);
         }
-        if !self.said_down {
+        if self.said_down.as_deref() != Some(reason) {
             log::warn!(
                 "core {this_core}: peer link to node {} core {} is down: {reason}; {failed} requests answered with a temporary failure; retrying with backoff",
                 cluster.node_id(self.node),
                 self.core
             );
-            self.said_down = true;
+            self.said_down = Some(reason.to_string());
         }
         self.authenticated = false;
         self.state = State::Down;
