@@ -68,6 +68,7 @@ struct Waiting {
 }
 
 impl Core {
+    #[allow(clippy::too_many_arguments)] // each is a part the core owns from here on, made by `server::run`
     pub fn new(
         id: usize,
         poll: Poll,
@@ -341,7 +342,7 @@ impl Core {
                 Message::Replies(batch) => {
                     for reply in &batch.items {
                         let to = reply.to;
-                        if !self.conns.get(to.conn).is_some_and(|c| c.generation == to.generation) {
+                        if self.conns.get(to.conn).is_none_or(|c| c.generation != to.generation) {
                             continue;
                         }
                         let Some(bytes) = batch.bytes(reply) else {
