@@ -86,9 +86,15 @@ impl Config {
     fn from_matches(matches: clap::ArgMatches) -> Result<Config, LoadError> {
         let mut config = Config::from_arg_matches(&matches).map_err(LoadError::Args)?;
         config.settings = settings_of(&matches);
+        // The settings whose default is worked out show the value in force, not "".
         let threads = config.threads().to_string();
-        if let Some(entry) = config.settings.iter_mut().find(|(k, _)| k == "threads") {
-            entry.1 = threads;
+        let log_level = config.log_level().as_str().to_ascii_lowercase();
+        for (name, value) in config.settings.iter_mut() {
+            match name.as_str() {
+                "threads" => *value = threads.clone(),
+                "log-level" => *value = log_level.clone(),
+                _ => {}
+            }
         }
         Ok(config)
     }
@@ -243,6 +249,9 @@ mod tests {
         assert_eq!(setting(&c, "threads"), "3");
         assert_eq!(setting(&c, "memory-limit"), "1024");
         assert_eq!(setting(&c, "in-memory"), "false");
+        assert_eq!(setting(&c, "log-level"), "info");
+        let c = Config::load(&args(&["caskade", "-v"])).unwrap();
+        assert_eq!(setting(&c, "log-level"), "debug");
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! One core: a mio event loop owning a listener, its connections and its shard.
+//! One core: a mio event loop owning its listeners (one per address `-l` names), its
+//! connections and its shard.
 
 use std::collections::VecDeque;
 use std::io::{self, Write};
@@ -22,8 +23,9 @@ use crate::stats::latency::Recorder;
 use crate::stats::{unix_now, CoreStats};
 use crate::storage::Shard;
 
-const LISTENER: Token = Token(usize::MAX - 1);
 pub const WAKER: Token = Token(usize::MAX - 2);
+/// Listener `i` has the token `FIRST_LISTENER - i`: far above any connection's slab key.
+const FIRST_LISTENER: usize = usize::MAX - 3;
 
 /// How long a stopping node waits for replies in flight.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
@@ -34,7 +36,8 @@ const TOO_MANY_CONNECTIONS: &[u8] = b"ERROR Too many open connections\r\n";
 pub struct Core {
     pub id: usize,
     pub poll: Poll,
-    pub listener: TcpListener,
+    /// One per listening address, all on the same port.
+    pub listeners: Vec<TcpListener>,
     pub inbox: Receiver<Message>,
     pub mailboxes: Mailboxes,
     pub shard: Shard,
@@ -72,7 +75,7 @@ impl Core {
     pub fn new(
         id: usize,
         poll: Poll,
-        listener: TcpListener,
+        listeners: Vec<TcpListener>,
         inbox: Receiver<Message>,
         mailboxes: Mailboxes,
         shard: Shard,
@@ -81,10 +84,10 @@ impl Core {
     ) -> Core {
         let cores = mailboxes.len();
         let limits = Limits { max_value_len: node.config.max_item_size };
-        Core {
+        let mut core = Core {
             id,
             poll,
-            listener,
+            listeners,
             inbox,
             mailboxes,
             shard,
@@ -101,11 +104,18 @@ impl Core {
             latency: Recorder::new(),
             held: Held::default(),
             waiting: VecDeque::new(),
-        }
+        };
+        // The levels recovery left (curr_items, bytes, segments, ...) are published before
+        // any core accepts, so that the first STAT after a restart sums every shard.
+        core.publish_stats();
+        core.stats_published_at = core.now;
+        core
     }
 
     pub fn run(mut self) -> io::Result<()> {
-        self.poll.registry().register(&mut self.listener, LISTENER, Interest::READABLE)?;
+        for (i, listener) in self.listeners.iter_mut().enumerate() {
+            self.poll.registry().register(listener, Token(FIRST_LISTENER - i), Interest::READABLE)?;
+        }
         let (mailboxes, id) = (self.mailboxes.clone(), self.id);
         if let Err(e) = self.shard.enable_group_commit(Arc::new(move || mailboxes.wake(id))) {
             log::warn!("core {}: no commit thread ({e}); --fsync always syncs on the event loop", self.id);
@@ -136,8 +146,10 @@ impl Core {
             self.shard.tick(self.now);
             for event in events.iter() {
                 match event.token() {
-                    LISTENER => self.accept(),
                     WAKER => {}
+                    Token(t) if t <= FIRST_LISTENER && FIRST_LISTENER - t < self.listeners.len() => {
+                        self.accept(FIRST_LISTENER - t)
+                    }
                     Token(key) => {
                         // Writable first: it sends replies committed in earlier turns, while
                         // the replies to what is read now must wait for this turn's commit.
@@ -167,7 +179,9 @@ impl Core {
 
             if self.node.stopping.load(Relaxed) {
                 let since = *draining_since.get_or_insert_with(|| {
-                    let _ = self.poll.registry().deregister(&mut self.listener);
+                    for listener in &mut self.listeners {
+                        let _ = self.poll.registry().deregister(listener);
+                    }
                     log::debug!("core {}: stopping, draining {} connections", self.id, self.conns.len());
                     Instant::now()
                 });
@@ -194,9 +208,9 @@ impl Core {
         Ok(())
     }
 
-    fn accept(&mut self) {
+    fn accept(&mut self, listener: usize) {
         loop {
-            let (mut socket, peer) = match self.listener.accept() {
+            let (mut socket, peer) = match self.listeners[listener].accept() {
                 Ok(pair) => pair,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
