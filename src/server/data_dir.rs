@@ -179,3 +179,32 @@ pub fn open_shards(config: &Config, dir: Option<&DataDir>, shard_config: ShardCo
     );
     Ok((shards, Recovery { seconds, report: total }))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failed_start_removes_only_what_it_created() {
+        let scratch = tempfile::tempdir().unwrap();
+        // Created by this start (parents too), and the start fails: all of it goes.
+        let made = scratch.path().join("a/b/data");
+        drop(DataDir::open(&made, 2).unwrap());
+        assert!(!scratch.path().join("a").exists());
+        // Created, and the start went through: it stays.
+        let mut kept = DataDir::open(&made, 2).unwrap();
+        kept.keep();
+        drop(kept);
+        assert!(made.join("META").is_file());
+        // There before: it stays, though the start failed.
+        let before = scratch.path().join("before");
+        fs::create_dir(&before).unwrap();
+        drop(DataDir::open(&before, 2).unwrap());
+        assert!(before.is_dir());
+        // A file is not a directory.
+        let file = scratch.path().join("afile");
+        fs::write(&file, b"x").unwrap();
+        let err = DataDir::open(&file, 2).err().unwrap().to_string();
+        assert!(err.contains("is not a directory"), "{err}");
+    }
+}

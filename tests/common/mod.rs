@@ -101,7 +101,8 @@ pub struct Server {
 }
 
 impl Server {
-    /// Starts the server under test with `-l 127.0.0.1 -p PORT` plus `extra_args`, and
+    /// Starts the server under test with `-l 127.0.0.1 -p PORT` plus `extra_args` (`-l HOST`
+    /// among them replaces `-l 127.0.0.1`; HOST must include 127.0.0.1), and
     /// returns once it answers a binary NOOP. Panics with the server's output if it does
     /// not come up within 10 s.
     pub fn start(extra_args: &[&str]) -> Server {
@@ -179,12 +180,10 @@ impl Server {
         let log_for_stdout = log.try_clone().expect("cannot duplicate server log handle");
 
         let program = kind.program();
-        let mut args: Vec<String> = vec![
-            "-l".into(),
-            LOOPBACK.to_string(),
-            "-p".into(),
-            port.to_string(),
-        ];
+        let mut args: Vec<String> = vec!["-p".into(), port.to_string()];
+        if !extra_args.iter().any(|a| *a == "-l" || *a == "--listen") {
+            args.extend(["-l".to_string(), LOOPBACK.to_string()]);
+        }
         args.extend(kind.implementation_args());
         args.extend(extra_args.iter().map(|a| a.to_string()));
         // Each caskade gets a data directory of its own unless the test chose one.
