@@ -101,3 +101,25 @@ fn unavailable(e: &io::Error) -> bool {
 fn cannot_listen(addr: SocketAddr, e: io::Error) -> io::Error {
     io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn several_addresses_share_the_first_one_s_port() {
+        // Linux answers on all of 127.0.0.0/8: two addresses, as a host name may give.
+        let addrs: Vec<SocketAddr> = vec!["127.0.0.1:0".parse().unwrap(), "127.0.0.2:0".parse().unwrap()];
+        let cores = bind(&addrs, 2).unwrap();
+        assert_eq!(cores.len(), 2);
+        let port = cores[0][0].local_addr().unwrap().port();
+        for core in &cores {
+            let got: Vec<SocketAddr> = core.iter().map(|l| l.local_addr().unwrap()).collect();
+            assert_eq!(got, vec![SocketAddr::new(addrs[0].ip(), port), SocketAddr::new(addrs[1].ip(), port)]);
+        }
+        // Taken now, on either address: `check` names the first one in use.
+        let host: ListenHost = "127.0.0.2".parse().unwrap();
+        let err = check(&host, port).unwrap_err().to_string();
+        assert!(err.contains(&format!("cannot listen on 127.0.0.2:{port}")), "{err}");
+    }
+}
