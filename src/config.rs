@@ -5,9 +5,11 @@ mod load;
 
 pub use load::{AdminAddr, LoadError};
 
-use std::net::IpAddr;
-
+use std::fmt;
+use std::io;
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
+use std::str::FromStr;
 
 use clap::{ArgAction, Parser};
 
@@ -32,9 +34,9 @@ pub struct Config {
     #[arg(short = 'p', long = "port", default_value_t = 11211)]
     pub port: u16,
 
-    /// Address to listen on (IPv4 or IPv6).
+    /// Address to listen on (IPv4 or IPv6), or a host name: every address it resolves to.
     #[arg(short = 'l', long = "listen", default_value = "127.0.0.1")]
-    pub listen: IpAddr,
+    pub listen: ListenHost,
 
     /// Event-loop threads, one shard each [default: number of CPUs].
     #[arg(short = 't', long = "threads", value_parser = clap::value_parser!(u16).range(1..=256))]
@@ -174,6 +176,67 @@ impl Config {
     }
 }
 
+/// `-l`: an IP address, or a host name resolved when the server starts (as memcached does).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ListenHost {
+    Ip(IpAddr),
+    Name(String),
+}
+
+impl FromStr for ListenHost {
+    type Err = String;
+    fn from_str(s: &str) -> Result<ListenHost, String> {
+        let bare = s.strip_prefix('[').and_then(|r| r.strip_suffix(']')).unwrap_or(s);
+        if let Ok(ip) = bare.parse::<IpAddr>() {
+            return Ok(ListenHost::Ip(ip));
+        }
+        let label_ok = |l: &str| {
+            !l.is_empty()
+                && l.len() <= 63
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        };
+        if s.len() <= 253 && s.trim_end_matches('.').split('.').all(label_ok) {
+            return Ok(ListenHost::Name(s.to_string()));
+        }
+        Err(format!("'{s}' is neither an IP address nor a host name"))
+    }
+}
+
+impl fmt::Display for ListenHost {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ListenHost::Ip(ip) => write!(f, "{ip}"),
+            ListenHost::Name(name) => f.write_str(name),
+        }
+    }
+}
+
+impl ListenHost {
+    /// The addresses to listen on: the address itself, or every address the name resolves
+    /// to (duplicates removed, in the resolver's order).
+    pub fn resolve(&self, port: u16) -> io::Result<Vec<SocketAddr>> {
+        let name = match self {
+            ListenHost::Ip(ip) => return Ok(vec![SocketAddr::new(*ip, port)]),
+            ListenHost::Name(name) => name,
+        };
+        let found = (name.as_str(), port)
+            .to_socket_addrs()
+            .map_err(|e| io::Error::new(e.kind(), format!("-l {name}: cannot resolve this host name: {e}")))?;
+        let mut addrs: Vec<SocketAddr> = Vec::new();
+        for a in found {
+            if !addrs.contains(&a) {
+                addrs.push(a);
+            }
+        }
+        if addrs.is_empty() {
+            return Err(io::Error::new(io::ErrorKind::NotFound, format!("-l {name}: the host name resolves to no address")));
+        }
+        Ok(addrs)
+    }
+}
+
 /// `1048576`, `512k`, `1m` (case-insensitive); within memcached's bounds.
 pub fn parse_size(s: &str) -> Result<usize, String> {
     let lower = s.trim().to_ascii_lowercase();
@@ -270,6 +333,20 @@ mod tests {
     }
 
     #[test]
+    fn listen_hosts() {
+        for ok in ["127.0.0.1", "::1", "[::1]", "0.0.0.0", "localhost", "cache-1.example.com", "a."] {
+            assert!(ok.parse::<ListenHost>().is_ok(), "{ok} refused");
+        }
+        for bad in ["", "127.0.0.1:11211", "a b", "-", "a..b", "x/y"] {
+            let err = bad.parse::<ListenHost>();
+            assert!(err.is_err(), "{bad:?} accepted as {err:?}");
+        }
+        assert_eq!("[::1]".parse::<ListenHost>().unwrap().to_string(), "::1");
+        let local = "localhost".parse::<ListenHost>().unwrap().resolve(7).unwrap();
+        assert!(!local.is_empty() && local.iter().all(|a| a.ip().is_loopback() && a.port() == 7), "{local:?}");
+    }
+
+    #[test]
     fn sizes() {
         assert_eq!(parse_size("1m"), Ok(1 << 20));
         assert_eq!(parse_size("512K"), Ok(512 << 10));
@@ -284,6 +361,7 @@ mod tests {
         let c = Config::try_parse_from(["caskade"]).unwrap();
         assert_eq!(c.port, 11211);
         assert_eq!(c.listen.to_string(), "127.0.0.1");
+        assert_eq!(c.listen.resolve(11211).unwrap(), vec!["127.0.0.1:11211".parse().unwrap()]);
         assert_eq!(c.memory_limit_mib, 1024);
         assert_eq!(c.max_connections, 1024);
         assert_eq!(c.max_item_size, 1 << 20);

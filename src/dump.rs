@@ -181,6 +181,7 @@ impl<R: Read> Reader<R> {
     }
 
     /// The next item, or `None` after a trailer that matches everything read.
+    #[allow(clippy::should_implement_trait)] // not an Iterator: reading can fail, and the trailer is checked at the end
     pub fn next(&mut self) -> Result<Option<Item>, DumpError> {
         if self.done {
             return Ok(None);

@@ -26,8 +26,9 @@ fn main() -> ExitCode {
     caskade::logging::init(config.log_level());
     match caskade::server::run(config, args) {
         Ok(()) => ExitCode::SUCCESS,
+        // Printed once, as the errors above are: on stderr, which is the log's stream too
+        // (and the journal's under systemd), whatever the log level.
         Err(e) => {
-            log::error!("{e}");
             eprintln!("caskade: {e}");
             ExitCode::FAILURE
         }

@@ -71,7 +71,11 @@ fn stats_json_counts_the_known_sequence() {
     assert_eq!(stat("threads"), 2);
     assert_eq!(doc["settings"]["threads"], "2");
     assert_eq!(doc["settings"]["memory-limit"], "1024");
+    // Defaults that are worked out show the value in force, in the flags' spelling.
+    assert_eq!(doc["settings"]["log-level"], "info");
     assert_eq!(doc["phase"], "serving");
+    let log = server.log();
+    assert!(log.contains("(--fsync everysec, --mode store)"), "the start-up line spells the flags:\n{log}");
     let lat = &doc["latency_us"];
     for (op, count) in [("get", 5), ("set", 3), ("delete", 2), ("incr_decr", 2), ("touch", 1), ("other", other)] {
         assert_eq!(lat[op]["count"].as_u64(), Some(count), "latency_us.{op} in {body}");
@@ -100,7 +104,7 @@ fn metrics_parse_and_count_the_known_sequence() {
         .filter_map(|l| l.strip_prefix("# TYPE "))
         .filter_map(|l| l.split_once(' '))
         .collect();
-    for (name, _) in &types {
+    for name in types.keys() {
         assert!(name.starts_with("caskade_"), "{name}");
         assert!(scrape.docs.contains_key(*name), "{name} has no HELP");
     }

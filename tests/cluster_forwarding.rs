@@ -70,7 +70,7 @@ fn any_node_serves_any_key() {
     // Python clients that know one node each.
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients/cluster_check.py");
     let (status, output) = run_with_timeout(
-        Command::new("python3")
+        Command::new(common::python())
             .arg(&script)
             .args(nodes.iter().map(|n| n.host_port()))
             .env("PYTHONDONTWRITEBYTECODE", "1")

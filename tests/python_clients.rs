@@ -7,7 +7,8 @@
 //! - `test_python_memcached.py`: python-memcached, the classic text-protocol client.
 //!
 //! Each script gets `127.0.0.1:PORT`, runs every check, prints one line per check and exits
-//! non-zero if any failed. `.ci/run` installs the libraries with pip.
+//! non-zero if any failed. The python is `$CASKADE_PYTHON`, else `python3`: `tools/test.sh`
+//! makes a virtual environment with the pinned libraries and points `CASKADE_PYTHON` at it.
 
 mod common;
 
@@ -21,13 +22,18 @@ use common::{run_with_timeout, Server};
 /// script still takes well under this.
 const SCRIPT_TIMEOUT: Duration = Duration::from_secs(120);
 
+/// `$CASKADE_PYTHON`, else `python3` from the PATH.
+fn python() -> std::ffi::OsString {
+    std::env::var_os("CASKADE_PYTHON").filter(|p| !p.is_empty()).unwrap_or_else(|| "python3".into())
+}
+
 fn run_client_script(script: &str) {
     let server = Server::start(&["-m", "64", "-I", "1m"]);
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/clients")
         .join(script);
     let (status, output) = run_with_timeout(
-        Command::new("python3")
+        Command::new(python())
             .arg(&path)
             .arg(server.host_port())
             .env("PYTHONDONTWRITEBYTECODE", "1")
@@ -39,9 +45,10 @@ fn run_client_script(script: &str) {
         None => panic!("{script} did not finish within {SCRIPT_TIMEOUT:?}\n{output}"),
         Some(status) => assert!(
             status.success(),
-            "{script} exited with {status} (if it could not import its client library: \
-             pip install pylibmc python-binary-memcached pymemcache python-memcached, as .ci/run \
-             does)\n{output}"
+            "{script} exited with {status} under {:?} (if it could not import its client \
+             library: tools/test.sh installs them in a virtual environment and sets \
+             CASKADE_PYTHON)\n{output}",
+            python()
         ),
     }
 }

@@ -94,7 +94,7 @@ impl Config {
             // The node's entry gives the addresses a flag does not.
             let default = |id: &str| matches!(matches.value_source(id), None | Some(ValueSource::DefaultValue));
             if default("listen") {
-                config.listen = entry.client.ip();
+                config.listen = super::ListenHost::Ip(entry.client.ip());
             }
             if default("port") {
                 config.port = entry.client.port();
@@ -107,9 +107,11 @@ impl Config {
             config.cluster_file = Some(file);
         }
         config.settings = settings_of(&matches);
-        // The values in force where they are not the flags' own (the cluster file's addresses).
+        // The settings whose default is worked out show the value in force, not "", and the
+        // cluster file's addresses show where they are in force.
         let in_force = [
             ("threads", config.threads().to_string()),
+            ("log-level", config.log_level().as_str().to_ascii_lowercase()),
             ("port", config.port.to_string()),
             ("listen", config.listen.to_string()),
             ("admin", config.admin.to_string()),
@@ -272,6 +274,9 @@ mod tests {
         assert_eq!(setting(&c, "threads"), "3");
         assert_eq!(setting(&c, "memory-limit"), "1024");
         assert_eq!(setting(&c, "in-memory"), "false");
+        assert_eq!(setting(&c, "log-level"), "info");
+        let c = Config::load(&args(&["caskade", "-v"])).unwrap();
+        assert_eq!(setting(&c, "log-level"), "debug");
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! One core: a mio event loop owning a listener, its connections and its shard.
+//! One core: a mio event loop owning its listeners (one per address `-l` names), its
+//! connections and its shard.
 
 use std::collections::VecDeque;
 use std::io::{self, Write};
@@ -24,9 +25,11 @@ use crate::stats::latency::Recorder;
 use crate::stats::{unix_now, CoreStats};
 use crate::storage::Shard;
 
-const LISTENER: Token = Token(usize::MAX - 1);
 pub const WAKER: Token = Token(usize::MAX - 2);
 const PEER_LISTENER: Token = Token(usize::MAX - 3);
+/// Listener `i` has the token `FIRST_LISTENER - i`: far above any connection's slab key
+/// (and above the peer links' tokens, which are matched after them).
+const FIRST_LISTENER: usize = usize::MAX - 4;
 
 /// How long a stopping node waits for replies in flight.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
@@ -37,7 +40,8 @@ const TOO_MANY_CONNECTIONS: &[u8] = b"ERROR Too many open connections\r\n";
 pub struct Core {
     pub id: usize,
     pub poll: Poll,
-    pub listener: TcpListener,
+    /// One per listening address, all on the same port.
+    pub listeners: Vec<TcpListener>,
     /// The peer port's listener of this core, in a cluster.
     peer_listener: Option<TcpListener>,
     /// This core's links to cores of other nodes.
@@ -75,10 +79,11 @@ struct Waiting {
 }
 
 impl Core {
+    #[allow(clippy::too_many_arguments)] // each is a part the core owns from here on, made by `server::run`
     pub fn new(
         id: usize,
         poll: Poll,
-        listener: TcpListener,
+        listeners: Vec<TcpListener>,
         peer_listener: Option<TcpListener>,
         inbox: Receiver<Message>,
         mailboxes: Mailboxes,
@@ -88,10 +93,10 @@ impl Core {
     ) -> Core {
         let cores = mailboxes.len();
         let limits = Limits { max_value_len: node.config.max_item_size };
-        Core {
+        let mut core = Core {
             id,
             poll,
-            listener,
+            listeners,
             peer_listener,
             links: Links::default(),
             inbox,
@@ -110,11 +115,18 @@ impl Core {
             latency: Recorder::new(),
             held: Held::default(),
             waiting: VecDeque::new(),
-        }
+        };
+        // The levels recovery left (curr_items, bytes, segments, ...) are published before
+        // any core accepts, so that the first STAT after a restart sums every shard.
+        core.publish_stats();
+        core.stats_published_at = core.now;
+        core
     }
 
     pub fn run(mut self) -> io::Result<()> {
-        self.poll.registry().register(&mut self.listener, LISTENER, Interest::READABLE)?;
+        for (i, listener) in self.listeners.iter_mut().enumerate() {
+            self.poll.registry().register(listener, Token(FIRST_LISTENER - i), Interest::READABLE)?;
+        }
         if let Some(l) = self.peer_listener.as_mut() {
             self.poll.registry().register(l, PEER_LISTENER, Interest::READABLE)?;
         }
@@ -154,9 +166,11 @@ impl Core {
             self.shard.tick(self.now);
             for event in events.iter() {
                 match event.token() {
-                    LISTENER => self.accept(),
-                    PEER_LISTENER => self.accept_peers(),
                     WAKER => {}
+                    PEER_LISTENER => self.accept_peers(),
+                    Token(t) if t <= FIRST_LISTENER && FIRST_LISTENER - t < self.listeners.len() => {
+                        self.accept(FIRST_LISTENER - t)
+                    }
                     Token(t) if t >= LINK_TOKEN_BASE => self.on_link_event(Token(t)),
                     Token(key) => {
                         // Writable first: it sends replies committed in earlier turns, while
@@ -190,10 +204,12 @@ impl Core {
 
             if self.node.stopping.load(Relaxed) {
                 let since = *draining_since.get_or_insert_with(|| {
-                    let _ = self.poll.registry().deregister(&mut self.listener);
-                if let Some(l) = self.peer_listener.as_mut() {
-                    let _ = self.poll.registry().deregister(l);
-                }
+                    for listener in &mut self.listeners {
+                        let _ = self.poll.registry().deregister(listener);
+                    }
+                    if let Some(l) = self.peer_listener.as_mut() {
+                        let _ = self.poll.registry().deregister(l);
+                    }
                     log::debug!("core {}: stopping, draining {} connections", self.id, self.conns.len());
                     Instant::now()
                 });
@@ -220,9 +236,9 @@ impl Core {
         Ok(())
     }
 
-    fn accept(&mut self) {
+    fn accept(&mut self, listener: usize) {
         loop {
-            let (mut socket, peer) = match self.listener.accept() {
+            let (mut socket, peer) = match self.listeners[listener].accept() {
                 Ok(pair) => pair,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -457,7 +473,7 @@ impl Core {
                 Message::Replies(batch) => {
                     for reply in &batch.items {
                         let to = reply.to;
-                        if !self.conns.get(to.conn).is_some_and(|c| c.generation == to.generation) {
+                        if self.conns.get(to.conn).is_none_or(|c| c.generation != to.generation) {
                             continue;
                         }
                         let Some(bytes) = batch.bytes(reply) else {

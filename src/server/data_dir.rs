@@ -19,13 +19,47 @@ const FORMAT: u64 = 2;
 pub struct DataDir {
     pub path: PathBuf,
     _lock: File,
+    /// Set while a directory this start created would be removed if the start failed.
+    created: Created,
+}
+
+/// The topmost directory this start created for the data directory: removed when dropped,
+/// unless [`DataDir::keep`] was called (a failed start leaves nothing new behind, and never
+/// removes what was there before).
+struct Created(Option<PathBuf>);
+
+impl Drop for Created {
+    fn drop(&mut self) {
+        if let Some(dir) = self.0.take() {
+            match fs::remove_dir_all(&dir) {
+                Ok(()) => log::info!("removed {}, which this failed start had created", dir.display()),
+                Err(e) => log::warn!("cannot remove {}, which this failed start had created: {e}", dir.display()),
+            }
+        }
+    }
 }
 
 impl DataDir {
     /// Creates the directory if needed and takes its lock; a second server on the same
-    /// directory gets a clear error.
+    /// directory gets a clear error. A directory this call creates is removed again when
+    /// the `DataDir` is dropped before [`keep`](Self::keep) (the start failed).
     pub fn open(path: &Path, shards: usize) -> io::Result<DataDir> {
+        match fs::metadata(path) {
+            Ok(m) if !m.is_dir() => {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!("--data-dir {} is not a directory", path.display()),
+                ));
+            }
+            _ => {}
+        }
+        let first_missing = path
+            .ancestors()
+            .take_while(|a| !a.as_os_str().is_empty() && fs::symlink_metadata(a).is_err())
+            .last()
+            .map(Path::to_path_buf);
         fs::create_dir_all(path).map_err(|e| io::Error::new(e.kind(), format!("cannot create {}: {e}", path.display())))?;
+        let created = Created(first_missing);
         let lock_path = path.join("LOCK");
         let lock = OpenOptions::new().create(true).truncate(false).write(true).open(&lock_path)?;
         // SAFETY: flock on a descriptor we own; no memory is involved.
@@ -66,7 +100,12 @@ impl DataDir {
             }
             Err(e) => return Err(e),
         }
-        Ok(DataDir { path: path.to_path_buf(), _lock: lock })
+        Ok(DataDir { path: path.to_path_buf(), _lock: lock, created })
+    }
+
+    /// The start went through: the directory stays, whoever created it.
+    pub fn keep(&mut self) {
+        self.created.0 = None;
     }
 
     pub fn shard_dir(&self, shard: usize) -> PathBuf {
@@ -139,4 +178,33 @@ pub fn open_shards(config: &Config, dir: Option<&DataDir>, shard_config: ShardCo
         }
     );
     Ok((shards, Recovery { seconds, report: total }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failed_start_removes_only_what_it_created() {
+        let scratch = tempfile::tempdir().unwrap();
+        // Created by this start (parents too), and the start fails: all of it goes.
+        let made = scratch.path().join("a/b/data");
+        drop(DataDir::open(&made, 2).unwrap());
+        assert!(!scratch.path().join("a").exists());
+        // Created, and the start went through: it stays.
+        let mut kept = DataDir::open(&made, 2).unwrap();
+        kept.keep();
+        drop(kept);
+        assert!(made.join("META").is_file());
+        // There before: it stays, though the start failed.
+        let before = scratch.path().join("before");
+        fs::create_dir(&before).unwrap();
+        drop(DataDir::open(&before, 2).unwrap());
+        assert!(before.is_dir());
+        // A file is not a directory.
+        let file = scratch.path().join("afile");
+        fs::write(&file, b"x").unwrap();
+        let err = DataDir::open(&file, 2).err().unwrap().to_string();
+        assert!(err.contains("is not a directory"), "{err}");
+    }
 }

@@ -6,6 +6,7 @@ mod control;
 mod core;
 mod data_dir;
 mod held;
+mod listen;
 mod mailbox;
 mod notify;
 pub mod peer;
@@ -16,14 +17,12 @@ mod text;
 
 use std::ffi::OsString;
 use std::io;
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
 
 use mio::{Poll, Waker};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
-use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::config::Config;
 use crate::stats::{CoreStats, NodeStats};
@@ -81,24 +80,29 @@ pub fn run(config: Config, args: Vec<OsString>) -> io::Result<()> {
     };
     let life = Arc::new(Lifecycle::default());
     notify::status("starting");
-    let data_dir = if config.in_memory { None } else { Some(data_dir::DataDir::open(&config.data_dir, threads)?) };
+    // Every port is checked before the data directory is touched, the data port first: a
+    // port in use is reported at once, not after a recovery, and leaves no directory behind.
+    let listen_addrs = listen::check(&config.listen, config.port)?;
     // The admin server comes up before recovery, so that /health can say "recovering".
     let admin = match config.admin.0 {
         Some(addr) => Some(crate::admin::start(addr, life.clone())?),
         None => None,
     };
+    let mut data_dir = if config.in_memory { None } else { Some(data_dir::DataDir::open(&config.data_dir, threads)?) };
     // Recover before listening: a client never sees a half-loaded node.
     life.set_phase(Phase::Recovering);
     let (shards, recovery, early) = recover(&config, data_dir.as_ref(), shard_config, &mut signals)?;
     if let Some(sig) = early.stop {
         log::info!("signal {sig} came during recovery: stopping without serving");
+        if let Some(d) = &mut data_dir {
+            d.keep();
+        }
         life.set_phase(Phase::Stopping);
         notify::stopping();
         let mut failed = None;
         for (i, mut shard) in shards.into_iter().enumerate() {
             if let Err(e) = shard.close() {
-                log::error!("shard {i}: the log was not closed cleanly: {e}");
-                failed = Some(e);
+                first_error(&mut failed, io::Error::new(e.kind(), format!("shard {i}: the log was not closed cleanly: {e}")));
             }
         }
         drop(admin);
@@ -111,8 +115,8 @@ pub fn run(config: Config, args: Vec<OsString>) -> io::Result<()> {
             }
         };
     }
-    let listeners = bind(SocketAddr::new(config.listen, config.port), threads)?;
-    let local = listeners[0].local_addr()?;
+    let listeners = listen::bind(&listen_addrs, threads)?;
+    let local = listeners[0].iter().map(|l| l.local_addr().map(|a| a.to_string())).collect::<io::Result<Vec<_>>>()?.join(", ");
     let cluster = match (&config.cluster_file, &config.node) {
         (Some(file), Some(id)) => {
             let mut file = file.clone();
@@ -123,7 +127,11 @@ pub fn run(config: Config, args: Vec<OsString>) -> io::Result<()> {
         _ => None,
     };
     let mut peer_listeners: Vec<Option<std::net::TcpListener>> = match &cluster {
-        Some(c) => bind(c.peer_addrs[c.me], threads)?.into_iter().map(Some).collect(),
+        Some(c) => listen::bind(&[c.peer_addrs[c.me]], threads)
+            .map_err(|e| io::Error::new(e.kind(), format!("the peer port: {e}")))?
+            .into_iter()
+            .map(|mut l| l.pop())
+            .collect(),
         None => (0..threads).map(|_| None).collect(),
     };
     let node = Arc::new(Node {
@@ -152,37 +160,45 @@ pub fn run(config: Config, args: Vec<OsString>) -> io::Result<()> {
     }
     let mailboxes = mailbox::Mailboxes::new(senders, wakers);
 
-    let signal_handle = signals.handle();
-    let mut handles = Vec::with_capacity(threads);
-    for (id, (((poll, listener), inbox), shard)) in polls.into_iter().zip(listeners).zip(inboxes).zip(shards).enumerate() {
-        let core = core::Core::new(
+    // Every core is made (and has published its levels) before any of them accepts.
+    let mut cores = Vec::with_capacity(threads);
+    for (id, (((poll, listeners), inbox), shard)) in polls.into_iter().zip(listeners).zip(inboxes).zip(shards).enumerate() {
+        cores.push(core::Core::new(
             id,
             poll,
-            mio::net::TcpListener::from_std(listener),
+            listeners.into_iter().map(mio::net::TcpListener::from_std).collect(),
             peer_listeners[id].take().map(mio::net::TcpListener::from_std),
             inbox,
             mailboxes.clone(),
             shard,
             node.core_stats[id].clone(),
             node.clone(),
-        );
+        ));
+    }
+    let signal_handle = signals.handle();
+    let mut handles = Vec::with_capacity(threads);
+    for core in cores {
+        let id = core.id;
         let signal_handle = signal_handle.clone();
         let mailboxes = mailboxes.clone();
         let node = node.clone();
         handles.push(std::thread::Builder::new().name(format!("caskade-core-{id}")).spawn(move || {
             let result = core.run();
-            if let Err(e) = &result {
-                log::error!("core {id} stopped: {e}");
+            if result.is_err() {
+                log::warn!("core {id} stopped on an error; stopping the node");
                 // One core down takes the node down with it, in order.
                 node.stopping.store(true, Relaxed);
                 mailboxes.wake_all();
                 signal_handle.close();
             }
-            result
+            result.map_err(|e| io::Error::new(e.kind(), format!("core {id}: {e}")))
         })?);
     }
     let handle = Arc::new(Handle::new(node.clone(), mailboxes.clone()));
     life.serve(handle.clone());
+    if let Some(d) = &mut data_dir {
+        d.keep();
+    }
     let c = &node.config;
     log::info!(
         "caskade {} listening on {local} with {threads} cores, -m {} MiB, -c {}, -I {}, {}; admin {}{}",
@@ -192,7 +208,7 @@ pub fn run(config: Config, args: Vec<OsString>) -> io::Result<()> {
         c.max_item_size,
         match &data_dir {
             None => "in memory".to_string(),
-            Some(d) => format!("data in {} (--fsync {:?}, --mode {:?})", d.path.display(), c.fsync, c.mode),
+            Some(d) => format!("data in {} (--fsync {}, --mode {})", d.path.display(), c.fsync, c.mode),
         },
         admin.as_ref().map_or("off".to_string(), |a| format!("http://{}", a.addr)),
         c.config.as_ref().map_or(String::new(), |f| format!("; config {}", f.display())),
@@ -218,8 +234,8 @@ pub fn run(config: Config, args: Vec<OsString>) -> io::Result<()> {
     for handle in handles {
         match handle.join() {
             Ok(Ok(())) => {}
-            Ok(Err(e)) => failed = Some(e),
-            Err(_) => failed = Some(io::Error::other("a core thread panicked")),
+            Ok(Err(e)) => first_error(&mut failed, e),
+            Err(_) => first_error(&mut failed, io::Error::other("a core thread panicked")),
         }
     }
     drop(admin);
@@ -285,32 +301,11 @@ fn recover(
     })
 }
 
-/// One listening socket per core on the same address (SO_REUSEPORT: the kernel spreads
-/// connections over them). A plain bind first makes sure no other process holds the port,
-/// since SO_REUSEPORT would otherwise let us share it silently.
-fn bind(addr: SocketAddr, count: usize) -> io::Result<Vec<std::net::TcpListener>> {
-    let domain = Domain::for_address(addr);
-    let mut addr = addr;
-    let probe = Socket::new(domain, Type::STREAM, Some(Protocol::TCP))?;
-    probe.set_reuse_address(true)?;
-    probe
-        .bind(&addr.into())
-        .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))?;
-    if addr.port() == 0 {
-        addr = probe.local_addr()?.as_socket().unwrap_or(addr);
+/// Keeps the first of several errors, to be returned (and printed once, by `main`); the
+/// others are logged here.
+fn first_error(first: &mut Option<io::Error>, e: io::Error) {
+    match first {
+        None => *first = Some(e),
+        Some(_) => log::error!("{e}"),
     }
-    drop(probe);
-    (0..count)
-        .map(|_| {
-            let socket = Socket::new(domain, Type::STREAM, Some(Protocol::TCP))?;
-            socket.set_reuse_address(true)?;
-            socket.set_reuse_port(true)?;
-            socket.set_nonblocking(true)?;
-            socket
-                .bind(&addr.into())
-                .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))?;
-            socket.listen(1024)?;
-            Ok(socket.into())
-        })
-        .collect()
 }

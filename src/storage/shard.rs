@@ -42,6 +42,16 @@ impl std::str::FromStr for Mode {
     }
 }
 
+/// The flag's spelling, as `FromStr` reads it.
+impl std::fmt::Display for Mode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Mode::Store => "store",
+            Mode::Cache => "cache",
+        })
+    }
+}
+
 #[derive(Clone, Copy, Debug)]
 pub struct ShardConfig {
     /// Bytes of items this shard may hold (its share of `-m`).

@@ -103,7 +103,8 @@ pub struct Server {
 }
 
 impl Server {
-    /// Starts the server under test with `-l 127.0.0.1 -p PORT` plus `extra_args`, and
+    /// Starts the server under test with `-l 127.0.0.1 -p PORT` plus `extra_args` (`-l HOST`
+    /// among them replaces `-l 127.0.0.1`; HOST must include 127.0.0.1), and
     /// returns once it answers a binary NOOP. Panics with the server's output if it does
     /// not come up within 10 s.
     pub fn start(extra_args: &[&str]) -> Server {
@@ -181,12 +182,10 @@ impl Server {
         let log_for_stdout = log.try_clone().expect("cannot duplicate server log handle");
 
         let program = kind.program();
-        let mut args: Vec<String> = vec![
-            "-l".into(),
-            LOOPBACK.to_string(),
-            "-p".into(),
-            port.to_string(),
-        ];
+        let mut args: Vec<String> = vec!["-p".into(), port.to_string()];
+        if !extra_args.iter().any(|a| *a == "-l" || *a == "--listen") {
+            args.extend(["-l".to_string(), LOOPBACK.to_string()]);
+        }
         args.extend(kind.implementation_args());
         args.extend(extra_args.iter().map(|a| a.to_string()));
         // Each caskade gets a data directory of its own unless the test chose one.
@@ -445,6 +444,12 @@ fn log_path(port: u16) -> PathBuf {
         port,
         n
     ))
+}
+
+/// The Python that runs the client scripts: `$CASKADE_PYTHON` (the virtual environment
+/// `tools/test.sh` makes), else `python3` from the PATH.
+pub fn python() -> std::ffi::OsString {
+    std::env::var_os("CASKADE_PYTHON").filter(|p| !p.is_empty()).unwrap_or_else(|| "python3".into())
 }
 
 /// Connects, sends one binary NOOP and reads one 24-byte response header.

@@ -271,6 +271,7 @@ pub struct FaultFs {
 }
 
 impl FaultFs {
+    #[allow(clippy::new_ret_no_self)] // the file system to hand out, and the switches that fail it
     pub fn new() -> (SharedFs, Arc<Faults>) {
         let faults = Arc::new(Faults {
             append: Budget::new(),

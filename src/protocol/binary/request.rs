@@ -240,7 +240,9 @@ mod tests {
         let store = [0, 0, 0, 1, 0, 0, 0, 2];
         let arith = [0, 0, 0, 0, 0, 0, 0, 3, 0, 0, 0, 0, 0, 0, 0, 4, 0, 0, 0, 5];
         let four = [0, 0, 0, 9];
-        let cases: Vec<(u8, Vec<u8>, &[u8], &[u8], RequestExtras)> = vec![
+        // opcode, extras, key, value, the extras decoded
+        type Case<'a> = (u8, Vec<u8>, &'a [u8], &'a [u8], RequestExtras);
+        let cases: Vec<Case> = vec![
             (0x00, vec![], b"k", b"", RequestExtras::None),
             (0x09, vec![], b"k", b"", RequestExtras::None),
             (0x0c, vec![], b"k", b"", RequestExtras::None),

@@ -6,6 +6,7 @@ use super::status::Status;
 
 /// Appends one response frame to `out`.
 #[inline]
+#[allow(clippy::too_many_arguments)] // one argument per field of the frame, on the hot path: no struct to fill first
 pub fn write_response(
     out: &mut Vec<u8>,
     opcode: Opcode,

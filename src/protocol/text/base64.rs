@@ -17,7 +17,7 @@ fn value(c: u8) -> Option<u32> {
 /// Decodes `src` into `dst` and returns the decoded length; `None` if `src` is not padded
 /// base64, decodes to nothing, or does not fit.
 pub fn decode(src: &[u8], dst: &mut [u8]) -> Option<usize> {
-    if src.is_empty() || src.len() % 4 != 0 {
+    if src.is_empty() || !src.len().is_multiple_of(4) {
         return None;
     }
     let mut n = 0;

@@ -47,6 +47,7 @@ pub enum StoreKind {
 
 /// The key of a meta command: as sent, or decoded from base64 (`b`).
 #[derive(Clone, Copy)]
+#[allow(clippy::large_enum_variant)] // lives on the stack for one request; boxing would allocate per request
 pub enum Key<'a> {
     Plain(&'a [u8]),
     Decoded { buf: [u8; MAX_KEY_LEN], len: u8 },
@@ -137,6 +138,7 @@ impl DecodeError {
 }
 
 /// What decoding found: a request and its length, or how many bytes are needed in all.
+#[allow(clippy::large_enum_variant)] // returned by value once per request; boxing would allocate per request
 enum Decoded<'a> {
     Request(Request<'a>, usize),
     Need(usize),
@@ -295,7 +297,7 @@ fn store<'a>(buf: &'a [u8], used: usize, t: &Tokens<'a>, kind: StoreKind, limits
     } else {
         0
     };
-    if vlen < 0 || vlen > i32::MAX - 2 {
+    if !(0..=i32::MAX - 2).contains(&vlen) {
         return bad();
     }
     let vlen = vlen as usize;

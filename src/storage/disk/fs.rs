@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 /// One open file of the log.
+#[allow(clippy::len_without_is_empty)] // `len` is an I/O call that can fail; nothing asks for emptiness
 pub trait LogFile: Send {
     /// Appends all of `buf` at the end.
     fn append(&mut self, buf: &[u8]) -> io::Result<()>;

@@ -56,6 +56,11 @@ impl HintWriter {
         self.buf.len()
     }
 
+    /// No bytes yet.
+    pub fn is_empty(&self) -> bool {
+        self.buf.is_empty()
+    }
+
     pub fn finish(mut self) -> Vec<u8> {
         self.buf.extend_from_slice(&self.count.to_le_bytes());
         let crc = crc32c::crc32c(&self.buf);

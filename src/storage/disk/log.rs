@@ -42,6 +42,17 @@ impl std::str::FromStr for Fsync {
     }
 }
 
+/// The flag's spelling, as `FromStr` reads it.
+impl std::fmt::Display for Fsync {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Fsync::Always => "always",
+            Fsync::EverySec => "everysec",
+            Fsync::Never => "never",
+        })
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct LogConfig {
     pub dir: PathBuf,
