@@ -18,6 +18,9 @@ use common::cluster::{cluster_stats, stat, text_round_trip, wait_until, ClusterF
 
 const IDS: [&str; 2] = ["a", "b"];
 
+/// A response's status, extras, key and value.
+type Answer = (u16, Vec<u8>, Vec<u8>, Vec<u8>);
+
 struct Peer {
     stream: TcpStream,
     buf: Vec<u8>,
@@ -35,7 +38,7 @@ impl Peer {
     }
 
     /// The next frame's header fields, key and value; `None` once the node has closed.
-    fn recv(&mut self) -> Option<(u16, Vec<u8>, Vec<u8>, Vec<u8>)> {
+    fn recv(&mut self) -> Option<Answer> {
         loop {
             if let Ok(Some((f, used))) = Frame::decode(&self.buf, 1 << 20) {
                 let out = (f.status(), f.extras.to_vec(), f.key.to_vec(), f.value.to_vec());
@@ -136,7 +139,7 @@ fn bad_peers_are_refused_and_logged() {
     p.send(&good);
     assert_eq!(p.recv().expect("AUTH answered").0, status::OK);
     // A key a owns (partition p on node a: p even in a two-node map).
-    let key = (0..).map(|i| format!("own-{i}")).find(|k| caskade::cluster::partition_of(k.as_bytes()) % 2 == 0).unwrap();
+    let key = (0..).map(|i| format!("own-{i}")).find(|k| caskade::cluster::partition_of(k.as_bytes()).is_multiple_of(2)).unwrap();
     let p_of = caskade::cluster::partition_of(key.as_bytes());
     let mut req = Vec::new();
     forward::write_request(&mut req, p_of, 7, &Command::Get { key: key.as_bytes() }, None);

@@ -34,7 +34,7 @@ fn any_node_serves_any_key() {
     for k in &keys {
         sets.extend_from_slice(format!("set {k} 7 0 {}\r\n{k}\r\n", k.len()).as_bytes());
     }
-    let stored = text_round_trip(&nodes[0], &sets, format!("STORED\r\n").repeat(keys.len()).as_bytes());
+    let stored = text_round_trip(&nodes[0], &sets, "STORED\r\n".repeat(keys.len()).as_bytes());
     assert_eq!(stored, "STORED\r\n".repeat(keys.len()).as_bytes());
     let request = format!("get {}\r\n", keys.join(" "));
     let reply = text_round_trip(&nodes[1], request.as_bytes(), b"END\r\n");

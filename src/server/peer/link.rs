@@ -88,6 +88,15 @@ pub struct Delivery<'a> {
     pub outcome: Outcome<&'a [u8]>,
 }
 
+/// Why a request was not sent: the caller answers it with a temporary failure.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NotSent {
+    /// The link is down and in its backoff, or cannot connect.
+    Down,
+    /// The link has `max_in_flight` requests waiting already.
+    Full,
+}
+
 /// One core's links.
 #[derive(Default)]
 pub struct Links {
@@ -103,8 +112,8 @@ impl Links {
         self.links.iter().any(|(_, l)| !l.in_flight.is_empty())
     }
 
-    /// Sends `cmd` for partition `p` to `node`; `Err` when the link cannot take it now
-    /// (down and in its backoff, or full): the caller answers with a temporary failure.
+    /// Sends `cmd` for partition `p` to `node`; `Err` when the link cannot take it now: the
+    /// caller answers with a temporary failure.
     #[allow(clippy::too_many_arguments)] // The request, where it goes, and where its answer goes.
     pub fn submit(
         &mut self,
@@ -115,7 +124,7 @@ impl Links {
         p: u16,
         cmd: &Command<&[u8]>,
         req: InFlightReq,
-    ) -> Result<(), ()> {
+    ) -> Result<(), NotSent> {
         let core = cluster.core_on(node, p);
         let idx = self.link(node, core);
         let now = Instant::now();
@@ -124,17 +133,17 @@ impl Links {
         if link.state == State::Down {
             if now < link.retry_at {
                 peer.errors.fetch_add(1, Relaxed);
-                return Err(());
+                return Err(NotSent::Down);
             }
             if let Err(e) = link.connect(cluster, registry, idx, this_core) {
                 link.down(cluster, this_core, &format!("cannot connect: {e}"), registry, &mut |_| {});
                 peer.errors.fetch_add(1, Relaxed);
-                return Err(());
+                return Err(NotSent::Down);
             }
         }
         if link.in_flight.len() >= cluster.file.max_in_flight {
             peer.errors.fetch_add(1, Relaxed);
-            return Err(());
+            return Err(NotSent::Full);
         }
         let opaque = link.next_opaque;
         link.next_opaque = link.next_opaque.wrapping_add(1);
