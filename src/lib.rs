@@ -3,8 +3,9 @@
 //! Any memcached client talks to caskade unchanged, over the text protocol (classic and
 //! meta commands) or the binary protocol, both on one port. Each core owns a shard: a keydir
 //! in memory over a Bitcask-style log of segments on disk (`--in-memory`: no log).
-//! Replication and failover are to be built on the same shape (see `protocol-spec/` and the
-//! project's ARCHITECTURE notes).
+//! Several nodes make a cluster (`--cluster FILE --node ID`) in which any node serves any key
+//! by forwarding it to the node that owns its partition. Replication and failover are to be
+//! built on the same shape (see `protocol-spec/` and the project's ARCHITECTURE notes).
 //!
 //! # Threads and the path of a request
 //!
@@ -15,11 +16,22 @@
 //!                    │ read buffer ─▶ binary::Request::decode / text::decode (no I/O)
 //!                    │ dispatch::action ─▶ storage::Command + protocol::ReplyTo (per key:
 //!                    │   a text multi-get is one command per key, then a local END)
-//!                    │ cluster::core_of(key) = crc32c(key) % 1024 % cores   (server::route)
-//!                    ├─ owner == k ─▶ Shard k executes ─▶ ReplyTo::write_outcome ─▶ reply
-//!                    └─ owner == j ─▶ Outbox ─▶ core j's Mailbox (bounded crossbeam channel
-//!                          + mio::Waker, one wake per turn) ─▶ Shard j executes and encodes
-//!                          ─▶ Message::Reply ─▶ core k slots it into the connection's queue
+//!                    │ partition p = crc32c(key) % 1024; ClusterMap::owner(p) (server::route)
+//!                    ├─ Owner::Here ─▶ Shard k executes ─▶ ReplyTo::write_outcome ─▶ reply
+//!                    ├─ Owner::Core(j) (j = p % cores) ─▶ Outbox ─▶ core j's Mailbox (bounded
+//!                    │     crossbeam channel + mio::Waker, one wake per turn) ─▶ Shard j
+//!                    │     executes and encodes ─▶ Message::Reply ─▶ core k slots it into
+//!                    │     the connection's queue
+//!                    └─ Owner::Node(B) ─▶ core k's peer link to (B, p % cores_B)
+//!                          (server/peer/link.rs: one per core pair, authenticated, pipelined,
+//!                          one write(2) per turn) ─▶ B's core accepts it as a Connection in
+//!                          the peer protocol (server/peer/serve.rs), runs it through the same
+//!                          route::storage, and sends the Outcome back (protocol::peer::forward)
+//!                          ─▶ core k encodes it in the client's protocol, in its slot.
+//!                          Down, full or no answer within the timeout: temporary failure.
+//!   peer port (a cluster): every core listens on it too (SO_REUSEPORT); a connection whose
+//!   HELLO names another core is handed to that core through its mailbox (AdoptPeer), so each
+//!   link ends on the core that owns the partitions it carries.
 //!                    ▼
 //!   end of each turn: the shard's records of the turn are written with one write(2), then
 //!   the replies that waited for it are released (server/held.rs): a reply to a command that
@@ -57,7 +69,10 @@
 //!   CLOCK eviction under the memory limit, lazy expiry, delayed flush), and `storage::disk`:
 //!   records, segments, hint files, the log and its fsync policies, recovery, merges
 //!   (`protocol-spec/storage-format.md`).
-//! * [`cluster`]: placement of keys on partitions and cores.
+//! * [`cluster`]: placement of keys on partitions, the [`cluster::ClusterMap`] (primary per
+//!   partition, revision, checksum) and the cluster file; no I/O.
+//! * `protocol::peer`: the peer protocol's frames, handshake and forwarded commands
+//!   (`protocol-spec/peer-protocol.md`); `server::peer`: the peer port and links.
 //! * [`server`]: listeners, the per-core event loop, connections, mailboxes, STAT.
 //! * [`stats`]: counters and latency histograms; [`config`]: the command line and the
 //!   config file; [`logging`]: a logger whose level a reload can change.
