@@ -33,6 +33,17 @@ fn summary(s: Summary) -> Value {
     })
 }
 
+/// `stats cluster` as an object (`null` for a single node): numbers as numbers.
+fn cluster(handle: &Handle) -> Value {
+    let Some(c) = handle.node.cluster.as_deref() else { return Value::Null };
+    let mut out = Map::new();
+    for (name, value) in c.stats() {
+        let v = value.parse::<u64>().map(Value::from).unwrap_or(Value::from(value));
+        out.insert(name, v);
+    }
+    Value::Object(out)
+}
+
 pub fn stats(handle: &Handle, phase: Phase) -> String {
     // The histograms first: each core answers between two turns, so the counters read after
     // include everything the turns before had answered.
@@ -62,6 +73,7 @@ pub fn stats(handle: &Handle, phase: Phase) -> String {
         "settings": settings,
         "latency_us": latency,
         "fsync_us": summary(latencies.fsync.summary()),
+        "cluster": cluster(handle),
     });
     let mut text = serde_json::to_string_pretty(&doc).unwrap_or_else(|_| "{}".to_string());
     text.push('\n');

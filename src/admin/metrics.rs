@@ -13,6 +13,10 @@
 //! * `caskade_request_duration_seconds{op}`: a histogram per command class (get, set,
 //!   delete, incr_decr, touch, other), with the buckets of [`BUCKETS_MICROS`], from the
 //!   cores' hdrhistograms (`stats::latency` says what is timed).
+//! * In a cluster, per other node (label `node`): `caskade_peer_up`,
+//!   `caskade_peer_forwarded_total`, `caskade_peer_in_flight`, `caskade_peer_errors_total`,
+//!   `caskade_peer_connects_total`, and `caskade_peer_rtt_seconds`, a histogram of forwarded
+//!   requests' round trips; `caskade_peer_connections_refused_total`.
 //! * `caskade_fsync_duration_seconds`: a histogram of how long each fsync of the logs took
 //!   (every shard's, the same fsyncs as `caskade_fsyncs_total`), with the same buckets.
 
@@ -36,6 +40,42 @@ fn family(out: &mut String, name: &str, kind: &str, help: &str) {
 
 fn seconds(micros: u64) -> String {
     format!("{}", micros as f64 / 1e6)
+}
+
+/// The cluster's figures, per other node.
+fn cluster(out: &mut String, handle: &Handle) {
+    use std::sync::atomic::Ordering::Relaxed;
+    let Some(c) = handle.node.cluster.as_deref() else { return };
+    let others: Vec<(usize, &str)> = (0..c.map.nodes().len()).filter(|&i| i != c.me).map(|i| (i, c.node_id(i))).collect();
+    type Figure = fn(&crate::server::peer::PeerStats) -> u64;
+    let figures: [(&str, &str, &str, Figure); 5] = [
+        ("caskade_peer_up", "gauge", "1 while a link to the node is up.", |p| (p.links_up.load(Relaxed) > 0) as u64),
+        ("caskade_peer_forwarded_total", "counter", "Requests forwarded to the node.", |p| p.forwarded.load(Relaxed)),
+        ("caskade_peer_in_flight", "gauge", "Forwarded requests waiting for the node's answer.", |p| p.in_flight.load(Relaxed).max(0) as u64),
+        ("caskade_peer_errors_total", "counter", "Requests for the node answered with a temporary failure.", |p| p.errors.load(Relaxed)),
+        ("caskade_peer_connects_total", "counter", "Connections made to the node (first ones and reconnects).", |p| p.reconnects.load(Relaxed)),
+    ];
+    for (name, kind, help, get) in figures {
+        family(out, name, kind, help);
+        for &(i, id) in &others {
+            let _ = writeln!(out, "{name}{{node=\"{id}\"}} {}", get(&c.peers[i]));
+        }
+    }
+    family(out, "caskade_peer_rtt_seconds", "histogram", "Round trips of requests forwarded to the node.");
+    for &(i, id) in &others {
+        let p = &c.peers[i];
+        let mut cumulative = 0;
+        for (b, bound) in crate::server::peer::RTT_BUCKETS_MICROS.iter().enumerate() {
+            cumulative += p.rtt_buckets[b].load(Relaxed);
+            let _ = writeln!(out, "caskade_peer_rtt_seconds_bucket{{node=\"{id}\",le=\"{}\"}} {cumulative}", seconds(*bound));
+        }
+        cumulative += p.rtt_buckets[crate::server::peer::RTT_BUCKETS_MICROS.len()].load(Relaxed);
+        let _ = writeln!(out, "caskade_peer_rtt_seconds_bucket{{node=\"{id}\",le=\"+Inf\"}} {cumulative}");
+        let _ = writeln!(out, "caskade_peer_rtt_seconds_sum{{node=\"{id}\"}} {}", seconds(p.rtt_micros.load(Relaxed)));
+        let _ = writeln!(out, "caskade_peer_rtt_seconds_count{{node=\"{id}\"}} {cumulative}");
+    }
+    family(out, "caskade_peer_connections_refused_total", "counter", "Connections to the peer port refused (authentication, cluster, version, map, bad frames).");
+    let _ = writeln!(out, "caskade_peer_connections_refused_total {}", c.refused.load(Relaxed));
 }
 
 pub fn render(handle: &Handle) -> String {
@@ -120,5 +160,6 @@ pub fn render(handle: &Handle) -> String {
     let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {}", fsync.count());
     let _ = writeln!(out, "{name}_sum {}", seconds(fsync.sum_micros()));
     let _ = writeln!(out, "{name}_count {}", fsync.count());
+    cluster(&mut out, handle);
     out
 }

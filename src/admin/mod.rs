@@ -15,7 +15,7 @@
 
 mod dump_stream;
 mod json;
-mod metrics;
+pub mod metrics;
 
 use std::io;
 use std::net::SocketAddr;

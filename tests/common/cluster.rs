@@ -53,8 +53,16 @@ impl ClusterFiles {
         Server::start_caskade(&args, &[])
     }
 
+    /// Starts every node, and waits until each sees all the others up.
     pub fn start_all(&self, extra: &[&str]) -> Vec<Server> {
-        self.ids.iter().map(|id| self.start(id, extra)).collect()
+        let nodes: Vec<Server> = self.ids.iter().map(|id| self.start(id, extra)).collect();
+        for node in &nodes {
+            wait_until("every node sees the others up", Duration::from_secs(20), || {
+                let stats = cluster_stats(node);
+                self.ids.iter().all(|id| matches!(stat(&stats, &format!("node:{id}:state")).as_deref(), Some("up" | "self")))
+            });
+        }
+        nodes
     }
 
     pub fn path(&self) -> &Path {

@@ -131,11 +131,15 @@ impl Links {
         let peer = &cluster.peers[node];
         let link = &mut self.links[idx];
         if link.state == State::Down {
+            // A backoff about to end: the request waits for the next attempt (made by
+            // `tick`), so a node that has just come back is not refused for a whole backoff;
+            // a longer one: answered at once.
             if now < link.retry_at {
-                peer.errors.fetch_add(1, Relaxed);
-                return Err(NotSent::Down);
-            }
-            if let Err(e) = link.connect(cluster, registry, idx, this_core) {
+                if link.retry_at - now > cluster.file.forward_timeout / 2 {
+                    peer.errors.fetch_add(1, Relaxed);
+                    return Err(NotSent::Down);
+                }
+            } else if let Err(e) = link.connect(cluster, registry, idx, this_core) {
                 link.down(cluster, this_core, &format!("cannot connect: {e}"), registry, &mut |_| {});
                 peer.errors.fetch_add(1, Relaxed);
                 return Err(NotSent::Down);
@@ -241,7 +245,8 @@ impl Links {
                 let reason = format!("no answer within {:?}", cluster.file.forward_timeout);
                 link.down(cluster, this_core, &reason, registry, deliver);
             }
-            if link.keep && link.state == State::Down && now >= link.retry_at {
+            let wanted = link.keep || !link.in_flight.is_empty();
+            if wanted && link.state == State::Down && now >= link.retry_at {
                 if let Err(e) = link.connect(cluster, registry, idx, this_core) {
                     link.down(cluster, this_core, &format!("cannot connect: {e}"), registry, deliver);
                 }
@@ -249,9 +254,10 @@ impl Links {
         }
     }
 
-    /// Whether a kept link waits to reconnect (the loop then wakes for it).
+    /// Whether a kept link, or one with requests waiting, waits to reconnect (the loop then
+    /// wakes for it).
     pub fn reconnecting(&self) -> bool {
-        self.links.iter().any(|(_, l)| l.keep && l.state == State::Down)
+        self.links.iter().any(|(_, l)| (l.keep || !l.in_flight.is_empty()) && l.state == State::Down)
     }
 
     /// Closes every link (the node is stopping), answering what is in flight.
@@ -424,8 +430,7 @@ impl Link {
                 let req = self.in_flight.pop_front().expect("front exists");
                 let peer = &cluster.peers[self.node];
                 peer.in_flight.fetch_sub(1, Relaxed);
-                peer.rtt_count.fetch_add(1, Relaxed);
-                peer.rtt_micros.fetch_add(req.sent.elapsed().as_micros() as u64, Relaxed);
+                peer.record_rtt(req.sent.elapsed().as_micros() as u64);
                 if matches!(outcome, Outcome::TemporaryFailure) {
                     peer.errors.fetch_add(1, Relaxed);
                 }

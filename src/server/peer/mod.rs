@@ -56,6 +56,20 @@ pub struct PeerStats {
     /// Round trips of forwarded requests: count and total microseconds.
     pub rtt_count: AtomicU64,
     pub rtt_micros: AtomicU64,
+    /// Round trips per bucket of [`RTT_BUCKETS_MICROS`] (not cumulative; the last: larger).
+    pub rtt_buckets: [AtomicU64; RTT_BUCKETS_MICROS.len() + 1],
+}
+
+/// Upper bounds of the round-trip buckets, in microseconds: the admin port's latency buckets.
+pub const RTT_BUCKETS_MICROS: &[u64] = crate::admin::metrics::BUCKETS_MICROS;
+
+impl PeerStats {
+    pub fn record_rtt(&self, micros: u64) {
+        self.rtt_count.fetch_add(1, Relaxed);
+        self.rtt_micros.fetch_add(micros, Relaxed);
+        let bucket = RTT_BUCKETS_MICROS.partition_point(|&b| b < micros);
+        self.rtt_buckets[bucket].fetch_add(1, Relaxed);
+    }
 }
 
 impl Cluster {

@@ -106,6 +106,7 @@ fn serve(ctx: &mut Ctx<'_>, cluster: &Cluster, conn: &mut Connection, key: usize
 fn hello(ctx: &mut Ctx<'_>, cluster: &Cluster, conn: &mut Connection, f: &Frame<'_>) {
     let Some(h) = Hello::parse(f) else {
         let reason = match f.op() {
+            Some(Op::Hello) => "a malformed HELLO".to_string(),
             Some(op) => format!("{op:?} before HELLO"),
             None if f.is_request() => format!("opcode {:#04x} before HELLO (a client on the peer port?)", f.header.opcode),
             None => "a response before HELLO".to_string(),
