@@ -395,6 +395,13 @@ fn opcodes() {
                 forward::parse_request(&decode(&bare)).is_err(),
                 "{op:?} without a key"
             );
+            for (len, fine) in [(250, true), (251, false)] {
+                let mut long = Vec::new();
+                let key = vec![b'k'; len];
+                write_frame(&mut long, REQUEST_MAGIC, op, 0, 0, 0, f.extras, &key, f.value);
+                let parsed = forward::parse_request(&decode(&long));
+                assert_eq!(parsed.is_ok(), fine, "{op:?} with a key of {len} bytes");
+            }
         }
         assert!(covered.insert(opcode));
     }
