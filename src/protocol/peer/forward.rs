@@ -9,11 +9,14 @@
 //! `protocol-spec/peer-protocol.md`.
 
 use super::{write_frame, Fields, Frame, Op};
-use crate::protocol::binary::{REQUEST_MAGIC, RESPONSE_MAGIC};
+use crate::protocol::binary::{MAX_KEY_LEN, REQUEST_MAGIC, RESPONSE_MAGIC};
 use crate::storage::{Command, Outcome, StoreMode};
 
 /// Extras lengths of forwarded requests.
 pub const STORE_EXTRAS: usize = 12;
+/// Extras lengths of VALUE and COUNTER outcomes.
+pub const VALUE_EXTRAS: usize = 4;
+pub const COUNTER_EXTRAS: usize = 8;
 pub const ARITH_EXTRAS: usize = 28;
 pub const EXPIRY_EXTRAS: usize = 4;
 
@@ -91,11 +94,16 @@ pub fn write_request(out: &mut Vec<u8>, partition: u16, opaque: u32, cmd: &Comma
 }
 
 /// The command a forwarded request frame carries.
+/// A key is 1..=250 bytes, as on every client protocol: the shard and the log take no other
+/// (a longer key on disk reads as corruption).
 pub fn parse_request<'a>(f: &Frame<'a>) -> Result<Forwarded<'a>, Malformed> {
+    if !f.is_request() {
+        return Err(Malformed("a response where a request belongs"));
+    }
     let op = f.op().ok_or(Malformed("not a peer opcode"))?;
     let mut x = Fields::new(f.extras);
     let key = f.key;
-    let need_key = |ok: bool| if ok && !key.is_empty() { Ok(()) } else { Err(Malformed("a key is required")) };
+    let need_key = |ok: bool| if ok && (1..=MAX_KEY_LEN).contains(&key.len()) { Ok(()) } else { Err(Malformed("a key of 1..=250 bytes is required")) };
     let mut then_touch = None;
     let cmd = match op {
         Op::Get => {
@@ -190,18 +198,28 @@ pub fn write_not_my_partition(out: &mut Vec<u8>, op: Op, opaque: u32, key: &[u8]
 /// The outcome a response carries. A response that does not parse, and NOT_MY_PARTITION,
 /// are a temporary failure to the client: the request may or may not be retried, but never
 /// answered with something the owner did not say.
+/// The extras of VALUE and COUNTER are exactly their length, and only VALUE has a value.
 pub fn parse_outcome<'a>(f: &Frame<'a>) -> Result<Outcome<&'a [u8]>, Malformed> {
+    if f.is_request() {
+        return Err(Malformed("a request where a response belongs"));
+    }
     let mut x = Fields::new(f.extras);
     let cas = f.header.cas;
     let no_body = f.extras.is_empty() && f.value.is_empty();
     let plain = |o: Outcome<&'a [u8]>| if no_body { Ok(o) } else { Err(Malformed("a body where none belongs")) };
     match f.status() {
         code::VALUE => {
+            if f.extras.len() != VALUE_EXTRAS {
+                return Err(Malformed("value extras"));
+            }
             let flags = x.u32().ok_or(Malformed("value extras"))?;
             Ok(Outcome::Value { flags, cas, value: f.value })
         }
         code::DONE => plain(Outcome::Done { cas }),
         code::COUNTER => {
+            if f.extras.len() != COUNTER_EXTRAS || !f.value.is_empty() {
+                return Err(Malformed("counter extras"));
+            }
             let value = x.u64().ok_or(Malformed("counter extras"))?;
             Ok(Outcome::Counter { value, cas })
         }
@@ -275,6 +293,51 @@ mod tests {
         let mut out = Vec::new();
         write_frame(&mut out, REQUEST_MAGIC, Op::Get, 0, 0, 0, &[], &[], &[]);
         let (f, _) = Frame::decode(&out, 1 << 20).unwrap().unwrap();
-        assert_eq!(parse_request(&f), Err(Malformed("a key is required")));
+        assert_eq!(parse_request(&f), Err(Malformed("a key of 1..=250 bytes is required")));
+    }
+
+    /// A peer could make the owner log a key its recovery reads as corruption.
+    #[test]
+    fn keys_over_250_bytes_are_refused() {
+        let long = [b'k'; MAX_KEY_LEN + 1];
+        let ok = &long[..MAX_KEY_LEN];
+        for (key, fine) in [(&long[..], false), (ok, true)] {
+            for cmd in [
+                Command::Get { key },
+                Command::Touch { key, exptime: 1 },
+                Command::Store { mode: StoreMode::Set, key, value: b"v", flags: 0, exptime: 0, cas: 0 },
+                Command::Delete { key, cas: 0 },
+                Command::Arith { incr: true, key, delta: 1, initial: Some(0), exptime: 0, cas: 0 },
+            ] {
+                let mut out = Vec::new();
+                write_request(&mut out, 0, 1, &cmd, None);
+                let (f, _) = Frame::decode(&out, 1 << 20).unwrap().unwrap();
+                assert_eq!(parse_request(&f).is_ok(), fine, "{} bytes: {cmd:?}", key.len());
+            }
+        }
+    }
+
+    #[test]
+    fn requests_and_responses_are_not_taken_for_each_other() {
+        let mut out = Vec::new();
+        write_request(&mut out, 0, 1, &Command::Get { key: b"k" }, None);
+        let (f, _) = Frame::decode(&out, 1 << 20).unwrap().unwrap();
+        assert!(parse_outcome(&f).is_err(), "a GET request (status field 0) is no VALUE");
+        let mut out = Vec::new();
+        write_outcome::<&[u8]>(&mut out, Op::Get, 1, b"k", &Outcome::NotFound);
+        let (f, _) = Frame::decode(&out, 1 << 20).unwrap().unwrap();
+        assert!(parse_request(&f).is_err(), "a response is no request");
+    }
+
+    #[test]
+    fn value_and_counter_bodies_are_exact() {
+        let bad: [(u16, &[u8], &[u8]); 4] =
+            [(code::VALUE, &[0; 8], b"v"), (code::VALUE, &[], b"v"), (code::COUNTER, &[0; 12], &[]), (code::COUNTER, &[0; 8], b"v")];
+        for (status, extras, value) in bad {
+            let mut out = Vec::new();
+            write_frame(&mut out, RESPONSE_MAGIC, Op::Get, status, 1, 0, extras, b"k", value);
+            let (f, _) = Frame::decode(&out, 1 << 20).unwrap().unwrap();
+            assert!(parse_outcome(&f).is_err(), "{status:#06x} with {} extras, {} value bytes", extras.len(), value.len());
+        }
     }
 }

@@ -31,8 +31,8 @@ use crate::storage::{Command, Outcome};
 /// Tokens from here up are peer links (`Token(LINK_TOKEN_BASE + slab index)`).
 pub const LINK_TOKEN_BASE: usize = 1 << 40;
 
-const BACKOFF_FIRST: Duration = Duration::from_millis(50);
-const BACKOFF_MAX: Duration = Duration::from_secs(2);
+pub const BACKOFF_FIRST: Duration = Duration::from_millis(50);
+pub const BACKOFF_MAX: Duration = Duration::from_secs(2);
 const READ_CHUNK: usize = 64 * 1024;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
