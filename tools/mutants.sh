@@ -53,6 +53,7 @@ run() {
     shift
     echo "=== $name: $*" >&2
     # Failure is the normal outcome when mutants survive: report and go on.
+    mkdir -p "mutants.out/$name"
     cargo mutants --no-shuffle -j "$jobs" --timeout "$timeout" --output "mutants.out/$name" "$@" || true
     local out=mutants.out/$name/mutants.out
     if [ -f "$out/outcomes.json" ]; then
