@@ -214,6 +214,16 @@ fn case(threads: usize, proto: Proto, keys: &[String], end: End) {
             t.expect("MN\r\n");
         }
     }
+    // The fsync the gate held is counted, with the time it was held.
+    let stats = Text::connect(node.addr).stats("");
+    let stat = |name: &str| stats[name].parse::<u64>().unwrap_or_else(|e| panic!("{name}: {e}"));
+    match end {
+        End::Synced => {
+            assert!(stat("fsyncs") >= 1, "{what}: fsyncs {}", stat("fsyncs"));
+            assert!(stat("fsync_micros") >= gate::QUIET.as_micros() as u64, "{what}: fsync_micros {}", stat("fsync_micros"));
+        }
+        End::Failed => assert!(stat("disk_errors") >= 1, "{what}: disk_errors {}", stat("disk_errors")),
+    }
     if end == End::Failed {
         // Once the disk works again, so does the node.
         node.gate.open();
