@@ -11,6 +11,7 @@
 #   tools/mutants.sh --list          the groups and their mutant counts
 #
 # Environment: MUTANTS_TIMEOUT (seconds per test run, default 180), MUTANTS_JOBS (default 1),
+# MUTANTS_ARGS (more options for cargo mutants, such as `-F add_to` to rerun some mutants),
 # MUTANTS_TARGET_DIR (default: target/mutants under the repository; shared by the runs, so
 # each mutant is an incremental build).
 set -euo pipefail
@@ -54,7 +55,8 @@ run() {
     echo "=== $name: $*" >&2
     # Failure is the normal outcome when mutants survive: report and go on.
     mkdir -p "mutants.out/$name"
-    cargo mutants --no-shuffle -j "$jobs" --timeout "$timeout" --output "mutants.out/$name" "$@" || true
+    # shellcheck disable=SC2086 # MUTANTS_ARGS is words
+    cargo mutants --no-shuffle -j "$jobs" --timeout "$timeout" --output "mutants.out/$name" ${MUTANTS_ARGS:-} "$@" || true
     local out=mutants.out/$name/mutants.out
     if [ -f "$out/outcomes.json" ]; then
         local caught missed timeout_n unviable
