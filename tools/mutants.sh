@@ -29,18 +29,18 @@ timeout=${MUTANTS_TIMEOUT:-180}
 jobs=${MUTANTS_JOBS:-1}
 
 # The tests that hold the promises of the reply path and the log.
-promise_tests=(--test ack_always --test ack_everysec --test opcode_table --test pipeline_order --test fault_injection)
+promise_tests=(--test ack_always --test ack_roll --test ack_everysec --test opcode_table --test pipeline_order --test fault_injection)
 
 # group: files; tests (after `--`).
 declare -A files tests
 files[held]="src/server/held.rs"
 tests[held]="--test ack_always --test pipeline_order --test fault_injection"
 files[commit]="src/storage/disk/group_commit.rs"
-tests[commit]="--test ack_always --test ack_everysec --test fault_injection"
+tests[commit]="--test ack_always --test ack_roll --test ack_everysec --test fault_injection"
 files[core]="src/server/core.rs src/server/mailbox.rs"
 tests[core]="--test ack_always --test pipeline_order --test text_pipeline --test fault_injection --test lifecycle"
 files[log]="src/storage/disk/log.rs"
-tests[log]="--lib --test fault_injection --test ack_always --test ack_everysec --test torn_tail --test restart --test storage_model"
+tests[log]="--lib --test fault_injection --test ack_always --test ack_roll --test ack_everysec --test torn_tail --test restart --test storage_model"
 files[recovery]="src/storage/disk/recovery.rs"
 tests[recovery]="--lib --test torn_tail --test restart --test storage_model --test crash_kill"
 files[merge]="src/storage/disk/merge.rs"

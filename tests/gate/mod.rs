@@ -194,12 +194,18 @@ pub struct Node {
 impl Node {
     /// Starts a node with `-t threads --fsync fsync` on a data directory of its own.
     pub fn start(threads: usize, fsync: &str) -> Node {
+        Node::start_with(threads, fsync, &[])
+    }
+
+    /// [`start`](Self::start) with more command-line arguments.
+    pub fn start_with(threads: usize, fsync: &str, extra: &[&str]) -> Node {
         let dir = tempfile::Builder::new().prefix("caskade-gate-").tempdir().expect("a temporary directory");
         let args: Vec<OsString> = [
             "caskade", "-l", "127.0.0.1", "-p", "0", "--admin", "off", "-t", &threads.to_string(), "--fsync", fsync,
             "--data-dir", &dir.path().display().to_string(),
         ]
         .iter()
+        .chain(extra)
         .map(OsString::from)
         .collect();
         let config = Config::load(&args).unwrap_or_else(|e| panic!("{args:?}: {e}"));
