@@ -271,3 +271,12 @@ pub fn read_exact(stream: &mut TcpStream, n: usize) -> Vec<u8> {
     stream.read_exact(&mut buf).expect("read the replies");
     buf
 }
+
+/// How many segment files the shards of `dir` hold.
+pub fn segment_count(dir: &Path) -> usize {
+    let mut n = 0;
+    for shard in std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).filter(|p| p.is_dir()) {
+        n += std::fs::read_dir(&shard).unwrap().filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == "log")).count();
+    }
+    n
+}
