@@ -6,7 +6,8 @@
 #
 #   tools/mutants.sh                 every group below
 #   tools/mutants.sh held commit     the groups named
-#   tools/mutants.sh --in-diff [REF] the mutants of lines changed since REF (default: main),
+#   tools/mutants.sh --in-diff [REF] the mutants of lines changed since this branch left REF
+#                                    (default: main), work tree included,
 #                                    with the promise tests
 #   tools/mutants.sh --list          the groups and their mutant counts
 #
@@ -83,7 +84,8 @@ case "${1:-}" in
     ref=${2:-main}
     diff=$(mktemp)
     trap 'rm -f "$diff"' EXIT
-    git diff "$ref" -- src >"$diff"
+    # From where this branch left REF, work tree included: not REF's own later changes.
+    git diff "$(git merge-base "$ref" HEAD)" -- src >"$diff"
     if [ ! -s "$diff" ]; then
         echo "no change under src/ since $ref" >&2
         exit 0
