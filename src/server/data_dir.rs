@@ -4,7 +4,6 @@ use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Instant;
 
 use crate::config::Config;
@@ -123,12 +122,11 @@ pub struct Recovery {
 }
 
 /// Opens every shard, recovering them in parallel (one thread each).
-pub fn open_shards(config: &Config, dir: Option<&DataDir>, shard_config: ShardConfig, now: u32) -> io::Result<(Vec<Shard>, Recovery)> {
+pub fn open_shards(config: &Config, fs: &SharedFs, dir: Option<&DataDir>, shard_config: ShardConfig, now: u32) -> io::Result<(Vec<Shard>, Recovery)> {
     let threads = config.threads();
     let Some(dir) = dir else {
         return Ok(((0..threads).map(|_| Shard::new(shard_config)).collect(), Recovery::default()));
     };
-    let fs: SharedFs = Arc::new(RealFs);
     let started = Instant::now();
     let results: Vec<io::Result<(Shard, RecoveryReport)>> = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..threads)

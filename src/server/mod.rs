@@ -26,6 +26,7 @@ use signal_hook::iterator::Signals;
 
 use crate::config::Config;
 use crate::stats::{CoreStats, NodeStats};
+use crate::storage::disk::{RealFs, SharedFs};
 pub use data_dir::Recovery;
 pub use report::RECOVERY_STATS;
 use crate::storage::{Mode, Shard, ShardConfig};
@@ -53,6 +54,38 @@ pub struct Node {
     pub cluster: Option<Arc<peer::Cluster>>,
 }
 
+/// What [`run_with`] takes besides the configuration.
+pub struct Options {
+    /// The file system the shards' logs are written through ([`RealFs`] in production; a
+    /// test passes one that holds fsyncs back or fails them).
+    pub fs: SharedFs,
+    /// Told once the node serves: where it listens, and how to stop it.
+    pub serving: Option<crossbeam_channel::Sender<Serving>>,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options { fs: Arc::new(RealFs), serving: None }
+    }
+}
+
+/// A node that serves: its address (the bound port when `-p 0` was asked for), and a handle
+/// that stops it as SIGTERM does.
+pub struct Serving {
+    pub addr: SocketAddr,
+    pub stop: Stop,
+}
+
+/// Stops a node the way SIGTERM does: replies in flight are drained, the logs closed.
+#[derive(Clone)]
+pub struct Stop(signal_hook::iterator::Handle);
+
+impl Stop {
+    pub fn stop(&self) {
+        self.0.close();
+    }
+}
+
 /// Signals that came while the shards were recovering, acted on once recovery is done.
 #[derive(Clone, Copy, Debug, Default)]
 struct Early {
@@ -71,6 +104,11 @@ struct Early {
 /// serving, the logs closed cleanly, exit 0) instead of taking its default action, which for
 /// SIGHUP is to kill the process.
 pub fn run(config: Config, args: Vec<OsString>) -> io::Result<()> {
+    run_with(config, args, Options::default())
+}
+
+/// [`run`], with the file system and the notice of [`Options`].
+pub fn run_with(config: Config, args: Vec<OsString>, options: Options) -> io::Result<()> {
     let mut signals = Signals::new([SIGTERM, SIGINT, SIGHUP])?;
     let threads = config.threads();
     let shard_config = ShardConfig {
@@ -91,7 +129,7 @@ pub fn run(config: Config, args: Vec<OsString>) -> io::Result<()> {
     let mut data_dir = if config.in_memory { None } else { Some(data_dir::DataDir::open(&config.data_dir, threads)?) };
     // Recover before listening: a client never sees a half-loaded node.
     life.set_phase(Phase::Recovering);
-    let (shards, recovery, early) = recover(&config, data_dir.as_ref(), shard_config, &mut signals)?;
+    let (shards, recovery, early) = recover(&config, &options.fs, data_dir.as_ref(), shard_config, &mut signals)?;
     if let Some(sig) = early.stop {
         log::info!("signal {sig} came during recovery: stopping without serving");
         if let Some(d) = &mut data_dir {
@@ -214,6 +252,9 @@ pub fn run(config: Config, args: Vec<OsString>) -> io::Result<()> {
         c.config.as_ref().map_or(String::new(), |f| format!("; config {}", f.display())),
     );
     notify::ready(&format!("serving on {local}"));
+    if let Some(tx) = &options.serving {
+        let _ = tx.send(Serving { addr: local, stop: Stop(signal_handle.clone()) });
+    }
     if early.reload {
         reload::reload(&handle, &args);
     }
@@ -253,13 +294,14 @@ pub fn run(config: Config, args: Vec<OsString>) -> io::Result<()> {
 /// has been running (once a second) and notes the signals that come meanwhile.
 fn recover(
     config: &Config,
+    fs: &SharedFs,
     dir: Option<&data_dir::DataDir>,
     shard_config: ShardConfig,
     signals: &mut Signals,
 ) -> io::Result<(Vec<Shard>, Recovery, Early)> {
     let mut early = Early::default();
     if dir.is_none() {
-        let (shards, recovery) = data_dir::open_shards(config, dir, shard_config, crate::stats::unix_now())?;
+        let (shards, recovery) = data_dir::open_shards(config, fs, dir, shard_config, crate::stats::unix_now())?;
         return Ok((shards, recovery, early));
     }
     notify::status("recovering");
@@ -267,7 +309,7 @@ fn recover(
     let (done, finished) = crossbeam_channel::bounded(1);
     std::thread::scope(|scope| {
         scope.spawn(move || {
-            let _ = done.send(data_dir::open_shards(config, dir, shard_config, crate::stats::unix_now()));
+            let _ = done.send(data_dir::open_shards(config, fs, dir, shard_config, crate::stats::unix_now()));
         });
         let mut told = 0;
         loop {

@@ -23,6 +23,11 @@ impl Text {
         self.stream.write_all(bytes.as_ref()).expect("send");
     }
 
+    /// Bytes received and not yet taken by `expect` or `line`.
+    pub fn buffered(&self) -> usize {
+        self.buf.len()
+    }
+
     /// Reads until `n` bytes are buffered; false if the connection closed first.
     fn fill(&mut self, n: usize) -> bool {
         while self.buf.len() < n {
