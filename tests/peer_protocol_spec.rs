@@ -262,7 +262,7 @@ fn frame_header_offsets() {
                     "vbucket_or_status" => h.vbucket_or_status as u64,
                     "body_len" => h.body_len as u64,
                     "opaque" => h.opaque as u64,
-                    "cas" => h.cas as u64,
+                    "cas" => h.cas,
                     other => panic!("unknown header field {other}"),
                 };
                 assert_eq!(

@@ -72,7 +72,7 @@ impl Default for Options {
 /// A node that serves: its address (the bound port when `-p 0` was asked for), and a handle
 /// that stops it as SIGTERM does.
 pub struct Serving {
-    pub addr: SocketAddr,
+    pub addr: std::net::SocketAddr,
     pub stop: Stop,
 }
 
@@ -155,6 +155,8 @@ pub fn run_with(config: Config, args: Vec<OsString>, options: Options) -> io::Re
     }
     let listeners = listen::bind(&listen_addrs, threads)?;
     let local = listeners[0].iter().map(|l| l.local_addr().map(|a| a.to_string())).collect::<io::Result<Vec<_>>>()?.join(", ");
+    // The first address listened on (a host name may resolve to several), for `run_with`.
+    let first_addr = listeners[0].first().map(|l| l.local_addr()).transpose()?.ok_or_else(|| io::Error::other("no listener"))?;
     let cluster = match (&config.cluster_file, &config.node) {
         (Some(file), Some(id)) => {
             let mut file = file.clone();
@@ -253,7 +255,7 @@ pub fn run_with(config: Config, args: Vec<OsString>, options: Options) -> io::Re
     );
     notify::ready(&format!("serving on {local}"));
     if let Some(tx) = &options.serving {
-        let _ = tx.send(Serving { addr: local, stop: Stop(signal_handle.clone()) });
+        let _ = tx.send(Serving { addr: first_addr, stop: Stop(signal_handle.clone()) });
     }
     if early.reload {
         reload::reload(&handle, &args);
