@@ -41,6 +41,12 @@ fn any_node_serves_any_key() {
     let expected: String = keys.iter().map(|k| format!("VALUE {k} 7 {}\r\n{k}\r\n", k.len())).collect::<String>() + "END\r\n";
     assert_eq!(String::from_utf8_lossy(&reply), expected, "a multi-get over three nodes, in order");
 
+    // c has only been asked by a and b so far: every request reached the core that owns its
+    // partition directly (the HELLO named it), so c's cores passed nothing to each other.
+    let c_stats = String::from_utf8_lossy(&text_round_trip(&nodes[2], b"stats\r\n", b"END\r\n")).into_owned();
+    assert!(c_stats.contains("STAT forwarded_requests 0\r\n"), "c made cross-core hops for forwarded requests:\n{c_stats}");
+    assert!(c_stats.contains("STAT cmd_get 34\r\n") || c_stats.contains("STAT cmd_get 33\r\n"), "{c_stats}");
+
     // Every node sees the two others up, and forwarded the multi-get's keys.
     for node in &nodes {
         let stats = cluster_stats(node);
