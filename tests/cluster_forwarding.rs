@@ -60,6 +60,34 @@ fn any_node_serves_any_key() {
         assert_eq!(stat(&b, &format!("node:{id}:primary_partitions")).as_deref(), Some(if id == "a" { "342" } else { "341" }));
     }
 
+    // The same figures on the admin port: JSON and Prometheus (parsed, and linted by promtool
+    // where it is installed).
+    let (code, json) = nodes[1].http_get("/stats");
+    assert_eq!(code, 200);
+    let doc: serde_json::Value = serde_json::from_str(&json).expect("JSON");
+    assert_eq!(doc["cluster"]["node:a:state"], "up", "{json}");
+    assert!(doc["cluster"]["node:a:forwarded"].as_u64().unwrap_or(0) >= 33, "{json}");
+    let (code, metrics) = nodes[1].http_get("/metrics");
+    assert_eq!(code, 200);
+    let lines: Vec<std::io::Result<String>> = metrics.lines().map(|l| Ok(l.to_string())).collect();
+    let scrape = prometheus_parse::Scrape::parse(lines.into_iter()).expect("the Prometheus text format");
+    let forwarded = scrape.samples.iter().find(|s| s.metric == "caskade_peer_forwarded_total" && s.labels.get("node") == Some("a"));
+    assert!(matches!(forwarded.map(|s| &s.value), Some(prometheus_parse::Value::Counter(n)) if *n >= 33.0), "{metrics}");
+    assert!(metrics.contains("caskade_peer_rtt_seconds_bucket{node=\"c\",le=\"+Inf\"}"), "{metrics}");
+    if let Ok(mut child) = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+    {
+        use std::io::Write;
+        child.stdin.take().expect("stdin").write_all(metrics.as_bytes()).expect("to promtool");
+        let out = child.wait_with_output().expect("promtool");
+        let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(out.status.success() && said.trim().is_empty(), "promtool check metrics:\n{said}");
+    }
+
     // caskadectl cluster status, through any node.
     let out = Command::new(env!("CARGO_BIN_EXE_caskadectl"))
         .args(["--server", &nodes[2].host_port(), "cluster", "status"])
