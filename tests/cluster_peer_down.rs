@@ -81,7 +81,10 @@ fn a_killed_or_hung_peer_gets_temporary_failures_then_serves_again() {
 
     // c comes back with its data directory: a's links reconnect and serve everything.
     nodes[2] = files.start("c", &["-t", "2"]);
-    wait_until("a serves c's keys again", Duration::from_secs(20), || get(&nodes[0], &on_c[0]) == value_reply(&on_c[0]));
+    wait_until("a sees c up again", Duration::from_secs(20), || {
+        stat(&cluster_stats(&nodes[0]), "node:c:state").as_deref() == Some("up")
+    });
+    // Links to c still in their backoff reconnect at once now that c is known to be up.
     for k in &on_c {
         assert_eq!(get(&nodes[0], k), value_reply(k), "{k} after c came back");
     }

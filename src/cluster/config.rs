@@ -39,8 +39,6 @@ pub struct ClusterFile {
     pub nodes: Vec<NodeEntry>,
     pub forward_timeout: Duration,
     pub max_in_flight: usize,
-    /// Set from -I once the node starts ([`ClusterFile::max_body`]).
-    pub max_body: u32,
 }
 
 impl std::fmt::Debug for ClusterFile {
@@ -142,13 +140,7 @@ impl ClusterFile {
             nodes,
             forward_timeout: Duration::from_millis(int_of("forward_timeout_ms", 1000, 10..=600_000)? as u64),
             max_in_flight: int_of("max_in_flight", 4096, 1..=1 << 20)? as usize,
-            max_body: 1 << 20,
         })
-    }
-
-    /// The largest frame body a peer link accepts: a largest item and its key and extras.
-    pub fn max_body(&self) -> u32 {
-        self.max_body
     }
 
     pub fn node(&self, id: &str) -> Option<&NodeEntry> {

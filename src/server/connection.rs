@@ -59,6 +59,10 @@ pub struct Connection {
     pub throttled: bool,
     /// A connection to the peer port: where its handshake stands.
     pub peer: Option<crate::server::peer::serve::Session>,
+    /// Replies outstanding past which reading pauses: [`MAX_OUTSTANDING`] for a client; for
+    /// a peer link, which carries the requests of all of a core's clients, the sender's
+    /// `max_in_flight` (under group commit every reply waits for an fsync).
+    pub max_outstanding: usize,
 }
 
 pub enum ReadStatus {
@@ -89,6 +93,7 @@ impl Connection {
             held: 0,
             throttled: false,
             peer: None,
+            max_outstanding: MAX_OUTSTANDING,
         }
     }
 
@@ -248,7 +253,7 @@ impl Connection {
     /// Whether reading must pause: too many reply bytes waiting, or too many replies
     /// outstanding.
     pub fn is_backed_up(&self) -> bool {
-        self.backlog() > WRITE_HIGH_WATER || self.pending.len() > MAX_OUTSTANDING
+        self.backlog() > WRITE_HIGH_WATER || self.pending.len() > self.max_outstanding
     }
 
     /// [`is_backed_up`](Self::is_backed_up), marking the connection to resume once it is not.

@@ -142,9 +142,7 @@ impl Core {
         let mut draining_since: Option<Instant> = None;
         loop {
             let waiting = !self.waiting.is_empty();
-            let timeout = if self.links.reconnecting() {
-                Duration::from_millis(50)
-            } else if !self.outbox.is_empty()
+            let timeout = if !self.outbox.is_empty()
                 || draining_since.is_some()
                 || self.shard.is_busy()
                 || waiting
@@ -153,6 +151,8 @@ impl Core {
                 || self.links.busy()
             {
                 Duration::from_millis(1)
+            } else if self.links.reconnecting() {
+                Duration::from_millis(50)
             } else {
                 Duration::from_secs(1)
             };
@@ -312,6 +312,9 @@ impl Core {
         self.next_generation += 1;
         conn.protocol = Some(Protocol::Peer);
         conn.peer = Some(Session::AwaitHello);
+        if let Some(cluster) = self.node.cluster.as_deref() {
+            conn.max_outstanding = cluster.file.max_in_flight + 1;
+        }
         conn.prefill(unread);
         entry.insert(conn);
         if !unread.is_empty() {
@@ -423,8 +426,8 @@ impl Core {
             }
         };
         let cluster = self.node.cluster.as_deref();
-        if let (Some(cluster), Some(Session::AwaitHello)) = (cluster, &conn.peer) {
-            match serve::target_core(conn.unread(), cluster.file.max_body()) {
+        if let (Some(_), Some(Session::AwaitHello)) = (cluster, &conn.peer) {
+            match serve::target_core(conn.unread(), super::peer::HANDSHAKE_MAX_BODY) {
                 Some(core) if core as usize != self.id && (core as usize) < self.mailboxes.len() => {
                     return self.hand_over(key, core as usize);
                 }

@@ -159,10 +159,7 @@ pub fn run_with(config: Config, args: Vec<OsString>, options: Options) -> io::Re
     let first_addr = listeners[0].first().map(|l| l.local_addr()).transpose()?.ok_or_else(|| io::Error::other("no listener"))?;
     let cluster = match (&config.cluster_file, &config.node) {
         (Some(file), Some(id)) => {
-            let mut file = file.clone();
-            // A forwarded store carries a largest value, its key and extras.
-            file.max_body = (config.max_item_size + 1024).min(u32::MAX as usize) as u32;
-            Some(Arc::new(peer::Cluster::new(file, id).map_err(io::Error::other)?))
+            Some(Arc::new(peer::Cluster::new(file.clone(), id).map_err(io::Error::other)?))
         }
         _ => None,
     };

@@ -52,6 +52,8 @@ pub struct InFlight {
     pub reply: ReplyTo,
     /// A flush's acknowledgement: success adds nothing to the reply, failure replaces it.
     pub flush: bool,
+    /// Sent to a core of the peer that does not own its partition (which passes it on).
+    pub hops: bool,
     pub sent: Instant,
     pub deadline: Instant,
 }
@@ -62,6 +64,8 @@ struct Link {
     state: State,
     socket: Option<TcpStream>,
     rbuf: Vec<u8>,
+    /// Bytes of `rbuf` read and not yet parsed.
+    rlen: usize,
     wbuf: Vec<u8>,
     wpos: usize,
     /// Requests made before the handshake is through, sent right after AUTH.
@@ -76,6 +80,8 @@ struct Link {
     /// Why the link last went down, as logged: a link that keeps failing the same way says
     /// so once; a new reason is logged again.
     said_down: Option<String>,
+    /// Requests in flight sent here for partitions this peer core does not own.
+    hopping: usize,
     /// Kept up whether or not requests need it (core 0's link to each node's core 0), so
     /// that every node knows which others are reachable.
     keep: bool,
@@ -125,7 +131,13 @@ impl Links {
         cmd: &Command<&[u8]>,
         req: InFlightReq,
     ) -> Result<(), NotSent> {
-        let core = cluster.core_on(node, p);
+        let mut core = cluster.core_on(node, p);
+        // Requests sent to B's core 0 before B's core count was known hop through core 0's
+        // mailbox; until they are answered, later ones take the same path, so that no
+        // request overtakes an earlier one of the same connection.
+        if core != 0 && self.by_dest.get(&(node, 0)).is_some_and(|&i| self.links[i].hopping > 0) {
+            core = 0;
+        }
         let idx = self.link(node, core);
         let now = Instant::now();
         let peer = &cluster.peers[node];
@@ -133,14 +145,19 @@ impl Links {
         if link.state == State::Down {
             // A backoff about to end: the request waits for the next attempt (made by
             // `tick`), so a node that has just come back is not refused for a whole backoff;
-            // a longer one: answered at once.
-            if now < link.retry_at {
+            // a longer one: answered at once, unless another link to the node is up.
+            // Another link to the node is up (it has come back): no reason to wait.
+            let reachable = peer.links_up.load(Relaxed) > 0;
+            if now < link.retry_at && !reachable {
                 if link.retry_at - now > cluster.file.forward_timeout / 2 {
                     peer.errors.fetch_add(1, Relaxed);
                     return Err(NotSent::Down);
                 }
             } else if let Err(e) = link.connect(cluster, registry, idx, this_core) {
-                link.down(cluster, this_core, &format!("cannot connect: {e}"), registry, &mut |_| {});
+                // Only this request is answered here; requests already waiting on the link
+                // are failed by `tick`, which tries again at once and delivers their answers.
+                log::debug!("core {this_core}: cannot connect to node {}: {e}", cluster.node_id(node));
+                link.retry_at = now;
                 peer.errors.fetch_add(1, Relaxed);
                 return Err(NotSent::Down);
             }
@@ -153,11 +170,15 @@ impl Links {
         link.next_opaque = link.next_opaque.wrapping_add(1);
         let out = if link.state == State::Up { &mut link.wbuf } else { &mut link.queued };
         forward::write_request(out, p, opaque, cmd, req.reply.then_touch());
+        let cores = cluster.peer_cores[node].load(Relaxed);
+        let hops = cores == 0 || p % cores != link.core;
+        link.hopping += hops as usize;
         link.in_flight.push_back(InFlight {
             opaque,
             to: req.to,
             reply: req.reply,
             flush: req.flush,
+            hops,
             sent: now,
             deadline: now + cluster.file.forward_timeout,
         });
@@ -177,6 +198,7 @@ impl Links {
             state: State::Down,
             socket: None,
             rbuf: Vec::new(),
+            rlen: 0,
             wbuf: Vec::new(),
             wpos: 0,
             queued: Vec::new(),
@@ -187,6 +209,7 @@ impl Links {
             backoff: BACKOFF_FIRST,
             retry_at: Instant::now(),
             said_down: None,
+            hopping: 0,
             keep: false,
         });
         self.by_dest.insert((node, core), idx);
@@ -288,7 +311,7 @@ impl Link {
         self.nonce = auth::nonce();
         self.wbuf.clear();
         self.wpos = 0;
-        self.rbuf.clear();
+        self.rlen = 0;
         self.authenticated = false;
         Hello {
             version: peer::VERSION,
@@ -326,40 +349,40 @@ impl Link {
 
     fn on_event(&mut self, cluster: &Cluster, this_core: usize, deliver: &mut impl FnMut(Delivery<'_>)) -> Result<(), String> {
         let Some(socket) = self.socket.as_mut() else { return Ok(()) };
-        if let Ok(Some(e)) | Err(e) = socket.take_error() {
-            return Err(format!("connection failed: {e}"));
+        // Only a connection still being made can have failed silently.
+        if self.state == State::Hello {
+            if let Ok(Some(e)) | Err(e) = socket.take_error() {
+                return Err(format!("connection failed: {e}"));
+            }
         }
         self.write().map_err(|e| format!("write failed: {e}"))?;
-        let max_body = cluster.file.max_body();
+        let max_body = if self.authenticated { super::MAX_BODY } else { super::HANDSHAKE_MAX_BODY };
+        // `rbuf[..rlen]` holds what was read; the buffer is zero-filled only when it grows.
         loop {
             let Some(socket) = self.socket.as_mut() else { return Ok(()) };
-            let start = self.rbuf.len();
-            self.rbuf.resize(start + READ_CHUNK, 0);
-            let n = match socket.read(&mut self.rbuf[start..]) {
-                Ok(0) => {
-                    self.rbuf.truncate(start);
-                    return Err("closed by the peer".into());
+            if self.rbuf.len() - self.rlen < READ_CHUNK / 2 {
+                self.rbuf.resize(self.rlen + READ_CHUNK, 0);
+            }
+            let room = self.rbuf.len() - self.rlen;
+            match socket.read(&mut self.rbuf[self.rlen..]) {
+                Ok(0) => return Err("closed by the peer".into()),
+                Ok(n) => {
+                    self.rlen += n;
+                    // A short read drained the socket (edge-triggered: new bytes raise a new
+                    // event), which saves the read that would return EAGAIN.
+                    if n < room {
+                        break;
+                    }
                 }
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock || e.kind() == io::ErrorKind::NotConnected => {
-                    self.rbuf.truncate(start);
-                    break;
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {
-                    self.rbuf.truncate(start);
-                    continue;
-                }
-                Err(e) => {
-                    self.rbuf.truncate(start);
-                    return Err(format!("read failed: {e}"));
-                }
-            };
-            self.rbuf.truncate(start + n);
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock || e.kind() == io::ErrorKind::NotConnected => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(format!("read failed: {e}")),
+            }
         }
         let rbuf = std::mem::take(&mut self.rbuf);
         let mut pos = 0;
         let result = loop {
-            match Frame::decode(&rbuf[pos..], max_body) {
+            match Frame::decode(&rbuf[pos..self.rlen], max_body) {
                 Ok(None) => break Ok(()),
                 Err(e) => break Err(format!("malformed frame: {e}")),
                 Ok(Some((frame, used))) => {
@@ -371,7 +394,12 @@ impl Link {
             }
         };
         let mut rbuf = rbuf;
-        rbuf.drain(..pos);
+        rbuf.copy_within(pos..self.rlen, 0);
+        self.rlen -= pos;
+        if rbuf.len() > 4 * READ_CHUNK && self.rlen < READ_CHUNK {
+            rbuf.truncate(READ_CHUNK);
+            rbuf.shrink_to_fit();
+        }
         self.rbuf = rbuf;
         result?;
         // What the frames asked to send (AUTH and the queued requests).
@@ -385,7 +413,7 @@ impl Link {
         match (self.state, f.op()) {
             (State::Hello, Some(Op::Hello)) => {
                 let Some(ok) = HelloOk::parse(f) else {
-                    return Err(format!("HELLO refused: {}", String::from_utf8_lossy(f.value)));
+                    return Err(format!("HELLO refused: {}", super::printable(f.value)));
                 };
                 let expected = cluster.node_id(self.node).as_bytes();
                 let t = Transcript {
@@ -396,7 +424,7 @@ impl Link {
                     nonce_responder: ok.nonce,
                 };
                 if ok.node_id != expected {
-                    return Err(format!("answered by node '{}'", String::from_utf8_lossy(ok.node_id)));
+                    return Err(format!("answered by node '{}'", super::printable(ok.node_id)));
                 }
                 if !t.verify(&cluster.file.secret, Role::Responder, &ok.proof) {
                     return Err("the peer failed authentication (another secret?)".into());
@@ -412,7 +440,7 @@ impl Link {
             }
             (State::Up, Some(Op::Auth)) if !self.authenticated => {
                 if f.status() != auth::status::OK {
-                    return Err(format!("AUTH refused: {}", String::from_utf8_lossy(f.value)));
+                    return Err(format!("AUTH refused: {}", super::printable(f.value)));
                 }
                 self.authenticated = true;
                 self.backoff = BACKOFF_FIRST;
@@ -428,6 +456,7 @@ impl Link {
                 }
                 let outcome = forward::parse_outcome(f).map_err(|e| format!("bad answer: {}", e.0))?;
                 let req = self.in_flight.pop_front().expect("front exists");
+                self.hopping -= req.hops as usize;
                 let peer = &cluster.peers[self.node];
                 peer.in_flight.fetch_sub(1, Relaxed);
                 peer.record_rtt(req.sent.elapsed().as_micros() as u64);
@@ -450,6 +479,7 @@ impl Link {
         let peer = &cluster.peers[self.node];
         peer.in_flight.fetch_sub(failed as i64, Relaxed);
         peer.errors.fetch_add(failed as u64, Relaxed);
+        self.hopping = 0;
         for req in self.in_flight.drain(..) {
             deliver(Delivery { req, key: &[], outcome: Outcome::TemporaryFailure });
         }
@@ -472,7 +502,7 @@ impl Link {
         self.wbuf.clear();
         self.wpos = 0;
         self.queued.clear();
-        self.rbuf.clear();
+        self.rlen = 0;
         self.retry_at = Instant::now() + self.backoff;
         self.backoff = (self.backoff * 2).min(BACKOFF_MAX);
     }

@@ -24,6 +24,23 @@ use crate::cluster::config::ClusterFile;
 use crate::cluster::ClusterMap;
 use crate::stats::unix_now;
 
+/// The largest frame body before AUTH: a HELLO or an AUTH with room to spare (a cluster name
+/// and a node id are short), so an unauthenticated connection cannot make a node buffer much.
+pub const HANDSHAKE_MAX_BODY: u32 = 4096;
+
+/// The largest frame body on an authenticated link: the largest item any node may accept
+/// (`-I` at most 1 GiB) with its key and extras. Each node's own `-I` is enforced by its
+/// shard (a forwarded store too large for the owner gets TOO_LARGE), so nodes of one cluster
+/// may run different `-I` without breaking their links.
+pub const MAX_BODY: u32 = (crate::config::MAX_ITEM_SIZE_CEILING + 1024) as u32;
+
+/// A peer-supplied name (node id, cluster name) as a log line may show it: escaped, and cut.
+pub fn printable(bytes: &[u8]) -> String {
+    const SHOWN: usize = 200;
+    let text: String = String::from_utf8_lossy(&bytes[..bytes.len().min(SHOWN)]).escape_debug().collect();
+    if bytes.len() > SHOWN { format!("{text}…") } else { text }
+}
+
 /// What every core of a clustered node knows of the cluster.
 pub struct Cluster {
     pub file: ClusterFile,

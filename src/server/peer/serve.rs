@@ -38,7 +38,11 @@ pub fn target_core(unread: &[u8], max_body: u32) -> Option<u16> {
 pub fn process(ctx: &mut Ctx<'_>, cluster: &Cluster, conn: &mut Connection, key: usize) {
     let (rbuf, mut pos, end) = conn.take_input();
     while !conn.closing && !conn.over_high_water() {
-        match Frame::decode(&rbuf[pos..end], cluster.file.max_body()) {
+        let limit = match conn.peer {
+            Some(Session::Up { .. }) => super::MAX_BODY,
+            _ => super::HANDSHAKE_MAX_BODY,
+        };
+        match Frame::decode(&rbuf[pos..end], limit) {
             Ok(None) => break,
             Err(e) => {
                 refuse(ctx, cluster, conn, None, &format!("malformed frame: {e}"));
@@ -113,9 +117,9 @@ fn hello(ctx: &mut Ctx<'_>, cluster: &Cluster, conn: &mut Connection, f: &Frame<
         };
         return refuse(ctx, cluster, conn, Some((Op::Hello, status::PROTOCOL_ERROR)), &reason);
     };
-    let who = String::from_utf8_lossy(h.node_id).into_owned();
+    let who = super::printable(h.node_id);
     let refusal = if h.cluster != cluster.map.name().as_bytes() {
-        Some((status::AUTH_ERROR, format!("node '{who}' is of cluster '{}', not '{}'", String::from_utf8_lossy(h.cluster), cluster.map.name())))
+        Some((status::AUTH_ERROR, format!("node '{who}' is of cluster '{}', not '{}'", super::printable(h.cluster), cluster.map.name())))
     } else if h.version != peer::VERSION {
         Some((status::VERSION_MISMATCH, format!("node '{who}' speaks peer protocol {}, this node {}", h.version, peer::VERSION)))
     } else if h.map_checksum != cluster.map.checksum() {
