@@ -73,6 +73,10 @@ fn bad_peers_are_refused_and_logged() {
     let checksum = caskade::cluster::config::ClusterFile::load(files.path()).expect("the file").map().checksum();
     let a = &nodes[0];
 
+    // A connection that says nothing: closed once the handshake time is up (checked last).
+    let mut silent = Peer::connect(peer_port);
+    let silent_since = std::time::Instant::now();
+
     // A memcached client on the peer port.
     let mut p = Peer::connect(peer_port);
     p.send(&[REQUEST_MAGIC, 0x00, 0, 1, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, b'k']);
@@ -165,6 +169,10 @@ fn bad_peers_are_refused_and_logged() {
     let refused: u64 = stat(&stats, "cluster_peer_connections_refused").and_then(|v| v.parse().ok()).unwrap_or(0);
     assert!(refused >= 6, "refused {refused}: {stats:?}");
     assert!(!a.log().contains("panicked"));
+    assert!(silent.closed(), "a silent peer connection is closed");
+    let waited = silent_since.elapsed();
+    assert!(waited >= Duration::from_secs(9) && waited < Duration::from_secs(20), "closed after {waited:?}");
+    assert!(a.log().contains("no handshake within 10 s"));
     for node in nodes {
         assert!(node.stop().success());
     }

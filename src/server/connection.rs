@@ -63,6 +63,9 @@ pub struct Connection {
     /// a peer link, which carries the requests of all of a core's clients, the sender's
     /// `max_in_flight` (under group commit every reply waits for an fsync).
     pub max_outstanding: usize,
+    /// When the connection was accepted (unix seconds): a peer connection must finish its
+    /// handshake within [`HANDSHAKE_SECONDS`](crate::server::peer::HANDSHAKE_SECONDS).
+    pub accepted_at: u32,
 }
 
 pub enum ReadStatus {
@@ -94,6 +97,7 @@ impl Connection {
             throttled: false,
             peer: None,
             max_outstanding: MAX_OUTSTANDING,
+            accepted_at: 0,
         }
     }
 

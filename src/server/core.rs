@@ -193,6 +193,9 @@ impl Core {
                 self.outbox.send_requests(&self.mailboxes);
             }
             self.commit();
+            if self.now != self.stats_published_at {
+                self.close_slow_handshakes();
+            }
             // Counters first, so a STAT answered after these replies sees them.
             self.publish_stats();
             self.stats_published_at = self.now;
@@ -312,6 +315,7 @@ impl Core {
         self.next_generation += 1;
         conn.protocol = Some(Protocol::Peer);
         conn.peer = Some(Session::AwaitHello);
+        conn.accepted_at = self.now;
         if let Some(cluster) = self.node.cluster.as_deref() {
             conn.max_outstanding = cluster.file.max_in_flight + 1;
         }
@@ -320,6 +324,26 @@ impl Core {
         if !unread.is_empty() {
             self.process(key);
             self.dirty.push(key);
+        }
+    }
+
+    /// Closes peer connections that have not authenticated within `HANDSHAKE_SECONDS`.
+    fn close_slow_handshakes(&mut self) {
+        let now = self.now;
+        let slow: Vec<usize> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| matches!(c.peer, Some(Session::AwaitHello | Session::AwaitAuth { .. })))
+            .filter(|(_, c)| now.saturating_sub(c.accepted_at) >= super::peer::HANDSHAKE_SECONDS)
+            .map(|(key, _)| key)
+            .collect();
+        for key in slow {
+            let from = self.conns.get(key).and_then(|c| c.socket.peer_addr().ok()).map_or("?".into(), |a| a.to_string());
+            log::warn!("core {}: peer connection from {from} closed: no handshake within {} s", self.id, super::peer::HANDSHAKE_SECONDS);
+            if let Some(c) = self.node.cluster.as_deref() {
+                c.refused.fetch_add(1, Relaxed);
+            }
+            self.close(key);
         }
     }
 

@@ -34,6 +34,10 @@ pub const HANDSHAKE_MAX_BODY: u32 = 4096;
 /// may run different `-I` without breaking their links.
 pub const MAX_BODY: u32 = (crate::config::MAX_ITEM_SIZE_CEILING + 1024) as u32;
 
+/// Seconds an accepted peer connection has to authenticate; then it is closed, so idle or
+/// slow connections to the peer port cannot pile up.
+pub const HANDSHAKE_SECONDS: u32 = 10;
+
 /// A peer-supplied name (node id, cluster name) as a log line may show it: escaped, and cut.
 pub fn printable(bytes: &[u8]) -> String {
     const SHOWN: usize = 200;
