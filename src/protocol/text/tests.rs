@@ -124,11 +124,11 @@ fn storage_errors() {
     assert_eq!(error_line("set k 0 0 abc noreply\r\n"), None);
     // A value over -I: refused from the line alone, its block discarded as it comes.
     let e = err("set k 0 0 1025\r\n");
-    assert_eq!(e, DecodeError { reply: Some("SERVER_ERROR object too large for cache"), used: 16, skip: 1027, close: false });
+    assert_eq!(e, DecodeError { reply: Some("SERVER_ERROR object too large for cache"), used: 16, skip: 1027, close: false, unlink: Some(Unlink { start: 4, len: 1, base64: false }) });
     assert_eq!(err("set k 0 0 5000 noreply\r\n").reply, None);
     // A block that does not end in \r\n: memcached reads it and goes on after it.
     let e = err("set k 0 0 5\r\nhelloXX\r\n");
-    assert_eq!(e, DecodeError { reply: Some("CLIENT_ERROR bad data chunk"), used: 20, skip: 0, close: false });
+    assert_eq!(e, DecodeError { reply: Some("CLIENT_ERROR bad data chunk"), used: 20, skip: 0, close: false, unlink: None });
     assert_eq!(err("set k 0 0 5 noreply\r\nhelloXX\r\n").reply, None);
 }
 
@@ -198,7 +198,7 @@ fn unknown_and_empty_lines_are_error() {
 fn a_line_over_2048_bytes_closes_unless_it_is_a_multiget() {
     let junk = vec![b'x'; 2049];
     assert_eq!(decode(&junk[..2048], &LIMITS), Ok(None));
-    assert_eq!(decode(&junk, &LIMITS), Err(DecodeError { reply: None, used: 0, skip: 0, close: true }));
+    assert_eq!(decode(&junk, &LIMITS), Err(DecodeError { reply: None, used: 0, skip: 0, close: true, unlink: None }));
     let gat = format!("gat 0 {}", "a ".repeat(1100));
     assert!(err(&gat).close);
     // A get may grow up to -I (here 2048 bytes, the floor), then it closes too.
