@@ -421,3 +421,32 @@ fn meta_commands_map_onto_storage_commands() {
     assert_eq!(to.then(b"k", &Outcome::<&[u8]>::Counter { value: 1, cas: 1 }), Some(Command::Touch { key: &b"k"[..], exptime: 60 }));
     assert_eq!(to.then(b"k", &Outcome::<&[u8]>::NotFound), None);
 }
+
+#[test]
+fn a_refused_set_or_meta_set_names_the_key_to_unlink() {
+    let buf = "set k 0 0 5000 noreply\r\n";
+    let u = err(buf).unlink.expect("set unlinks");
+    assert_eq!(u.key(buf.as_bytes()).unwrap().as_bytes(), b"k");
+    for cmd in ["add", "replace", "append", "prepend"] {
+        assert_eq!(err(&format!("{cmd} k 0 0 5000\r\n")).unlink, None, "{cmd}");
+    }
+    assert_eq!(err("cas k 0 0 5000 1\r\n").unlink, None);
+    let buf = "ms a2V5 5000 b MA\r\n";
+    let e = err(buf);
+    assert_eq!((e.reply, e.skip), (Some("SERVER_ERROR object too large for cache"), 5002));
+    assert_eq!(e.unlink.unwrap().key(buf.as_bytes()).unwrap().as_bytes(), b"key");
+    // Other refusals unlink nothing.
+    assert_eq!(err("ms k 5000 MX\r\n").unlink, None);
+}
+
+#[test]
+fn an_http_request_line_closes() {
+    for line in ["GET / HTTP/1.0\r\n", "PUT /x HTTP/1.1\r\n", "DELETE /x HTTP/1.1\r\n", "HTTP/1.0\r\n", "mxx HTTP/1.0\r\n"] {
+        let e = err(line);
+        assert_eq!((e.reply, e.close), (None, true), "{line:?}");
+    }
+    for line in ["set x HTTP/1.1\r\n", "GET /\r\n", "GET / HTTP/1.0 x\r\n", "x HTTP/1.0\r\n", "mx HTTP/1.0\r\n", "touch HTTP/1.0\r\n"] {
+        assert_eq!(error_line(line), Some("ERROR"), "{line:?}");
+    }
+    assert!(matches!(ok("get a HTTP/1.1\r\n").0, Request::Get { .. }));
+}
