@@ -7,7 +7,10 @@ use super::mailbox::ReturnAddress;
 use super::report;
 use super::route::{self, Ctx};
 use crate::protocol::binary::dispatch::{self, Action, ReplyTo};
+use crate::protocol::binary::request::refused_set_key;
 use crate::protocol::binary::{write_error, DecodeError, Opcode, Request, Status};
+use crate::protocol::text::ReplyTo as TextReplyTo;
+use crate::storage::Command;
 use crate::protocol::ReplyTo as AnyReplyTo;
 
 /// Serves every whole request in the connection's buffer.
@@ -34,6 +37,15 @@ pub fn process(ctx: &mut Ctx<'_>, conn: &mut Connection, key: usize) {
             Err(DecodeError::Reject { header, status, skip }) => {
                 log::debug!("core {}: rejected opcode {:#04x}: {status:?}", ctx.core, header.opcode);
                 ctx.stats.protocol_errors.incr();
+                if status == Status::ValueTooLarge {
+                    if let Some(old) = refused_set_key(&rbuf[pos..end]) {
+                        // memcached unlinks the old value of a SET refused as too large.
+                        let from = ReturnAddress { core: ctx.core, conn: key, generation: conn.generation, seq: 0, read_at: 0, op: None };
+                        let cmd = Command::Delete { key: old, cas: 0 };
+                        let to = TextReplyTo::Deleted { noreply: true };
+                        route::storage(ctx, conn, from, &cmd, AnyReplyTo::Text(to));
+                    }
+                }
                 write_error(conn.out(), Opcode::from_u8(header.opcode), header.opaque, status);
                 conn.skip = skip;
             }
@@ -71,7 +83,7 @@ fn serve(ctx: &mut Ctx<'_>, conn: &mut Connection, from: ReturnAddress, req: &Re
             }
             conn.closing = true;
         }
-        Action::Stat(group) => match report::stats(ctx.node, group) {
+        Action::Stat(group) => match report::stats(ctx.node, group, &report::Asker::of(&conn.socket)) {
             Some(list) => dispatch::write_stats(conn.out(), to, list.iter().map(|(n, v)| (n.as_ref(), v.clone()))),
             None => write_error(conn.out(), to.opcode, to.opaque, Status::KeyNotFound),
         },

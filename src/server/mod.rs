@@ -52,6 +52,8 @@ pub struct Node {
     pub recovery: Recovery,
     /// The cluster this node is part of (`--cluster`), or `None` for a single node.
     pub cluster: Option<Arc<peer::Cluster>>,
+    /// The counters as `stats reset` last found them (`stats` reports what was counted since).
+    pub stats_baseline: report::Baseline,
 }
 
 /// What [`run_with`] takes besides the configuration.
@@ -181,6 +183,7 @@ pub fn run_with(config: Config, args: Vec<OsString>, options: Options) -> io::Re
         recovery,
         config,
         cluster,
+        stats_baseline: report::Baseline::default(),
     });
 
     let mut polls = Vec::with_capacity(threads);

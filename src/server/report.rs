@@ -5,15 +5,72 @@ use std::sync::atomic::Ordering::Relaxed;
 use super::{Node, VERSION};
 use crate::stats::{merged, unix_now};
 
+/// The connection that asked for statistics (`stats conns` lists it).
+pub struct Asker {
+    pub fd: i32,
+    pub peer: Option<std::net::SocketAddr>,
+    pub local: Option<std::net::SocketAddr>,
+}
+
+impl Asker {
+    pub fn of(socket: &mio::net::TcpStream) -> Asker {
+        use std::os::fd::AsRawFd;
+        Asker { fd: socket.as_raw_fd(), peer: socket.peer_addr().ok(), local: socket.local_addr().ok() }
+    }
+}
+
+/// The counters at the last `stats reset`, subtracted from what `stats` reports (the cores'
+/// counters themselves are never written by another thread, and `/metrics` stays monotonic).
+#[derive(Default)]
+pub struct Baseline(std::sync::Mutex<Vec<(&'static str, u64)>>);
+
+/// The counters memcached's `stats reset` leaves alone: what is, not what happened.
+const GAUGES: &[&str] = &["curr_items", "bytes", "segments", "disk_bytes", "dead_bytes"];
+
+impl Baseline {
+    fn reset(&self, node: &Node) {
+        let mut now: Vec<(&'static str, u64)> =
+            merged(&node.core_stats).into_iter().filter(|(n, _)| !GAUGES.contains(n) && *n != "total_connections").collect();
+        now.push(("total_connections", node.stats.total_connections.load(Relaxed)));
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = now;
+    }
+
+    fn of(&self, name: &str) -> u64 {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).iter().find(|(n, _)| *n == name).map_or(0, |(_, v)| *v)
+    }
+
+    /// `list` with every counter counted since the last reset.
+    fn apply(&self, list: &mut [(&'static str, String)]) {
+        let base = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        for (name, value) in list.iter_mut() {
+            if let (Some((_, b)), Ok(v)) = (base.iter().find(|(n, _)| n == name), value.parse::<u64>()) {
+                *value = v.saturating_sub(*b).to_string();
+            }
+        }
+    }
+}
+
 /// The statistics of a STAT group ("" for the general ones), or `None` for a group caskade
-/// does not have.
-pub fn stats(node: &Node, group: &[u8]) -> Option<Vec<(std::borrow::Cow<'static, str>, String)>> {
+/// does not have. `stats reset` resets the counters and answers an empty list (the text
+/// protocol answers it `RESET`).
+pub fn stats(node: &Node, group: &[u8], asker: &Asker) -> Option<Vec<(std::borrow::Cow<'static, str>, String)>> {
     let fixed = |list: Vec<(&'static str, String)>| list.into_iter().map(|(n, v)| (n.into(), v)).collect();
     match group {
-        b"" => Some(fixed(general(node))),
+        b"" => {
+            let mut list = general(node);
+            node.stats_baseline.apply(&mut list);
+            Some(fixed(list))
+        }
         b"settings" => Some(fixed(settings(node))),
         b"items" => Some(fixed(items(node))),
         b"slabs" => Some(fixed(slabs(node))),
+        // memcached's per-size histogram is off unless `-o track_sizes`; caskade has none.
+        b"sizes" => Some(fixed(vec![("sizes_status", "disabled".to_string())])),
+        b"conns" => Some(conns(asker)),
+        b"reset" => {
+            node.stats_baseline.reset(node);
+            Some(Vec::new())
+        }
         // `stats cluster`: the map, each node's state, forwarded requests, link round trips.
         b"cluster" => Some(match &node.cluster {
             Some(c) => c.stats().into_iter().map(|(n, v)| (n.into(), v)).collect(),
@@ -23,9 +80,23 @@ pub fn stats(node: &Node, group: &[u8]) -> Option<Vec<(std::borrow::Cow<'static,
     }
 }
 
-/// A counter summed over the cores.
+/// `stats conns` as memcached names it, for the asking connection only: the others live on
+/// their own cores, whose connection tables caskade does not gather.
+fn conns(asker: &Asker) -> Vec<(std::borrow::Cow<'static, str>, String)> {
+    let fd = asker.fd;
+    let addr = |a: Option<std::net::SocketAddr>| a.map_or("tcp:?".to_string(), |a| format!("tcp:{a}"));
+    vec![
+        (format!("{fd}:addr").into(), addr(asker.peer)),
+        (format!("{fd}:listen_addr").into(), addr(asker.local)),
+        (format!("{fd}:state").into(), "conn_parse_cmd".to_string()),
+        (format!("{fd}:secs_since_last_cmd").into(), "0".to_string()),
+    ]
+}
+
+/// A counter summed over the cores, counted since the last `stats reset`.
 fn total(node: &Node, name: &str) -> u64 {
-    merged(&node.core_stats).into_iter().find(|(n, _)| *n == name).map_or(0, |(_, v)| v)
+    let now = merged(&node.core_stats).into_iter().find(|(n, _)| *n == name).map_or(0, |(_, v)| v);
+    now.saturating_sub(node.stats_baseline.of(name))
 }
 
 /// caskade has no slab classes: every item is counted in one class, 1, which memcached tools
@@ -103,23 +174,101 @@ pub const RECOVERY_STATS: &[(&str, &str)] = &[
     ("recovery_files_removed", "Files removed at start-up: leftovers of interrupted writes and merges."),
 ];
 
+/// Every setting memcached 1.6 lists, in its order: caskade's values where it has the
+/// setting, memcached's defaults for tunables of features caskade does not have, `NULL`,
+/// `(null)` or `no` where memcached answers so for a feature that is off
+/// (`protocol-spec/memcached-text.md`, "stats settings").
 fn settings(node: &Node) -> Vec<(&'static str, String)> {
     let c = &node.config;
-    vec![
+    let threads = node.core_stats.len().to_string();
+    let yes_no = |b: bool| if b { "yes" } else { "no" }.to_string();
+    let mut out = vec![
         ("maxbytes", node.memory_limit.load(Relaxed).to_string()),
         ("maxconns", c.max_connections.to_string()),
         ("tcpport", c.port.to_string()),
         ("udpport", "0".to_string()),
         ("inter", c.listen.to_string()),
         ("verbosity", node.verbosity.load(Relaxed).to_string()),
-        ("num_threads", node.core_stats.len().to_string()),
+        ("oldest", "0".to_string()),
         ("evictions", "on".to_string()),
+        ("domain_socket", "NULL".to_string()),
+        ("umask", "700".to_string()),
+        ("shutdown_command", yes_no(c.enable_shutdown)),
+        ("growth_factor", "1.25".to_string()),
+        ("chunk_size", "48".to_string()),
+        ("num_threads", threads.clone()),
+        ("num_threads_per_udp", threads),
+        ("stat_key_prefix", ":".to_string()),
+        ("detail_enabled", "no".to_string()),
+        ("reqs_per_event", "20".to_string()),
         ("cas_enabled", "yes".to_string()),
-        ("item_size_max", c.max_item_size.to_string()),
-        ("flush_enabled", "yes".to_string()),
+        ("tcp_backlog", "1024".to_string()),
         ("binding_protocol", "auto-negotiate".to_string()),
-        ("shutdown_command", if c.enable_shutdown { "yes" } else { "no" }.to_string()),
-    ]
+        ("auth_enabled_sasl", "no".to_string()),
+        ("auth_enabled_ascii", "no".to_string()),
+        ("item_size_max", c.max_item_size.to_string()),
+        ("maxconns_fast", "yes".to_string()),
+        ("hashpower_init", "0".to_string()),
+        ("slab_reassign", "no".to_string()),
+        ("slab_automove", "0".to_string()),
+    ];
+    // memcached's defaults for the tunables of slabs, LRUs, logging and extstore, which
+    // caskade does not have; then its TLS settings, off.
+    out.extend(
+        [
+            ("slab_automove_ratio", "0.80"),
+            ("slab_automove_window", "30"),
+            ("slab_chunk_max", "524288"),
+            ("lru_crawler", "no"),
+            ("lru_crawler_sleep", "100"),
+            ("lru_crawler_tocrawl", "0"),
+            ("tail_repair_time", "0"),
+            ("flush_enabled", "yes"),
+            ("dump_enabled", "no"),
+            ("hash_algorithm", "murmur3"),
+            ("lru_maintainer_thread", "no"),
+            ("lru_segmented", "no"),
+            ("hot_lru_pct", "20"),
+            ("warm_lru_pct", "40"),
+            ("hot_max_factor", "0.20"),
+            ("warm_max_factor", "2.00"),
+            ("temp_lru", "no"),
+            ("temporary_ttl", "61"),
+            ("idle_timeout", "0"),
+            ("watcher_logbuf_size", "262144"),
+            ("worker_logbuf_size", "65536"),
+            ("read_buf_mem_limit", "0"),
+            ("track_sizes", "no"),
+            ("inline_ascii_response", "no"),
+            ("ext_item_size", "512"),
+            ("ext_item_age", "4294967295"),
+            ("ext_low_ttl", "0"),
+            ("ext_recache_rate", "2000"),
+            ("ext_wbuf_size", "4194304"),
+            ("ext_compact_under", "0"),
+            ("ext_drop_under", "0"),
+            ("ext_max_sleep", "1000000"),
+            ("ext_max_frag", "0.80"),
+            ("slab_automove_freeratio", "0.010"),
+            ("ext_drop_unread", "no"),
+            ("ssl_enabled", "no"),
+            ("ssl_chain_cert", "(null)"),
+            ("ssl_key", "(null)"),
+            ("ssl_verify_mode", "0"),
+            ("ssl_keyformat", "1"),
+            ("ssl_ciphers", "NULL"),
+            ("ssl_ca_cert", "NULL"),
+            ("ssl_wbuf_size", "16384"),
+            ("ssl_session_cache", "no"),
+            ("ssl_kernel_tls", "no"),
+            ("ssl_min_version", "tlsv1.2"),
+            ("num_napi_ids", "(null)"),
+            ("memory_file", "(null)"),
+        ]
+        .into_iter()
+        .map(|(n, v)| (n, v.to_string())),
+    );
+    out
 }
 
 /// CPU seconds (user, system) of this process.

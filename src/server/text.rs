@@ -30,6 +30,13 @@ pub fn process(ctx: &mut Ctx<'_>, conn: &mut Connection, key: usize) {
             Err(e) => {
                 log::debug!("core {}: text request on connection {key} refused: {e:?}", ctx.core);
                 ctx.stats.protocol_errors.incr();
+                if let Some(old) = e.unlink.and_then(|u| u.key(&rbuf[pos..end])) {
+                    // A store refused as too large removes the old value, as memcached's
+                    // unlink does; the delete answers nothing.
+                    let from = ReturnAddress { core: ctx.core, conn: key, generation: conn.generation, seq: 0, read_at: 0, op: None };
+                    let cmd = Command::Delete { key: old.as_bytes(), cas: 0 };
+                    route::storage(ctx, conn, from, &cmd, ReplyTo::Text(text::ReplyTo::Deleted { noreply: true }));
+                }
                 if let Some(reply) = e.reply {
                     let out = conn.out();
                     out.extend_from_slice(reply.as_bytes());
@@ -78,7 +85,8 @@ fn serve(ctx: &mut Ctx<'_>, conn: &mut Connection, from: ReturnAddress, req: &te
             }
         }
         Action::Quit => conn.closing = true,
-        Action::Stats(group) => match report::stats(ctx.node, group) {
+        Action::Stats(group) => match report::stats(ctx.node, group, &report::Asker::of(&conn.socket)) {
+            Some(_) if group == b"reset" => conn.out().extend_from_slice(b"RESET\r\n"),
             Some(list) => {
                 let out = conn.out();
                 for (name, value) in list {

@@ -51,6 +51,17 @@ pub enum DecodeError {
     Close { header: Option<Header>, status: Status },
 }
 
+/// The key of a SET or SETQ at the front of `buf` that was refused as too large (its
+/// [`DecodeError::Reject`] comes only once the key has arrived): memcached unlinks it.
+pub fn refused_set_key(buf: &[u8]) -> Option<&[u8]> {
+    let header = Header::peek(buf)?;
+    if !matches!(Opcode::from_u8(header.opcode), Opcode::Set | Opcode::SetQ) {
+        return None;
+    }
+    let start = HEADER_LEN + header.extras_len as usize;
+    buf.get(start..start + header.key_len as usize)
+}
+
 impl<'a> Request<'a> {
     /// Decodes one request from the front of `buf`. `Ok(None)`: more bytes are needed.
     ///
@@ -91,6 +102,14 @@ impl<'a> Request<'a> {
             return Err(invalid);
         }
         if value_len as usize > limits.max_value_len {
+            // A SET refused as too large also removes the key's old value (memcached unlinks
+            // it): the refusal waits for the key, which the caller reads at
+            // [`refused_set_key`].
+            if matches!(opcode, Opcode::Set | Opcode::SetQ)
+                && buf.len() < HEADER_LEN + header.extras_len as usize + header.key_len as usize
+            {
+                return Ok(None);
+            }
             return Err(DecodeError::Reject { header, status: Status::ValueTooLarge, skip: frame_len });
         }
         let frame_len = frame_len as usize;

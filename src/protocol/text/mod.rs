@@ -20,4 +20,4 @@ mod tests;
 
 pub use dispatch::{action, Action};
 pub use reply::{write_outcome, MetaReply, ReplyTo};
-pub use request::{decode, frame_len, DecodeError, Key, Keys, Request, StoreKind};
+pub use request::{decode, frame_len, DecodeError, Key, Keys, Request, StoreKind, Unlink};

@@ -121,19 +121,42 @@ pub struct DecodeError {
     pub skip: u64,
     /// Close the connection once the replies before this one are written.
     pub close: bool,
+    /// A store refused as too large: the key whose old value goes too (memcached unlinks
+    /// it, so a client never reads the value it meant to replace).
+    pub unlink: Option<Unlink>,
+}
+
+/// Where the key to unlink is in the bytes decoded (relative to their start), and whether it
+/// is base64 (`ms ... b`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Unlink {
+    pub start: usize,
+    pub len: usize,
+    pub base64: bool,
+}
+
+impl Unlink {
+    /// The key in `buf`, the bytes that were decoded; `None` if it does not decode.
+    pub fn key<'a>(&self, buf: &'a [u8]) -> Option<Key<'a>> {
+        meta_key(buf.get(self.start..self.start + self.len)?, self.base64)
+    }
+
+    fn of(buf: &[u8], key: &[u8], base64: bool) -> Unlink {
+        Unlink { start: key.as_ptr() as usize - buf.as_ptr() as usize, len: key.len(), base64 }
+    }
 }
 
 impl DecodeError {
     fn line(reply: &'static str, used: usize) -> DecodeError {
-        DecodeError { reply: Some(reply), used, skip: 0, close: false }
+        DecodeError { reply: Some(reply), used, skip: 0, close: false, unlink: None }
     }
 
     fn quiet_if(noreply: bool, reply: &'static str, used: usize) -> DecodeError {
-        DecodeError { reply: (!noreply).then_some(reply), used, skip: 0, close: false }
+        DecodeError { reply: (!noreply).then_some(reply), used, skip: 0, close: false, unlink: None }
     }
 
     fn close() -> DecodeError {
-        DecodeError { reply: None, used: 0, skip: 0, close: true }
+        DecodeError { reply: None, used: 0, skip: 0, close: true, unlink: None }
     }
 }
 
@@ -240,8 +263,25 @@ fn decode_inner<'a>(buf: &'a [u8], limits: &Limits) -> Result<'a> {
             };
             request(Request::Shutdown { graceful })
         }
+        _ if looks_like_http(&t) => Err(DecodeError::close()),
         _ => error(),
     }
+}
+
+/// memcached closes the connection, answering nothing, on a line whose last token starts
+/// with `HTTP/` (`GET / HTTP/1.0`), unless its command is one memcached dispatches before
+/// that check: any starting with `g s a c i d t`, a two-letter `m…`, or one of the others
+/// it knows, which answer as they would anyway.
+fn looks_like_http(t: &Tokens<'_>) -> bool {
+    const BEFORE: &[&[u8]] = &[
+        b"mget", b"mset", b"mdelete", b"mincr", b"mdecr", b"flush_all", b"version", b"quit", b"lru_crawler", b"watch",
+        b"cache_memlimit", b"verbosity", b"lru", b"memlimit", b"extstore", b"debugtime",
+    ];
+    let cmd = t.get(0);
+    let dispatched = matches!(cmd[0], b'g' | b's' | b'a' | b'c' | b'i' | b'd' | b't')
+        || (cmd[0] == b'm' && cmd.len() == 2)
+        || BEFORE.contains(&cmd);
+    !dispatched && t.get(t.ntokens() - 2).starts_with(b"HTTP/")
 }
 
 /// The key token of a classic command; over 250 bytes is a format error.
@@ -302,8 +342,10 @@ fn store<'a>(buf: &'a [u8], used: usize, t: &Tokens<'a>, kind: StoreKind, limits
     }
     let vlen = vlen as usize;
     if vlen > limits.max_value_len {
-        // Refused before its data arrives; the data is discarded as it comes.
-        return Err(DecodeError { reply: (!noreply).then_some(TOO_LARGE), used, skip: vlen as u64 + 2, close: false });
+        // Refused before its data arrives; the data is discarded as it comes. A `set` also
+        // removes the old value (memcached unlinks it for `set` only, `noreply` or not).
+        let unlink = (kind == StoreKind::Set).then(|| Unlink::of(buf, key, false));
+        return Err(DecodeError { reply: (!noreply).then_some(TOO_LARGE), used, skip: vlen as u64 + 2, close: false, unlink });
     }
     let (value, used) = match data_block(buf, used, vlen, noreply)? {
         Ok(v) => v,
@@ -391,7 +433,7 @@ fn meta_command<'a>(buf: &'a [u8], used: usize, t: &Tokens<'a>, limits: &Limits)
                 _ => return line(BAD_FORMAT),
             };
             // From here on an error discards the data block, as memcached does.
-            let refuse = |reply| Err(DecodeError { reply: Some(reply), used, skip: vlen as u64 + 2, close: false });
+            let refuse = |reply| Err(DecodeError { reply: Some(reply), used, skip: vlen as u64 + 2, close: false, unlink: None });
             let flags = match meta::parse(MetaCmd::Set, t, 3) {
                 Ok(f) => f,
                 Err(e) => return refuse(e),
@@ -401,7 +443,9 @@ fn meta_command<'a>(buf: &'a [u8], used: usize, t: &Tokens<'a>, limits: &Limits)
                 return refuse("CLIENT_ERROR invalid mode for ms M token");
             }
             if vlen > limits.max_value_len {
-                return refuse(TOO_LARGE);
+                // memcached unlinks the old value whatever the mode.
+                let unlink = Some(Unlink::of(buf, raw_key, flags.base64));
+                return Err(DecodeError { reply: Some(TOO_LARGE), used, skip: vlen as u64 + 2, close: false, unlink });
             }
             // A meta set always reports a bad data block, `q` or not.
             let (value, used) = match data_block(buf, used, vlen, false)? {

@@ -124,11 +124,11 @@ fn storage_errors() {
     assert_eq!(error_line("set k 0 0 abc noreply\r\n"), None);
     // A value over -I: refused from the line alone, its block discarded as it comes.
     let e = err("set k 0 0 1025\r\n");
-    assert_eq!(e, DecodeError { reply: Some("SERVER_ERROR object too large for cache"), used: 16, skip: 1027, close: false });
+    assert_eq!(e, DecodeError { reply: Some("SERVER_ERROR object too large for cache"), used: 16, skip: 1027, close: false, unlink: Some(Unlink { start: 4, len: 1, base64: false }) });
     assert_eq!(err("set k 0 0 5000 noreply\r\n").reply, None);
     // A block that does not end in \r\n: memcached reads it and goes on after it.
     let e = err("set k 0 0 5\r\nhelloXX\r\n");
-    assert_eq!(e, DecodeError { reply: Some("CLIENT_ERROR bad data chunk"), used: 20, skip: 0, close: false });
+    assert_eq!(e, DecodeError { reply: Some("CLIENT_ERROR bad data chunk"), used: 20, skip: 0, close: false, unlink: None });
     assert_eq!(err("set k 0 0 5 noreply\r\nhelloXX\r\n").reply, None);
 }
 
@@ -198,7 +198,7 @@ fn unknown_and_empty_lines_are_error() {
 fn a_line_over_2048_bytes_closes_unless_it_is_a_multiget() {
     let junk = vec![b'x'; 2049];
     assert_eq!(decode(&junk[..2048], &LIMITS), Ok(None));
-    assert_eq!(decode(&junk, &LIMITS), Err(DecodeError { reply: None, used: 0, skip: 0, close: true }));
+    assert_eq!(decode(&junk, &LIMITS), Err(DecodeError { reply: None, used: 0, skip: 0, close: true, unlink: None }));
     let gat = format!("gat 0 {}", "a ".repeat(1100));
     assert!(err(&gat).close);
     // A get may grow up to -I (here 2048 bytes, the floor), then it closes too.
@@ -420,4 +420,33 @@ fn meta_commands_map_onto_storage_commands() {
     let Action::Storage(_, to) = action(&r) else { panic!() };
     assert_eq!(to.then(b"k", &Outcome::<&[u8]>::Counter { value: 1, cas: 1 }), Some(Command::Touch { key: &b"k"[..], exptime: 60 }));
     assert_eq!(to.then(b"k", &Outcome::<&[u8]>::NotFound), None);
+}
+
+#[test]
+fn a_refused_set_or_meta_set_names_the_key_to_unlink() {
+    let buf = "set k 0 0 5000 noreply\r\n";
+    let u = err(buf).unlink.expect("set unlinks");
+    assert_eq!(u.key(buf.as_bytes()).unwrap().as_bytes(), b"k");
+    for cmd in ["add", "replace", "append", "prepend"] {
+        assert_eq!(err(&format!("{cmd} k 0 0 5000\r\n")).unlink, None, "{cmd}");
+    }
+    assert_eq!(err("cas k 0 0 5000 1\r\n").unlink, None);
+    let buf = "ms a2V5 5000 b MA\r\n";
+    let e = err(buf);
+    assert_eq!((e.reply, e.skip), (Some("SERVER_ERROR object too large for cache"), 5002));
+    assert_eq!(e.unlink.unwrap().key(buf.as_bytes()).unwrap().as_bytes(), b"key");
+    // Other refusals unlink nothing.
+    assert_eq!(err("ms k 5000 MX\r\n").unlink, None);
+}
+
+#[test]
+fn an_http_request_line_closes() {
+    for line in ["GET / HTTP/1.0\r\n", "PUT /x HTTP/1.1\r\n", "DELETE /x HTTP/1.1\r\n", "HTTP/1.0\r\n", "mxx HTTP/1.0\r\n"] {
+        let e = err(line);
+        assert_eq!((e.reply, e.close), (None, true), "{line:?}");
+    }
+    for line in ["set x HTTP/1.1\r\n", "GET /\r\n", "GET / HTTP/1.0 x\r\n", "x HTTP/1.0\r\n", "mx HTTP/1.0\r\n", "touch HTTP/1.0\r\n"] {
+        assert_eq!(error_line(line), Some("ERROR"), "{line:?}");
+    }
+    assert!(matches!(ok("get a HTTP/1.1\r\n").0, Request::Get { .. }));
 }

@@ -1,0 +1,296 @@
+//! memcached 1.6's answers at the edges (issue 14, items 2 and 5): a store refused as too
+//! large removes the old value, a line that looks like HTTP closes the connection, and the
+//! stats groups `settings`, `sizes`, `conns`, `reset` in both protocols. Every check runs
+//! against the server `CASKADE_TEST_SERVER` selects, with the same assertions, so that
+//! `CASKADE_TEST_SERVER=memcached` proves they are memcached's behaviour (checked against
+//! Debian's memcached 1.6.18). Where caskade deliberately differs the test says so, and so
+//! does the deviations table of `protocol-spec/memcached-text.md`.
+
+mod common;
+mod text_wire;
+mod wire;
+
+use std::thread;
+use std::time::Duration;
+
+use caskade::protocol::binary::{Opcode, RequestExtras, Status};
+use common::{Server, ServerKind};
+use text_wire::Text;
+use wire::Wire;
+
+/// Values over this are refused (`-I 1m`); [`TOO_BIG`] is well over it, so that memcached's
+/// per-item overhead does not matter.
+const TOO_BIG: usize = 2 * 1024 * 1024;
+
+fn server() -> Server {
+    Server::start(&["-t", "2", "-I", "1m"])
+}
+
+fn text(s: &Server) -> Text {
+    Text::connect(s.addr())
+}
+
+// ---- item 5: a store refused as too large ----
+
+#[test]
+fn text_set_too_large_removes_the_old_value() {
+    let s = server();
+    let mut c = text(&s);
+    let big = "x".repeat(TOO_BIG);
+    c.send(format!("set k 0 0 3\r\nold\r\nset k 0 0 {TOO_BIG}\r\n{big}\r\nget k\r\n"));
+    c.expect("STORED\r\nSERVER_ERROR object too large for cache\r\nEND\r\n");
+    // noreply or not.
+    c.send(format!("set k 0 0 3\r\nold\r\nset k 0 0 {TOO_BIG} noreply\r\n{big}\r\nget k\r\n"));
+    c.expect("STORED\r\nEND\r\n");
+    // memcached unlinks for `set` only: add, replace, append, prepend and cas leave it.
+    for cmd in ["add", "replace", "append", "prepend", "cas"] {
+        let cas = if cmd == "cas" { " 1" } else { "" };
+        c.send(format!("set k 0 0 3\r\nold\r\n{cmd} k 0 0 {TOO_BIG}{cas}\r\n{big}\r\nget k\r\n"));
+        c.expect("STORED\r\nSERVER_ERROR object too large for cache\r\nVALUE k 0 3\r\nold\r\nEND\r\n");
+    }
+    c.assert_serves("after");
+}
+
+#[test]
+fn meta_set_too_large_removes_the_old_value_in_every_mode() {
+    let s = server();
+    let mut c = text(&s);
+    let big = "x".repeat(TOO_BIG);
+    for flags in ["", " MS", " ME", " MR", " MA", " MP", " q", " C1"] {
+        c.send(format!("set k 0 0 3\r\nold\r\nms k {TOO_BIG}{flags}\r\n{big}\r\nmn\r\nget k\r\n"));
+        c.expect("STORED\r\nSERVER_ERROR object too large for cache\r\nMN\r\nEND\r\n");
+    }
+    // A base64 key: the decoded key's value goes ("a2V5" is "key").
+    c.send(format!("set key 0 0 3\r\nold\r\nms a2V5 {TOO_BIG} b\r\n{big}\r\nget key\r\n"));
+    c.expect("STORED\r\nSERVER_ERROR object too large for cache\r\nEND\r\n");
+}
+
+fn store(op: Opcode, key: &[u8], value: &[u8], opaque: u32) -> Vec<u8> {
+    let extras = match op {
+        Opcode::Append | Opcode::Prepend => RequestExtras::None,
+        _ => RequestExtras::Store { flags: 0, exptime: 0 },
+    };
+    wire::encode(&[wire::request(op, key, value, extras, opaque)])
+}
+
+#[test]
+fn binary_set_too_large_removes_the_old_value() {
+    let s = server();
+    let mut w = Wire::connect(s.addr());
+    let big = vec![b'x'; TOO_BIG];
+    for op in [Opcode::Set, Opcode::SetQ] {
+        w.send(&wire::set(b"k", b"old", 1));
+        assert_eq!(w.recv().status, Status::NoError);
+        // The header alone first: the refusal must wait for the key.
+        let frame = store(op, b"k", &big, 2);
+        w.send(&frame[..24]);
+        thread::sleep(Duration::from_millis(100));
+        w.send(&frame[24..]);
+        let r = w.recv();
+        assert_eq!((r.opcode, r.status, r.opaque), (op, Status::ValueTooLarge, 2));
+        w.send(&wire::get(b"k", 3));
+        assert_eq!(w.recv().status, Status::KeyNotFound, "{op:?} too large leaves no old value");
+    }
+    // ADD, REPLACE, APPEND, PREPEND refused as too large leave it.
+    for op in [Opcode::Add, Opcode::Replace, Opcode::Append, Opcode::Prepend] {
+        w.send(&wire::set(b"k", b"old", 1));
+        assert_eq!(w.recv().status, Status::NoError);
+        w.send(&store(op, b"k", &big, 2));
+        assert_eq!(w.recv().status, Status::ValueTooLarge);
+        w.send(&wire::get(b"k", 3));
+        let r = w.recv();
+        assert_eq!((r.status, r.value.as_slice()), (Status::NoError, &b"old"[..]), "{op:?}");
+    }
+    w.assert_serves(b"after");
+}
+
+// ---- item 5: a line that looks like HTTP ----
+
+#[test]
+fn an_http_request_line_closes_the_connection_without_an_answer() {
+    let s = server();
+    for line in [
+        "GET / HTTP/1.0",
+        "PUT /x HTTP/1.1",
+        "DELETE /x HTTP/1.1",
+        "POST / HTTP/1.1",
+        "HEAD / HTTP/1.0",
+        "OPTIONS * HTTP/1.1",
+        "Get / HTTP/1.0",
+        "HTTP/1.0",
+        "zzz a b HTTP/1.1",
+        "ugh HTTP/",
+        "mxx HTTP/1.0",
+    ] {
+        let mut c = text(&s);
+        c.send(format!("{line}\r\nversion\r\n"));
+        assert!(c.closed(), "{line:?} closes the connection, answering nothing");
+    }
+}
+
+#[test]
+fn http_like_lines_memcached_answers_as_commands() {
+    let s = server();
+    let mut c = text(&s);
+    // Commands memcached dispatches before its HTTP check, a last token that is not
+    // `HTTP/…`, a command of one byte: answered as usual, the connection stays.
+    c.send("get a HTTP/1.1\r\nset x HTTP/1.1\r\nGET /\r\nGET / HTTP/1.0 extra\r\nGET / http/1.0\r\n");
+    c.expect("END\r\nERROR\r\nERROR\r\nERROR\r\nERROR\r\n");
+    c.send("x HTTP/1.0\r\nmx HTTP/1.0\r\ntouch HTTP/1.0\r\nflush_all HTTP/1.0\r\n");
+    c.expect("ERROR\r\nERROR\r\nERROR\r\nCLIENT_ERROR invalid exptime argument\r\n");
+    c.assert_serves("still");
+}
+
+// ---- item 2: stats groups ----
+
+/// memcached 1.6.18's `stats settings` names, in its order.
+const SETTINGS: &[&str] = &[
+    "maxbytes", "maxconns", "tcpport", "udpport", "inter", "verbosity", "oldest", "evictions", "domain_socket",
+    "umask", "shutdown_command", "growth_factor", "chunk_size", "num_threads", "num_threads_per_udp",
+    "stat_key_prefix", "detail_enabled", "reqs_per_event", "cas_enabled", "tcp_backlog", "binding_protocol",
+    "auth_enabled_sasl", "auth_enabled_ascii", "item_size_max", "maxconns_fast", "hashpower_init", "slab_reassign",
+    "slab_automove", "slab_automove_ratio", "slab_automove_window", "slab_chunk_max", "lru_crawler",
+    "lru_crawler_sleep", "lru_crawler_tocrawl", "tail_repair_time", "flush_enabled", "dump_enabled",
+    "hash_algorithm", "lru_maintainer_thread", "lru_segmented", "hot_lru_pct", "warm_lru_pct", "hot_max_factor",
+    "warm_max_factor", "temp_lru", "temporary_ttl", "idle_timeout", "watcher_logbuf_size", "worker_logbuf_size",
+    "read_buf_mem_limit", "track_sizes", "inline_ascii_response", "ext_item_size", "ext_item_age", "ext_low_ttl",
+    "ext_recache_rate", "ext_wbuf_size", "ext_compact_under", "ext_drop_under", "ext_max_sleep", "ext_max_frag",
+    "slab_automove_freeratio", "ext_drop_unread", "ssl_enabled", "ssl_chain_cert", "ssl_key", "ssl_verify_mode",
+    "ssl_keyformat", "ssl_ciphers", "ssl_ca_cert", "ssl_wbuf_size", "ssl_session_cache", "ssl_kernel_tls",
+    "ssl_min_version", "num_napi_ids", "memory_file",
+];
+
+/// `stats <group>` as (name, value) in the server's order.
+fn stats_list(c: &mut Text, group: &str) -> Vec<(String, String)> {
+    c.send(format!("stats {group}\r\n"));
+    let mut out = Vec::new();
+    loop {
+        let line = c.line();
+        if line == "END" {
+            return out;
+        }
+        let mut parts = line.splitn(3, ' ');
+        assert_eq!(parts.next(), Some("STAT"), "stats {group}: {line}");
+        out.push((parts.next().unwrap().to_string(), parts.next().unwrap_or_default().to_string()));
+    }
+}
+
+#[test]
+fn stats_settings_lists_every_setting_memcached_lists() {
+    let s = server();
+    let mut c = text(&s);
+    let list = stats_list(&mut c, "settings");
+    let names: Vec<&str> = list.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, SETTINGS);
+    let get = |name: &str| list.iter().find(|(n, _)| n == name).unwrap().1.clone();
+    assert_eq!(get("tcpport"), s.addr().port().to_string());
+    assert_eq!(get("inter"), "127.0.0.1");
+    assert_eq!(get("num_threads"), "2");
+    assert_eq!(get("item_size_max"), "1048576");
+    assert_eq!(get("maxconns"), "1024");
+    assert_eq!(get("udpport"), "0");
+    assert_eq!(get("domain_socket"), "NULL");
+    assert_eq!(get("cas_enabled"), "yes");
+    assert_eq!(get("flush_enabled"), "yes");
+    assert_eq!(get("evictions"), "on");
+    assert_eq!(get("shutdown_command"), "no");
+    assert_eq!(get("ssl_enabled"), "no");
+    assert_eq!(get("binding_protocol"), "auto-negotiate");
+}
+
+#[test]
+fn stats_sizes_conns_and_known_groups_end_with_end() {
+    let s = server();
+    let mut c = text(&s);
+    c.send("stats sizes\r\n");
+    c.expect("STAT sizes_status disabled\r\nEND\r\n");
+    // The asking connection is listed under memcached's names.
+    let conns = stats_list(&mut c, "conns");
+    let me = format!("tcp:{}", c.stream.local_addr().unwrap());
+    let (id, _) = conns
+        .iter()
+        .find_map(|(n, v)| (v == &me).then(|| n.split_once(':').unwrap()))
+        .unwrap_or_else(|| panic!("no {me} in {conns:?}"));
+    let field = |f: &str| conns.iter().find(|(n, _)| *n == format!("{id}:{f}")).map(|(_, v)| v.clone());
+    assert_eq!(field("listen_addr"), Some(format!("tcp:{}", s.addr())));
+    assert_eq!(field("state").as_deref(), Some("conn_parse_cmd"));
+    assert!(field("secs_since_last_cmd").is_some());
+    // No group memcached knows gets ERROR.
+    for group in ["", "settings", "items", "slabs", "sizes", "conns"] {
+        stats_list(&mut c, group);
+    }
+    c.assert_serves("after");
+}
+
+#[test]
+fn stats_reset_resets_the_counters_memcached_resets() {
+    let s = server();
+    let mut c = text(&s);
+    c.send("set a 0 0 1\r\n1\r\nget a\r\nget nope\r\nincr a 1\r\ndelete nope\r\n");
+    c.expect("STORED\r\nVALUE a 0 1\r\n1\r\nEND\r\nEND\r\n2\r\nNOT_FOUND\r\n");
+    let before = c.stats("");
+    assert_eq!(before["cmd_get"], "2");
+    c.send("stats reset\r\n");
+    c.expect("RESET\r\n");
+    let after = c.stats("");
+    for counter in [
+        "cmd_get", "cmd_set", "get_hits", "get_misses", "incr_hits", "delete_misses", "total_items", "cmd_touch",
+        "evictions",
+    ] {
+        assert_eq!(after[counter], "0", "{counter} after stats reset");
+    }
+    // What is, not what happened, stays.
+    for gauge in ["curr_items", "bytes", "curr_connections"] {
+        assert_eq!(after[gauge], before[gauge], "{gauge} after stats reset");
+    }
+    // Counting goes on from zero.
+    c.send("get a\r\n");
+    c.expect("VALUE a 0 1\r\n2\r\nEND\r\n");
+    let again = c.stats("");
+    assert_eq!((again["cmd_get"].as_str(), again["get_hits"].as_str()), ("1", "1"));
+}
+
+/// A binary STAT of `group`: (status, the name → value pairs before the terminator).
+fn binary_stats(w: &mut Wire, group: &str) -> (Status, Vec<(String, String)>) {
+    w.send(&wire::encode(&[wire::request(Opcode::Stat, group.as_bytes(), b"", RequestExtras::None, 7)]));
+    let mut out = Vec::new();
+    loop {
+        let r = w.recv();
+        assert_eq!((r.opcode, r.opaque), (Opcode::Stat, 7));
+        if r.status != Status::NoError || r.key.is_empty() {
+            return (r.status, out);
+        }
+        out.push((String::from_utf8(r.key).unwrap(), String::from_utf8(r.value).unwrap()));
+    }
+}
+
+#[test]
+fn binary_stat_groups() {
+    let s = server();
+    let mut w = Wire::connect(s.addr());
+    let (status, settings) = binary_stats(&mut w, "settings");
+    assert_eq!(status, Status::NoError);
+    assert_eq!(settings.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>(), SETTINGS);
+    let (status, sizes) = binary_stats(&mut w, "sizes");
+    assert_eq!((status, sizes), (Status::NoError, vec![("sizes_status".to_string(), "disabled".to_string())]));
+    for group in ["items", "slabs"] {
+        assert_eq!(binary_stats(&mut w, group).0, Status::NoError, "STAT {group}");
+    }
+    w.assert_serves(b"k");
+    let (_, general) = binary_stats(&mut w, "");
+    assert_ne!(general.iter().find(|(n, _)| n == "cmd_get").unwrap().1, "0");
+    assert_eq!(binary_stats(&mut w, "reset"), (Status::NoError, Vec::new()));
+    let (_, general) = binary_stats(&mut w, "");
+    assert_eq!(general.iter().find(|(n, _)| n == "cmd_get").unwrap().1, "0", "STAT reset resets cmd_get");
+    // memcached's binary STAT does not know `conns` (only its text `stats` does); caskade
+    // answers it in both protocols (a deliberate difference: spec, deviations).
+    let (status, conns) = binary_stats(&mut w, "conns");
+    match s.kind() {
+        ServerKind::Memcached => assert_eq!(status, Status::KeyNotFound),
+        ServerKind::Caskade => {
+            assert_eq!(status, Status::NoError);
+            assert!(conns.iter().any(|(n, _)| n.ends_with(":state")), "{conns:?}");
+        }
+    }
+    assert_eq!(binary_stats(&mut w, "no-such-group").0, Status::KeyNotFound);
+}
