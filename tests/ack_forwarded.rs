@@ -25,7 +25,7 @@ const IDS: [&str; 2] = ["a", "b"];
 
 /// A key whose partition node `id` is primary for, distinct for each `n`.
 fn key_on(id: &str, n: usize) -> String {
-    let map = ClusterMap::derive("", IDS.iter().map(|i| MapNode { id: i.to_string(), peer: String::new() }).collect());
+    let map = ClusterMap::derive("", IDS.iter().map(|i| MapNode { id: i.to_string(), peer: String::new() }).collect(), 1);
     let index = map.node_index(id).unwrap();
     (0..).map(|i| format!("f{n}-{i}")).find(|k| map.primary(caskade::cluster::partition_of(k.as_bytes())) == index).unwrap()
 }

@@ -638,7 +638,7 @@ fn map_checksum_input() {
             peer: "127.0.0.1:11321".into(),
         },
     ];
-    let map = ClusterMap::derive("prod", nodes.clone());
+    let map = ClusterMap::derive("prod", nodes.clone(), 1);
     let mut sorted = nodes;
     sorted.sort_by(|x, y| x.id.cmp(&y.id));
     let mut input = Vec::new();
@@ -657,6 +657,13 @@ fn map_checksum_input() {
     for p in 0..PARTITIONS {
         input.extend_from_slice(&((p as usize % sorted.len()) as u16).to_be_bytes());
         assert_eq!(map.primary(p), p as usize % sorted.len());
+    }
+    field(&mut input, &1u32.to_be_bytes());
+    let n = sorted.len();
+    for p in 0..PARTITIONS as usize {
+        let backup = (p % n + 1 + (p / n) % (n - 1)) % n;
+        input.extend_from_slice(&(backup as u16).to_be_bytes());
+        assert_eq!(map.backups(p as u16), &[backup as u16]);
     }
     assert_eq!(map.checksum(), crc32c::crc32c(&input));
 }

@@ -6,6 +6,8 @@
 //! secret_file = "/etc/caskade/secret" # relative paths are relative to this file
 //! forward_timeout_ms = 1000           # a forwarded request's answer, at the latest
 //! max_in_flight = 4096                # per peer link; past it, temporary failure at once
+//! replicas = 1                        # backups per partition (0..=3; at most nodes - 1)
+//! replication_backlog_mb = 64         # recent mutations kept per core for partial catch-up
 //! [[cluster.node]]
 //! id = "a"
 //! client = "127.0.0.1:11211"          # the memcached port
@@ -39,6 +41,10 @@ pub struct ClusterFile {
     pub nodes: Vec<NodeEntry>,
     pub forward_timeout: Duration,
     pub max_in_flight: usize,
+    /// Backups per partition, as asked (the map uses at most one per other node).
+    pub replicas: usize,
+    /// Bytes of recent mutations each core keeps for backups that fall behind.
+    pub backlog_bytes: usize,
 }
 
 impl std::fmt::Debug for ClusterFile {
@@ -50,6 +56,8 @@ impl std::fmt::Debug for ClusterFile {
             .field("nodes", &self.nodes)
             .field("forward_timeout", &self.forward_timeout)
             .field("max_in_flight", &self.max_in_flight)
+            .field("replicas", &self.replicas)
+            .field("backlog_bytes", &self.backlog_bytes)
             .finish()
     }
 }
@@ -83,7 +91,7 @@ impl ClusterFile {
             }
         };
         for key in cluster.keys() {
-            if !["name", "secret_file", "forward_timeout_ms", "max_in_flight", "node"].contains(&key.as_str()) {
+            if !["name", "secret_file", "forward_timeout_ms", "max_in_flight", "replicas", "replication_backlog_mb", "node"].contains(&key.as_str()) {
                 return Err(format!("unknown setting cluster.{key}"));
             }
         }
@@ -140,6 +148,8 @@ impl ClusterFile {
             nodes,
             forward_timeout: Duration::from_millis(int_of("forward_timeout_ms", 1000, 10..=600_000)? as u64),
             max_in_flight: int_of("max_in_flight", 4096, 1..=1 << 20)? as usize,
+            replicas: int_of("replicas", 1, 0..=3)? as usize,
+            backlog_bytes: (int_of("replication_backlog_mb", 64, 1..=65536)? as usize) << 20,
         })
     }
 
@@ -150,7 +160,7 @@ impl ClusterFile {
     /// The map every node derives from this file.
     pub fn map(&self) -> ClusterMap {
         let nodes = self.nodes.iter().map(|n| MapNode { id: n.id.clone(), peer: n.peer.to_string() }).collect();
-        ClusterMap::derive(&self.name, nodes)
+        ClusterMap::derive(&self.name, nodes, self.replicas)
     }
 }
 

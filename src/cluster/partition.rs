@@ -12,6 +12,53 @@ pub fn partition_of(key: &[u8]) -> u16 {
     (crc32c::crc32c(key) % PARTITIONS as u32) as u16
 }
 
+/// A set of partitions, as a flush record's key and a replication frame carry it: 1024 bits,
+/// partition `p` at bit `p % 8` of byte `p / 8`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct PartitionSet(pub [u8; PARTITIONS as usize / 8]);
+
+impl PartitionSet {
+    pub const LEN: usize = PARTITIONS as usize / 8;
+
+    pub fn empty() -> PartitionSet {
+        PartitionSet([0; Self::LEN])
+    }
+
+    pub fn from_bytes(b: &[u8]) -> Option<PartitionSet> {
+        Some(PartitionSet(b.try_into().ok()?))
+    }
+
+    pub fn insert(&mut self, p: u16) {
+        if let Some(b) = self.0.get_mut(p as usize / 8) {
+            *b |= 1 << (p % 8);
+        }
+    }
+
+    pub fn remove(&mut self, p: u16) {
+        if let Some(b) = self.0.get_mut(p as usize / 8) {
+            *b &= !(1 << (p % 8));
+        }
+    }
+
+    pub fn contains(&self, p: u16) -> bool {
+        self.0.get(p as usize / 8).is_some_and(|b| b & (1 << (p % 8)) != 0)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = u16> + '_ {
+        (0..PARTITIONS).filter(|&p| self.contains(p))
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.iter().all(|&b| b == 0)
+    }
+}
+
+impl std::fmt::Debug for PartitionSet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_set().entries(self.iter()).finish()
+    }
+}
+
 /// The core of this node that owns `key`.
 pub fn core_of(key: &[u8], cores: usize) -> usize {
     partition_of(key) as usize % cores
@@ -20,6 +67,20 @@ pub fn core_of(key: &[u8], cores: usize) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn partition_sets_round_trip() {
+        let mut s = PartitionSet::empty();
+        for p in [0, 7, 8, 1023] {
+            s.insert(p);
+        }
+        assert_eq!(s.iter().collect::<Vec<_>>(), vec![0, 7, 8, 1023]);
+        assert_eq!(PartitionSet::from_bytes(&s.0), Some(s.clone()));
+        assert!(PartitionSet::from_bytes(&[0; 3]).is_none());
+        assert!(!s.contains(1) && !s.contains(5000));
+        s.remove(7);
+        assert!(!s.contains(7));
+    }
 
     #[test]
     fn stable_documented_values() {

@@ -1,5 +1,6 @@
 //! Storage: what a shard holds and how it answers commands.
 
+pub mod change;
 pub mod command;
 pub mod disk;
 pub mod expiry;

@@ -10,6 +10,7 @@
 
 use std::io;
 
+use super::change::{flush_scope, ChangeKind, Changes, PartitionSet};
 use super::command::{Command, Outcome, StoreMode};
 use super::disk::record::{Kind, Meta};
 use super::disk::recovery::{self, RecoveryReport};
@@ -95,8 +96,13 @@ pub struct Shard {
     flush_owed: Option<u32>,
     counters: ShardCounters,
     log: Option<Log>,
-    /// Last seqno given per partition (only with a log).
+    /// Last seqno given (or, on a backup, applied) per partition.
     seqnos: Vec<u64>,
+    /// Whether mutations are recorded in `changes` (a node with backups to stream to).
+    recording: bool,
+    changes: Changes,
+    /// Partitions whose backup copy is being rebuilt by a full resync (not yet complete).
+    incomplete: PartitionSet,
     /// A value read from disk, to answer from.
     scratch: Vec<u8>,
     merge: Option<Merge>,
@@ -121,7 +127,10 @@ impl Shard {
             flush_owed: None,
             counters: ShardCounters::default(),
             log: None,
-            seqnos: Vec::new(),
+            seqnos: vec![0; PARTITIONS as usize],
+            recording: false,
+            changes: Changes::default(),
+            incomplete: PartitionSet::empty(),
             scratch: Vec::new(),
             merge: None,
             finishing: None,
@@ -274,7 +283,6 @@ impl Shard {
     pub fn open(config: ShardConfig, fs: SharedFs, log_config: LogConfig, now: u32) -> io::Result<(Shard, RecoveryReport)> {
         std::fs::create_dir_all(&log_config.dir)?;
         let mut shard = Shard::new(config);
-        shard.seqnos = vec![0; PARTITIONS as usize];
         shard.keydir.reserve(recovery::hinted_records(&fs, &log_config.dir));
         let mut marks = std::collections::HashMap::<u32, u64>::new();
         let (mut segments, report) = recovery::recover(&fs, &log_config.dir, log_config.shard, |e| {
@@ -329,6 +337,23 @@ impl Shard {
                 }
                 Some(Err(why)) => log::error!("watermark record at {:?} unreadable ({why}): seqnos may restart lower", e.loc),
                 None => log::error!("watermark record at {:?} unread: seqnos may restart lower", e.loc),
+            },
+            Kind::Flush if e.meta.flags != flush_scope::SHARD => match e.meta.flags {
+                flush_scope::SNAPSHOT_END => {
+                    self.incomplete.remove(e.meta.partition);
+                }
+                scope => match PartitionSet::from_bytes(e.key) {
+                    Some(set) => {
+                        self.drop_partitions(&set);
+                        if scope == flush_scope::SNAPSHOT_BEGIN {
+                            for p in set.iter() {
+                                self.seqnos[p as usize] = 0;
+                                self.incomplete.insert(p);
+                            }
+                        }
+                    }
+                    None => log::error!("flush record at {:?} names no partition set: ignored", e.loc),
+                },
             },
             Kind::Flush => {
                 if e.meta.expiry == 0 {
@@ -398,6 +423,118 @@ impl Shard {
     /// The last seqno given in `partition` (0: none, or no log).
     pub fn last_seqno(&self, partition: u16) -> u64 {
         self.seqnos.get(partition as usize).copied().unwrap_or(0)
+    }
+
+    /// Records every mutation from now on (`take_changes`): this node streams its primary
+    /// partitions to backups.
+    pub fn record_changes(&mut self, on: bool) {
+        self.recording = on;
+    }
+
+    /// The changes recorded since the last call, swapped with `into` (emptied first).
+    pub fn take_changes(&mut self, into: &mut Changes) {
+        into.clear();
+        std::mem::swap(&mut self.changes, into);
+    }
+
+    /// Whether this (backup) copy of `partition` is being rebuilt and is not complete.
+    pub fn is_incomplete(&self, partition: u16) -> bool {
+        self.incomplete.contains(partition)
+    }
+
+    /// Applies a primary's mutation on a backup: the primary's seqno and CAS are kept, and
+    /// the CAS this shard issues later stays above it (a promoted backup never reissues a
+    /// CAS a client saw). Nothing is recorded as this shard's own change.
+    #[allow(clippy::too_many_arguments)]
+    pub fn apply(&mut self, kind: ChangeKind, key: &[u8], value: &[u8], flags: u32, expiry: u32, cas: u64, seqno: u64, now: u32) -> Result<(), Outcome<&'static [u8]>> {
+        self.tick(now);
+        self.last_cas = self.last_cas.max(cas);
+        match kind {
+            ChangeKind::Put => {
+                if value.len() > self.config.max_item_size {
+                    return Err(Outcome::TooLarge);
+                }
+                let old = self.keydir.find(key);
+                self.put(old, key, value, flags, expiry, cas, now, Some(seqno)).map(|_| ())
+            }
+            ChangeKind::Delete => {
+                self.append(Kind::Delete, 0, key, b"", 0, 0, Some(seqno))?;
+                if let Some(slot) = self.keydir.find(key) {
+                    self.drop_slot(slot);
+                }
+                Ok(())
+            }
+            ChangeKind::Flush => Err(Outcome::NotStored),
+        }
+    }
+
+    /// Drops the items of `set` (a primary's flush reaching its backup, or the start of a
+    /// full resync when `resync`), with a record that makes a restart do the same.
+    pub fn flush_partitions(&mut self, set: &PartitionSet, resync: bool) -> Result<(), Outcome<&'static [u8]>> {
+        let scope = if resync { flush_scope::SNAPSHOT_BEGIN } else { flush_scope::PARTITIONS };
+        self.append(Kind::Flush, scope, &set.0, b"", 0, 0, Some(0))?;
+        self.drop_partitions(set);
+        if resync {
+            for p in set.iter() {
+                self.seqnos[p as usize] = 0;
+                self.incomplete.insert(p);
+            }
+        }
+        Ok(())
+    }
+
+    /// A full resync of `partition` ended: the copy is whole at the primary's `seqno`.
+    pub fn end_snapshot(&mut self, partition: u16, seqno: u64) -> Result<(), Outcome<&'static [u8]>> {
+        if let Some(log) = &mut self.log {
+            let meta = Meta { partition, flags: flush_scope::SNAPSHOT_END, seqno, cas: 0, expiry: 0 };
+            match log.append(Kind::Flush, &meta, b"", b"") {
+                Ok(a) => {
+                    self.counters.records_appended += 1;
+                    log.mark_dead(a.loc, a.len);
+                }
+                Err(_) => {
+                    self.counters.disk_errors += 1;
+                    return Err(Outcome::StorageError);
+                }
+            }
+        }
+        self.seqnos[partition as usize] = seqno;
+        self.incomplete.remove(partition);
+        Ok(())
+    }
+
+    /// Removes every item of the partitions in `set`.
+    fn drop_partitions(&mut self, set: &PartitionSet) {
+        let slots: Vec<Slot> = self.keydir.iter().filter(|(_, it)| set.contains(partition_of(it.key()))).map(|(s, _)| s).collect();
+        for slot in slots {
+            self.drop_slot(slot);
+        }
+    }
+
+    /// Like [`scan`](Self::scan), but only items of the partitions in `set`, with their CAS:
+    /// a full resync reads a partition's live items a slice at a time.
+    pub fn scan_partitions(&mut self, set: &PartitionSet, from: Slot, budget: usize, now: u32, mut each: impl FnMut(&[u8], &[u8], u32, u32, u64)) -> Option<Slot> {
+        let end = self.keydir.slot_end();
+        let mut slot = from;
+        let mut used = 0;
+        while slot < end && used < budget {
+            let s = slot;
+            slot += 1;
+            match self.keydir.try_get(s) {
+                Some(item) if !item.is_expired(now) && set.contains(partition_of(item.key())) => {}
+                Some(_) => {
+                    used += 16;
+                    continue;
+                }
+                None => continue,
+            }
+            let Ok(in_item) = self.load(s) else { continue };
+            let item = self.keydir.get(s);
+            let value = if in_item { item.value() } else { &self.scratch[..] };
+            used += item.key().len() + value.len() + 48;
+            each(item.key(), value, item.flags(), item.expiry(), item.cas());
+        }
+        (slot < end).then_some(slot)
     }
 
     pub fn counters(&self) -> ShardCounters {
@@ -521,7 +658,7 @@ impl Shard {
     /// Appends the marker of a delayed flush already applied, if one is owed.
     fn settle_flush(&mut self) -> Result<(), Outcome<&'static [u8]>> {
         let Some(at) = self.flush_owed.take() else { return Ok(()) };
-        if let Err(o) = self.append(Kind::Flush, 0, b"", b"", 0, 0) {
+        if let Err(o) = self.append(Kind::Flush, 0, b"", b"", 0, 0, None) {
             self.flush_owed = Some(at);
             return Err(o);
         }
@@ -551,7 +688,7 @@ impl Shard {
                     self.flush_now().map(|()| self.flush_at = None)
                 } else {
                     let at = expiry::absolute(*delay, now);
-                    self.append(Kind::Flush, 0, b"", b"", 0, at).map(|_| {
+                    self.append(Kind::Flush, 0, b"", b"", 0, at, None).map(|_| {
                         self.flush_at = Some(at);
                     })
                 };
@@ -564,13 +701,16 @@ impl Shard {
     }
 
     fn flush_now(&mut self) -> Result<(), Outcome<&'static [u8]>> {
-        self.append(Kind::Flush, 0, b"", b"", 0, 0)?;
+        self.append(Kind::Flush, 0, b"", b"", 0, 0, None)?;
         self.drop_everything();
         Ok(())
     }
 
     /// Empties the keydir, counting every record dead.
     fn drop_everything(&mut self) {
+        if self.recording {
+            self.changes.push(ChangeKind::Flush, 0, 0, 0, 0, 0, b"", b"");
+        }
         if let Some(log) = &mut self.log {
             let ids: Vec<(super::disk::Location, u32)> = self
                 .keydir
@@ -589,7 +729,9 @@ impl Shard {
         self.last_cas
     }
 
-    /// Appends a record when the shard has a log; `Ok(None)` without one.
+    /// Makes the mutation's record: appends it when the shard has a log (`Ok(None)`
+    /// without one), gives it its partition's next seqno (or `given`, a primary's, on a
+    /// backup) only once the log has taken it, and records the change.
     #[allow(clippy::too_many_arguments)]
     fn append(
         &mut self,
@@ -599,41 +741,58 @@ impl Shard {
         value: &[u8],
         cas: u64,
         expiry: u32,
+        given: Option<u64>,
     ) -> Result<Option<DiskRef>, Outcome<&'static [u8]>> {
-        if self.log.is_none() {
-            return Ok(None);
-        }
         // No record may go before the marker of a delayed flush already applied.
-        self.settle_flush()?;
-        let Some(log) = &mut self.log else { return Ok(None) };
-        let partition = if key.is_empty() { 0 } else { partition_of(key) };
-        let seqno = if kind == Kind::Flush {
-            0
-        } else {
-            let s = &mut self.seqnos[partition as usize];
-            *s += 1;
-            *s
+        if self.log.is_some() {
+            self.settle_flush()?;
+        }
+        let seqno_of = |kind: Kind, key: &[u8]| kind != Kind::Flush && !key.is_empty();
+        let partition = if seqno_of(kind, key) { partition_of(key) } else { 0 };
+        let seqno = match (seqno_of(kind, key), given) {
+            (false, _) => given.unwrap_or(0),
+            (true, Some(s)) => s,
+            (true, None) => self.seqnos[partition as usize] + 1,
         };
         let meta = Meta { partition, flags, seqno, cas, expiry };
-        match log.append(kind, &meta, key, value) {
-            Ok(a) => {
-                self.counters.records_appended += 1;
-                if kind != Kind::Put {
-                    // Tombstones and flush markers count as dead from the start: a merge
-                    // keeps them only while older segments may still need them.
-                    log.mark_dead(a.loc, a.len);
+        let disk = match &mut self.log {
+            None => None,
+            Some(log) => match log.append(kind, &meta, key, if kind == Kind::Flush { b"" } else { value }) {
+                Ok(a) => {
+                    self.counters.records_appended += 1;
+                    if kind != Kind::Put {
+                        // Tombstones and flush markers count as dead from the start: a merge
+                        // keeps them only while older segments may still need them.
+                        log.mark_dead(a.loc, a.len);
+                    }
+                    Some(DiskRef { loc: a.loc, stored_len: a.stored_len, value_len: value.len() as u32, compressed: a.compressed })
                 }
-                Ok(Some(DiskRef { loc: a.loc, stored_len: a.stored_len, value_len: value.len() as u32, compressed: a.compressed }))
-            }
-            Err(e) => {
-                self.counters.disk_errors += 1;
-                match e {
-                    LogError::Unavailable => log::debug!("write refused: the log is failing"),
-                    LogError::Io(e) => log::error!("cannot append to the log: {e}"),
+                Err(e) => {
+                    self.counters.disk_errors += 1;
+                    match e {
+                        LogError::Unavailable => log::debug!("write refused: the log is failing"),
+                        LogError::Io(e) => log::error!("cannot append to the log: {e}"),
+                    }
+                    return Err(Outcome::StorageError);
                 }
-                Err(Outcome::StorageError)
+            },
+        };
+        if seqno_of(kind, key) {
+            let s = &mut self.seqnos[partition as usize];
+            *s = (*s).max(seqno);
+        }
+        if self.recording && given.is_none() {
+            let change = match kind {
+                Kind::Put => Some(ChangeKind::Put),
+                Kind::Delete => Some(ChangeKind::Delete),
+                // A flush is recorded when it takes effect (`drop_everything`).
+                Kind::Flush | Kind::Watermark => None,
+            };
+            if let Some(c) = change {
+                self.changes.push(c, partition, seqno, cas, flags, expiry, key, value);
             }
         }
+        Ok(disk)
     }
 
     /// The record of the item in `slot` is no longer needed.
@@ -700,8 +859,9 @@ impl Shard {
         expiry: u32,
         cas: u64,
         now: u32,
+        given: Option<u64>,
     ) -> Result<Slot, Outcome<&'static [u8]>> {
-        let disk = self.append(Kind::Put, flags, key, value, cas, expiry)?;
+        let disk = self.append(Kind::Put, flags, key, value, cas, expiry, given)?;
         if let Some(slot) = old {
             // As memcached does for SET: a store that fails for memory leaves no stale value.
             self.drop_slot(slot);
@@ -717,13 +877,13 @@ impl Shard {
                     return Ok(self.keydir.insert(cold));
                 }
                 // Not even the key fits: undo with a tombstone so the log agrees.
-                let _ = self.append(Kind::Delete, 0, key, b"", 0, 0);
+                let _ = self.append(Kind::Delete, 0, key, b"", 0, 0, given);
             } else if let Some(d) = disk {
                 // Cache mode: the record is written but the item is not kept.
                 if let Some(log) = &mut self.log {
                     log.mark_dead(d.loc, record_len(key.len(), d.stored_len));
                 }
-                let _ = self.append(Kind::Delete, 0, key, b"", 0, 0);
+                let _ = self.append(Kind::Delete, 0, key, b"", 0, 0, given);
             }
             return Err(Outcome::OutOfMemory);
         }
@@ -781,15 +941,15 @@ impl Shard {
         let Some(slot) = self.find(key, now) else { return Outcome::NotFound };
         if let Some(exptime) = touch {
             let expiry = expiry::absolute(exptime, now);
-            if self.log.is_some() {
-                // The new expiry must survive a restart: write the item again.
+            if self.log.is_some() || self.recording {
+                // The new expiry must survive a restart (and reach backups): write the item again.
                 let value = match self.value_copy(slot) {
                     Ok(v) => v,
                     Err(o) => return o,
                 };
                 let it = self.keydir.get(slot);
                 let (flags, cas) = (it.flags(), it.cas());
-                let slot = match self.put(Some(slot), key, &value, flags, expiry, cas, now) {
+                let slot = match self.put(Some(slot), key, &value, flags, expiry, cas, now, None) {
                     Ok(s) => s,
                     Err(o) => return o,
                 };
@@ -859,7 +1019,7 @@ impl Shard {
             return Outcome::OutOfMemory;
         }
         let new_cas = self.next_cas();
-        match self.put(old, key, &value, flags, expiry, new_cas, now) {
+        match self.put(old, key, &value, flags, expiry, new_cas, now, None) {
             Ok(_) => Outcome::Done { cas: new_cas },
             Err(o) => o,
         }
@@ -870,7 +1030,7 @@ impl Shard {
         if cas != 0 && self.keydir.get(slot).cas() != cas {
             return Outcome::Exists;
         }
-        if let Err(o) = self.append(Kind::Delete, 0, key, b"", 0, 0) {
+        if let Err(o) = self.append(Kind::Delete, 0, key, b"", 0, 0, None) {
             return o;
         }
         self.drop_slot(slot);
@@ -909,7 +1069,7 @@ impl Shard {
             }
         };
         let new_cas = self.next_cas();
-        match self.put(old, key, value.to_string().as_bytes(), flags, expiry, new_cas, now) {
+        match self.put(old, key, value.to_string().as_bytes(), flags, expiry, new_cas, now, None) {
             Ok(_) => Outcome::Counter { value, cas: new_cas },
             Err(o) => o,
         }

@@ -112,7 +112,7 @@ pub fn wait_until(what: &str, timeout: Duration, mut check: impl FnMut() -> bool
 /// Keys whose partitions node `node` (an index in the map's id order) is primary for.
 pub fn keys_on(ids: &[&str], node: &str, n: usize, prefix: &str) -> Vec<String> {
     use caskade::cluster::map::{ClusterMap, MapNode};
-    let map = ClusterMap::derive("", ids.iter().map(|id| MapNode { id: id.to_string(), peer: String::new() }).collect());
+    let map = ClusterMap::derive("", ids.iter().map(|id| MapNode { id: id.to_string(), peer: String::new() }).collect(), 1);
     let index = map.node_index(node).expect("a node of the cluster");
     (0..)
         .map(|i| format!("{prefix}{i}"))

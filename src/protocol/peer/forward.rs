@@ -106,7 +106,7 @@ pub fn parse_request<'a>(f: &Frame<'a>) -> Result<Forwarded<'a>, Malformed> {
     let need_key = |ok: bool| if ok && (1..=MAX_KEY_LEN).contains(&key.len()) { Ok(()) } else { Err(Malformed("a key of 1..=250 bytes is required")) };
     let mut then_touch = None;
     let cmd = match op {
-        Op::Get => {
+        Op::Get | Op::GetReplica => {
             need_key(x.is_empty() && f.value.is_empty())?;
             Command::Get { key }
         }
@@ -165,6 +165,7 @@ pub fn parse_request<'a>(f: &Frame<'a>) -> Result<Forwarded<'a>, Malformed> {
             Command::Flush { delay }
         }
         Op::Hello | Op::Auth => return Err(Malformed("a handshake frame on an open link")),
+        Op::ReplOpen | Op::ReplChanges => return Err(Malformed("a replication frame is not a forwarded command")),
     };
     Ok(Forwarded { partition: f.partition(), opaque: f.header.opaque, cmd, then_touch })
 }

@@ -9,6 +9,7 @@
 
 pub mod auth;
 pub mod forward;
+pub mod repl;
 
 use crate::protocol::binary::{Header, HEADER_LEN, REQUEST_MAGIC, RESPONSE_MAGIC};
 
@@ -33,10 +34,27 @@ pub enum Op {
     Delete,
     Arith,
     Flush,
+    /// A read of a backup's copy (GET_REPLICA), served by a node that backs the key up.
+    GetReplica,
+    ReplOpen,
+    ReplChanges,
 }
 
 impl Op {
-    pub const ALL: [Op; 9] = [Op::Hello, Op::Auth, Op::Get, Op::GetAndTouch, Op::Touch, Op::Store, Op::Delete, Op::Arith, Op::Flush];
+    pub const ALL: [Op; 12] = [
+        Op::Hello,
+        Op::Auth,
+        Op::Get,
+        Op::GetAndTouch,
+        Op::Touch,
+        Op::Store,
+        Op::Delete,
+        Op::Arith,
+        Op::Flush,
+        Op::GetReplica,
+        Op::ReplOpen,
+        Op::ReplChanges,
+    ];
 
     pub fn to_u8(self) -> u8 {
         match self {
@@ -49,6 +67,9 @@ impl Op {
             Op::Delete => 0xC8,
             Op::Arith => 0xC9,
             Op::Flush => 0xCA,
+            Op::GetReplica => 0xCB,
+            Op::ReplOpen => 0xD0,
+            Op::ReplChanges => 0xD1,
         }
     }
 

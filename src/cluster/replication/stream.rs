@@ -1,0 +1,344 @@
+//! One replication stream: a primary core's changes for the partitions one backup core holds,
+//! and the backup's side of the same rules ([`check`]). No I/O: the event loop says when the
+//! link is up, hands in the answers, and sends the frames this returns.
+//!
+//! A stream is `Down` until its link is up; it then sends REPL_OPEN and waits (`Opening`).
+//! The backup's answer sets each partition's mode: `Live` from the backup's seqno when the
+//! backlog covers it, else a full resync. `Running`, it fills frames of records from its
+//! cursor in the backlog (each partition's changes in seqno order, flush markers where they
+//! happened) while fewer than `window` bytes are unacknowledged. A full resync (one at a
+//! time per stream, for every partition that needs it) writes SNAPSHOT_BEGIN, the live items
+//! a slice at a time (the scan the caller runs), SNAPSHOT_END at the seqno each partition
+//! had when it began, then rewinds the cursor to the changes made since.
+//!
+//! Any refusal, bad answer or link failure puts the stream `Down`; it opens again from what
+//! the backup then says it holds, so nothing is applied twice or out of order.
+
+use std::collections::VecDeque;
+
+use super::backlog::{Backlog, EntryKind};
+use crate::cluster::{PartitionSet, PARTITIONS};
+use crate::protocol::peer::repl::{status, Position, Record, RecordType};
+
+/// Bytes of records a frame takes before it is sent (one larger item may overshoot it).
+pub const FRAME_BYTES: usize = 256 * 1024;
+/// Unacknowledged bytes a stream may have on its link.
+pub const WINDOW_BYTES: usize = 4 << 20;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StreamState {
+    Down,
+    Opening,
+    Running,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Mode {
+    Live,
+    NeedResync,
+    Resyncing,
+}
+
+struct Resync {
+    set: PartitionSet,
+    /// Each partition's seqno when the snapshot began.
+    high: Vec<(u16, u64)>,
+    /// The slot the scan goes on from (`None`: done).
+    next: Option<u64>,
+    /// The backlog index of the first change made after the snapshot began.
+    resume: u64,
+}
+
+/// Counters a stream keeps for `stats cluster`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StreamCounters {
+    pub opens: u64,
+    pub partial_catchups: u64,
+    pub resyncs: u64,
+    pub frames: u64,
+    pub bytes: u64,
+    pub records: u64,
+    pub snapshot_items: u64,
+}
+
+pub struct Stream {
+    /// The backup node (its index in the map) and core.
+    pub node: usize,
+    pub core: u16,
+    pub partitions: PartitionSet,
+    state: StreamState,
+    cursor: u64,
+    sent: Vec<u64>,
+    acked: Vec<u64>,
+    mode: Vec<Mode>,
+    resync: Option<Resync>,
+    /// Bytes of each frame in flight, in order (an OPEN counts 0).
+    in_flight: VecDeque<usize>,
+    unacked: usize,
+    window: usize,
+    /// Why the stream last went down.
+    pub last_error: Option<String>,
+    pub counters: StreamCounters,
+    /// Milliseconds (the caller's clock) of the last acknowledgement.
+    pub last_ack_ms: u64,
+}
+
+/// What the caller runs for a full resync: appends SNAPSHOT_ITEM records of the live items of
+/// `set` from slot `from` on, about `budget` bytes, to `out`; returns the slot to go on
+/// from, or `None` at the end. Items changed meanwhile may be seen or not: the changes
+/// replayed after the snapshot make the copy right either way.
+pub type Scan<'a> = dyn FnMut(&PartitionSet, u64, usize, &mut Vec<u8>) -> (Option<u64>, u64) + 'a;
+
+impl Stream {
+    pub fn new(node: usize, core: u16, partitions: PartitionSet) -> Stream {
+        let n = PARTITIONS as usize;
+        Stream {
+            node,
+            core,
+            partitions,
+            state: StreamState::Down,
+            cursor: 0,
+            sent: vec![0; n],
+            acked: vec![0; n],
+            mode: vec![Mode::NeedResync; n],
+            resync: None,
+            in_flight: VecDeque::new(),
+            unacked: 0,
+            window: WINDOW_BYTES,
+            last_error: None,
+            counters: StreamCounters::default(),
+            last_ack_ms: 0,
+        }
+    }
+
+    pub fn state(&self) -> StreamState {
+        self.state
+    }
+
+    /// Whether a full resync is under way.
+    pub fn resyncing(&self) -> bool {
+        self.resync.is_some() || self.partitions.iter().any(|p| self.mode[p as usize] != Mode::Live)
+    }
+
+    /// The link is up: the set to name in a REPL_OPEN.
+    pub fn open(&mut self) -> PartitionSet {
+        self.state = StreamState::Opening;
+        self.in_flight.clear();
+        self.in_flight.push_back(0);
+        self.unacked = 0;
+        self.resync = None;
+        self.counters.opens += 1;
+        self.partitions.clone()
+    }
+
+    /// The link failed, or the backup refused something: everything in flight is void.
+    pub fn down(&mut self, why: String) {
+        self.state = StreamState::Down;
+        self.in_flight.clear();
+        self.unacked = 0;
+        self.resync = None;
+        self.last_error = Some(why);
+    }
+
+    /// The backup's answer to REPL_OPEN.
+    pub fn on_open(&mut self, positions: &[Position], backlog: &Backlog, now_ms: u64) -> Result<(), String> {
+        if self.state != StreamState::Opening || self.in_flight.pop_front().is_none() {
+            return Err("an OPEN answer out of turn".into());
+        }
+        let mut seen = PartitionSet::empty();
+        for pos in positions {
+            if !self.partitions.contains(pos.partition) {
+                return Err(format!("the OPEN answer names partition {} the stream does not carry", pos.partition));
+            }
+            seen.insert(pos.partition);
+            let p = pos.partition as usize;
+            self.acked[p] = if pos.whole { pos.seqno } else { 0 };
+            if pos.whole && backlog.covers(pos.partition, pos.seqno) {
+                self.mode[p] = Mode::Live;
+                self.sent[p] = pos.seqno;
+                if pos.seqno < backlog.last(pos.partition) {
+                    self.counters.partial_catchups += 1;
+                }
+            } else {
+                self.mode[p] = Mode::NeedResync;
+            }
+        }
+        if seen != self.partitions {
+            return Err("the OPEN answer leaves partitions out".into());
+        }
+        self.cursor = backlog.base();
+        self.state = StreamState::Running;
+        self.last_ack_ms = now_ms;
+        Ok(())
+    }
+
+    /// The backup's answer to REPL_CHANGES: where the partitions it named now stand.
+    pub fn on_ack(&mut self, positions: &[Position], now_ms: u64) -> Result<(), String> {
+        if self.state != StreamState::Running {
+            return Err("an acknowledgement out of turn".into());
+        }
+        let Some(bytes) = self.in_flight.pop_front() else { return Err("an acknowledgement of nothing".into()) };
+        self.unacked -= bytes;
+        for pos in positions {
+            if !self.partitions.contains(pos.partition) {
+                return Err(format!("an acknowledgement of partition {} the stream does not carry", pos.partition));
+            }
+            let a = &mut self.acked[pos.partition as usize];
+            *a = (*a).max(pos.seqno);
+        }
+        self.last_ack_ms = now_ms;
+        Ok(())
+    }
+
+    /// The next REPL_CHANGES value to send, if the window has room and there is something
+    /// to send.
+    pub fn next_frame(&mut self, backlog: &Backlog, scan: &mut Scan<'_>) -> Option<Vec<u8>> {
+        if self.state != StreamState::Running || self.unacked >= self.window {
+            return None;
+        }
+        let mut buf = Vec::new();
+        self.resync_step(backlog, scan, &mut buf);
+        self.live_step(backlog, &mut buf);
+        if buf.is_empty() {
+            return None;
+        }
+        self.in_flight.push_back(buf.len());
+        self.unacked += buf.len();
+        self.counters.frames += 1;
+        self.counters.bytes += buf.len() as u64;
+        Some(buf)
+    }
+
+    fn resync_step(&mut self, backlog: &Backlog, scan: &mut Scan<'_>, buf: &mut Vec<u8>) {
+        if self.resync.is_none() {
+            let mut set = PartitionSet::empty();
+            for p in self.partitions.iter().filter(|&p| self.mode[p as usize] == Mode::NeedResync) {
+                set.insert(p);
+            }
+            if set.is_empty() {
+                return;
+            }
+            let high = set.iter().map(|p| (p, backlog.last(p))).collect();
+            for p in set.iter() {
+                self.mode[p as usize] = Mode::Resyncing;
+            }
+            Record { kind: RecordType::SnapshotBegin, partition: 0, seqno: 0, cas: 0, flags: 0, expiry: 0, key: &set.0, value: b"" }.write(buf);
+            self.counters.resyncs += 1;
+            self.resync = Some(Resync { set, high, next: Some(0), resume: backlog.end() });
+        }
+        let Some(r) = self.resync.as_mut() else { return };
+        if let Some(from) = r.next {
+            let (next, items) = scan(&r.set, from, FRAME_BYTES.saturating_sub(buf.len()), buf);
+            r.next = next;
+            self.counters.snapshot_items += items;
+        }
+        if r.next.is_some() {
+            return;
+        }
+        let r = self.resync.take().expect("a resync is under way");
+        // Every change made since the snapshot began is still in the backlog when its first
+        // one is (`covers` alone cannot tell a flush before the snapshot from one during it).
+        let kept = r.resume >= backlog.base();
+        for (p, high) in r.high {
+            if kept || backlog.covers(p, high) {
+                Record { kind: RecordType::SnapshotEnd, partition: p, seqno: high, cas: 0, flags: 0, expiry: 0, key: b"", value: b"" }.write(buf);
+                self.mode[p as usize] = Mode::Live;
+                self.sent[p as usize] = high;
+            } else {
+                // Changes made during the snapshot already left the backlog: again.
+                self.mode[p as usize] = Mode::NeedResync;
+            }
+        }
+        self.cursor = self.cursor.min(r.resume);
+    }
+
+    fn live_step(&mut self, backlog: &Backlog, buf: &mut Vec<u8>) {
+        if self.cursor < backlog.base() {
+            for p in self.partitions.iter() {
+                if self.mode[p as usize] == Mode::Live && !backlog.covers(p, self.sent[p as usize]) {
+                    self.mode[p as usize] = Mode::NeedResync;
+                }
+            }
+            self.cursor = backlog.base();
+        }
+        while self.cursor < backlog.end() && buf.len() < FRAME_BYTES {
+            let Some(e) = backlog.get(self.cursor) else { break };
+            self.cursor += 1;
+            match e.kind {
+                EntryKind::Flush => {
+                    let Some(after) = e.after.as_ref() else { continue };
+                    let mut set = PartitionSet::empty();
+                    for p in self.partitions.iter() {
+                        if self.mode[p as usize] == Mode::Live && self.sent[p as usize] <= after[p as usize] {
+                            set.insert(p);
+                        }
+                    }
+                    if !set.is_empty() {
+                        Record { kind: RecordType::Flush, partition: 0, seqno: 0, cas: 0, flags: 0, expiry: 0, key: &set.0, value: b"" }.write(buf);
+                        self.counters.records += 1;
+                    }
+                }
+                EntryKind::Put | EntryKind::Delete => {
+                    let p = e.partition as usize;
+                    if !self.partitions.contains(e.partition) || self.mode[p] != Mode::Live || e.seqno <= self.sent[p] {
+                        continue;
+                    }
+                    if e.seqno != self.sent[p] + 1 {
+                        // A change the backlog never held (the primary's commit failed).
+                        self.mode[p] = Mode::NeedResync;
+                        continue;
+                    }
+                    let kind = if e.kind == EntryKind::Put { RecordType::Put } else { RecordType::Delete };
+                    Record { kind, partition: e.partition, seqno: e.seqno, cas: e.cas, flags: e.flags, expiry: e.expiry, key: e.key(), value: e.value() }
+                        .write(buf);
+                    self.sent[p] = e.seqno;
+                    self.counters.records += 1;
+                }
+            }
+        }
+    }
+
+    /// Changes of `p` the backup has not acknowledged.
+    pub fn lag(&self, backlog: &Backlog, p: u16) -> u64 {
+        backlog.last(p).saturating_sub(self.acked[p as usize])
+    }
+
+    pub fn acked(&self, p: u16) -> u64 {
+        self.acked[p as usize]
+    }
+
+    pub fn unacked_bytes(&self) -> usize {
+        self.unacked
+    }
+}
+
+/// Where a backup's copy of a partition stands, as [`check`] reads it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Copy {
+    pub seqno: u64,
+    /// A full resync began and has not ended.
+    pub incomplete: bool,
+}
+
+/// The backup's rule for one record of a partition it holds: a change must be the next seqno
+/// of a whole copy; a snapshot item must belong to a resync under way; a snapshot end must
+/// close one. `Err` gives the refusal's status and reason: the backup applies nothing more
+/// of the frame, and the primary opens the stream again.
+pub fn check(r: &Record<'_>, copy: Copy) -> Result<(), (u16, String)> {
+    match r.kind {
+        RecordType::Put | RecordType::Delete => {
+            if copy.incomplete {
+                return Err((status::BAD_SEQNO, format!("a change of partition {} during its resync", r.partition)));
+            }
+            if r.seqno != copy.seqno + 1 {
+                return Err((status::BAD_SEQNO, format!("partition {}: seqno {} after {}", r.partition, r.seqno, copy.seqno)));
+            }
+            Ok(())
+        }
+        RecordType::SnapshotItem | RecordType::SnapshotEnd if !copy.incomplete => {
+            Err((status::BAD_SEQNO, format!("a snapshot record for partition {} with no resync under way", r.partition)))
+        }
+        _ => Ok(()),
+    }
+}
+

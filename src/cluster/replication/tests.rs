@@ -1,0 +1,310 @@
+//! The stream against a model backup, over a simulated link that drops, repeats and reorders
+//! frames, with the primary's backlog small enough to overflow: the backup must end equal to
+//! the primary, and every bad frame must be refused by `check`, never applied.
+
+use std::collections::{BTreeMap, VecDeque};
+
+use super::backlog::{Backlog, EntryKind};
+use super::stream::{check, Copy, Stream};
+use crate::cluster::PartitionSet;
+use crate::protocol::peer::repl::{Position, RecordType, Records};
+
+const PARTS: [u16; 3] = [1, 5, 9];
+
+/// xorshift64*: the simulator's only source of choices.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+type Items = BTreeMap<(u16, Vec<u8>), (Vec<u8>, u64)>;
+
+#[derive(Default)]
+struct Primary {
+    items: Items,
+    seqnos: BTreeMap<u16, u64>,
+    cas: u64,
+}
+
+impl Primary {
+    fn mutate(&mut self, rng: &mut Rng, backlog: &mut Backlog) {
+        let p = PARTS[rng.below(3) as usize];
+        let key = format!("k{}", rng.below(6)).into_bytes();
+        let roll = rng.below(100);
+        if roll < 2 {
+            self.items.clear();
+            backlog.push(EntryKind::Flush, 0, 0, 0, 0, 0, b"", b"");
+            return;
+        }
+        let s = self.seqnos.entry(p).or_default();
+        *s += 1;
+        self.cas += 1;
+        if roll < 25 {
+            self.items.remove(&(p, key.clone()));
+            backlog.push(EntryKind::Delete, p, *s, 0, 0, 0, &key, b"");
+        } else {
+            let value = format!("v{}", self.cas).into_bytes();
+            self.items.insert((p, key.clone()), (value.clone(), self.cas));
+            backlog.push(EntryKind::Put, p, *s, self.cas, 0, 0, &key, &value);
+        }
+    }
+
+    /// The scan a full resync runs: two items of `set` per call, from slot `from` on. As in
+    /// the keydir, an item keeps its slot while it lives (slot = partition * 16 + key number).
+    fn scan(&self, set: &PartitionSet, from: u64, out: &mut Vec<u8>) -> (Option<u64>, u64) {
+        let slot_of = |p: u16, k: &[u8]| p as u64 * 16 + (k[1] - b'0') as u64;
+        let mut all: Vec<_> = self.items.iter().filter(|((p, k), _)| set.contains(*p) && slot_of(*p, k) >= from).collect();
+        all.sort_by_key(|((p, k), _)| slot_of(*p, k));
+        let mut n = 0;
+        let mut next = None;
+        for ((p, k), (v, cas)) in all.iter().take(2) {
+            crate::protocol::peer::repl::Record {
+                kind: RecordType::SnapshotItem,
+                partition: *p,
+                seqno: 0,
+                cas: *cas,
+                flags: 0,
+                expiry: 0,
+                key: k,
+                value: v,
+            }
+            .write(out);
+            n += 1;
+            next = Some(slot_of(*p, k) + 1);
+        }
+        (next.filter(|_| all.len() > 2), n)
+    }
+}
+
+#[derive(Default, Clone)]
+struct Backup {
+    items: Items,
+    copies: BTreeMap<u16, Copy>,
+}
+
+impl Backup {
+    fn copy(&self, p: u16) -> Copy {
+        self.copies.get(&p).copied().unwrap_or(Copy { seqno: 0, incomplete: false })
+    }
+
+    fn positions(&self) -> Vec<Position> {
+        PARTS.iter().map(|&p| Position { partition: p, seqno: self.copy(p).seqno, whole: !self.copy(p).incomplete }).collect()
+    }
+
+    /// Applies a frame as the server does: record by record until one is refused.
+    fn apply(&mut self, frame: &[u8]) -> Result<Vec<Position>, String> {
+        for r in Records::new(frame) {
+            let r = r.map_err(str::to_string)?;
+            let sets = |key: &[u8]| PartitionSet::from_bytes(key).expect("a set");
+            match r.kind {
+                RecordType::Flush | RecordType::SnapshotBegin => {
+                    let set = sets(r.key);
+                    self.items.retain(|(p, _), _| !set.contains(*p));
+                    if r.kind == RecordType::SnapshotBegin {
+                        for p in set.iter() {
+                            self.copies.insert(p, Copy { seqno: 0, incomplete: true });
+                        }
+                    }
+                    continue;
+                }
+                _ => {}
+            }
+            check(&r, self.copy(r.partition)).map_err(|(_, why)| why)?;
+            let key = (r.partition, r.key.to_vec());
+            match r.kind {
+                RecordType::Put | RecordType::SnapshotItem => {
+                    self.items.insert(key, (r.value.to_vec(), r.cas));
+                }
+                RecordType::Delete => {
+                    self.items.remove(&key);
+                }
+                RecordType::SnapshotEnd => {
+                    self.copies.insert(r.partition, Copy { seqno: r.seqno, incomplete: false });
+                    continue;
+                }
+                _ => unreachable!(),
+            }
+            if matches!(r.kind, RecordType::Put | RecordType::Delete) {
+                self.copies.insert(r.partition, Copy { seqno: r.seqno, incomplete: false });
+            }
+        }
+        Ok(self.positions())
+    }
+}
+
+fn set_of(parts: &[u16]) -> PartitionSet {
+    let mut s = PartitionSet::empty();
+    for &p in parts {
+        s.insert(p);
+    }
+    s
+}
+
+/// One seeded run: writes, a link that fails and a backup that restarts (keeping or losing
+/// what it applied), then a healed link; the backup must end equal to the primary.
+fn run(seed: u64, budget: usize) -> (Stream, usize) {
+    let mut rng = Rng(seed | 1);
+    let mut primary = Primary::default();
+    let mut backlog = Backlog::new(budget, |_| 0);
+    let mut backup = Backup::default();
+    let mut stream = Stream::new(1, 0, set_of(&PARTS));
+    // Frames sent and not yet answered, in order.
+    let mut wire: VecDeque<Vec<u8>> = VecDeque::new();
+    let mut opening = false;
+    for step in 0..400 {
+        let healing = step >= 300;
+        for _ in 0..rng.below(4) {
+            if !healing {
+                primary.mutate(&mut rng, &mut backlog);
+            }
+        }
+        match stream.state() {
+            super::StreamState::Down => {
+                stream.open();
+                opening = true;
+                wire.clear();
+            }
+            _ if opening => {
+                opening = false;
+                stream.on_open(&backup.positions(), &backlog, step).expect("a good OPEN answer");
+            }
+            _ => {
+                let mut scan = |set: &PartitionSet, from: u64, _budget: usize, out: &mut Vec<u8>| primary.scan(set, from, out);
+                if let Some(f) = stream.next_frame(&backlog, &mut scan) {
+                    wire.push_back(f);
+                }
+                // The backup answers some of what is on the wire, in order.
+                while !wire.is_empty() && rng.below(3) != 0 {
+                    let f = wire.pop_front().expect("a frame");
+                    match backup.apply(&f) {
+                        Ok(pos) => stream.on_ack(&pos, step).expect("a good acknowledgement"),
+                        Err(why) => {
+                            stream.down(why);
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+        if !healing && rng.below(40) == 0 {
+            // The link fails: frames in flight are lost (some may have been applied).
+            stream.down("cut".into());
+        }
+        if !healing && rng.below(150) == 0 {
+            // The backup restarts from nothing (a new disk).
+            backup = Backup::default();
+            stream.down("backup restarted".into());
+        }
+    }
+    // Drain: nothing new is written; the stream must converge.
+    for step in 400..2000 {
+        match stream.state() {
+            super::StreamState::Down => {
+                stream.open();
+                stream.on_open(&backup.positions(), &backlog, step).expect("a good OPEN answer");
+            }
+            super::StreamState::Opening => unreachable!(),
+            super::StreamState::Running => {
+                let mut scan = |set: &PartitionSet, from: u64, _budget: usize, out: &mut Vec<u8>| primary.scan(set, from, out);
+                if let Some(f) = wire.pop_front().or_else(|| stream.next_frame(&backlog, &mut scan)) {
+                    match backup.apply(&f) {
+                        Ok(pos) => stream.on_ack(&pos, step).expect("ack"),
+                        Err(why) => stream.down(why),
+                    }
+                } else if !stream.resyncing() {
+                    break;
+                }
+            }
+        }
+    }
+    assert_eq!(backup.items, primary.items, "seed {seed}: the backup differs from the primary");
+    for &p in &PARTS {
+        assert_eq!(stream.lag(&backlog, p), 0, "seed {seed}: partition {p} lags");
+    }
+    (stream, primary.items.len())
+}
+
+#[test]
+fn converges_with_a_large_backlog() {
+    for seed in 1..200 {
+        let (s, _) = run(seed, 1 << 20);
+        assert_eq!(s.counters.resyncs, s.counters.resyncs.min(s.counters.opens + 1), "seed {seed}");
+    }
+}
+
+#[test]
+fn converges_when_the_backlog_overflows() {
+    let mut resyncs = 0;
+    for seed in 1..200 {
+        resyncs += run(seed, 20 * 80).0.counters.resyncs;
+    }
+    assert!(resyncs > 200, "a small backlog must force full resyncs ({resyncs})");
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+    #[test]
+    fn catch_up_from_any_point(seed in 1u64.., budget in 200usize..20_000) {
+        run(seed, budget);
+    }
+}
+
+#[test]
+fn partial_catch_up_sends_only_what_the_backup_lacks() {
+    let mut backlog = Backlog::new(1 << 20, |_| 0);
+    for s in 1..=10 {
+        backlog.push(EntryKind::Put, 1, s, s, 0, 0, b"k", b"v");
+    }
+    let mut stream = Stream::new(1, 0, set_of(&[1]));
+    stream.open();
+    stream.on_open(&[Position { partition: 1, seqno: 7, whole: true }], &backlog, 0).unwrap();
+    let mut no_scan = |_: &PartitionSet, _: u64, _: usize, _: &mut Vec<u8>| -> (Option<u64>, u64) { panic!("no resync needed") };
+    let f = stream.next_frame(&backlog, &mut no_scan).unwrap();
+    let seqnos: Vec<u64> = Records::new(&f).map(|r| r.unwrap().seqno).collect();
+    assert_eq!(seqnos, vec![8, 9, 10]);
+    assert_eq!(stream.counters.partial_catchups, 1);
+    assert!(stream.next_frame(&backlog, &mut no_scan).is_none());
+}
+
+#[test]
+fn reordered_duplicated_and_dropped_frames_are_refused() {
+    let mut backlog = Backlog::new(1 << 20, |_| 0);
+    let mut stream = Stream::new(1, 0, set_of(&[1]));
+    stream.open();
+    stream.on_open(&[Position { partition: 1, seqno: 0, whole: true }], &backlog, 0).unwrap();
+    let mut no_scan = |_: &PartitionSet, _: u64, _: usize, _: &mut Vec<u8>| -> (Option<u64>, u64) { (None, 0) };
+    let mut frames = Vec::new();
+    for s in 1..=3 {
+        backlog.push(EntryKind::Put, 1, s, s, 0, 0, b"k", b"v");
+        frames.push(stream.next_frame(&backlog, &mut no_scan).unwrap());
+    }
+    let fresh = || {
+        let mut b = Backup::default();
+        b.copies.insert(1, Copy { seqno: 0, incomplete: false });
+        b
+    };
+    let mut b = fresh();
+    assert!(b.apply(&frames[1]).is_err(), "reordered: 2 before 1");
+    let mut b = fresh();
+    b.apply(&frames[0]).unwrap();
+    assert!(b.apply(&frames[0]).is_err(), "duplicated");
+    assert!(b.apply(&frames[2]).is_err(), "dropped: 3 after 1");
+    b.apply(&frames[1]).unwrap();
+    b.apply(&frames[2]).unwrap();
+    assert_eq!(b.copy(1).seqno, 3);
+    // A snapshot item outside a resync is refused too.
+    let mut item = Vec::new();
+    crate::protocol::peer::repl::Record { kind: RecordType::SnapshotItem, partition: 1, seqno: 0, cas: 1, flags: 0, expiry: 0, key: b"x", value: b"" }
+        .write(&mut item);
+    assert!(b.apply(&item).is_err());
+}
