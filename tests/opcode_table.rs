@@ -94,6 +94,8 @@ fn expect(op: Opcode, s: Situation) -> Expect {
         // Reads: a failing disk and a client's CAS change nothing.
         (Get, Hit | Failing | StaleCas) => hit,
         (Get, Miss) => not_found,
+        // A single node has no backup copy to read.
+        (GetReplica, _) => err(Status::TemporaryFailure),
         (GetQ, Hit | Failing | StaleCas) => hit,
         (GetQ, Miss) => Expect::Silent,
         (GetK, Hit | Failing | StaleCas) => hit_k,

@@ -345,6 +345,30 @@ fn sample(op: Op) -> Vec<u8> {
             )
         }
         Op::Flush => out = request(&Command::Flush { delay: 0 }, None),
+        Op::GetReplica => {
+            out = request(&Command::Get { key }, None);
+            out[1] = Op::GetReplica.to_u8();
+        }
+        Op::ReplOpen => {
+            let mut set = caskade::cluster::PartitionSet::empty();
+            set.insert(3);
+            caskade::protocol::peer::repl::write_open(&mut out, 1, &set);
+        }
+        Op::ReplChanges => {
+            let mut records = Vec::new();
+            caskade::protocol::peer::repl::Record {
+                kind: caskade::protocol::peer::repl::RecordType::Put,
+                partition: caskade::cluster::partition_of(key),
+                seqno: 1,
+                cas: 1,
+                flags: 0,
+                expiry: 0,
+                key,
+                value: b"v",
+            }
+            .write(&mut records);
+            caskade::protocol::peer::repl::write_changes(&mut out, 1, &records);
+        }
     }
     out
 }

@@ -63,10 +63,10 @@ impl ClusterMap {
         let replicas = replicas.min(n - 1);
         let primary: Vec<u16> = (0..PARTITIONS as usize).map(|p| (p % n) as u16).collect();
         let mut backups = Vec::with_capacity(PARTITIONS as usize * replicas);
-        for p in 0..PARTITIONS as usize {
+        for (p, &first) in primary.iter().enumerate() {
             for j in 0..replicas {
                 let step = 1 + (p / n + j) % (n - 1);
-                backups.push(((primary[p] as usize + step) % n) as u16);
+                backups.push(((first as usize + step) % n) as u16);
             }
         }
         let mut map = ClusterMap { name: name.to_string(), nodes, primary, backups, replicas, revision: 1, checksum: 0 };

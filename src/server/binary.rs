@@ -71,6 +71,7 @@ fn serve(ctx: &mut Ctx<'_>, conn: &mut Connection, from: ReturnAddress, req: &Re
     }
     match action {
         Action::Storage(cmd) => route::storage(ctx, conn, from, &cmd, AnyReplyTo::Binary(to)),
+        Action::GetReplica(k) => route::replica_get(ctx, conn, from, k, AnyReplyTo::Binary(to)),
         Action::Noop => dispatch::write_ok(conn.out(), to, &[]),
         Action::Version => dispatch::write_ok(conn.out(), to, super::VERSION.as_bytes()),
         Action::Verbosity(level) => {

@@ -18,6 +18,7 @@ use super::held::Held;
 use super::mailbox::{Mailboxes, Message, Outbox, ReplyBatch};
 use super::peer::link::{Delivery, Links, LINK_TOKEN_BASE};
 use super::peer::serve::{self, Session};
+use super::replicate::Replication;
 use super::route::{self, Ctx};
 use super::{binary, text, Node};
 use crate::protocol::{self, Limits, Protocol};
@@ -69,6 +70,8 @@ pub struct Core {
     /// Under group commit (`--fsync always`): the replies of earlier turns, each turn's with
     /// the epoch that must be durable before they leave.
     waiting: VecDeque<Waiting>,
+    /// The streams to this core's backups (a cluster with `replicas` > 0).
+    replication: Option<Replication>,
 }
 
 /// One turn's replies that wait for an fsync: to this core's connections, and to others.
@@ -92,6 +95,8 @@ impl Core {
         node: Arc<Node>,
     ) -> Core {
         let cores = mailboxes.len();
+        let mut shard = shard;
+        let replication = Replication::new(node.cluster.as_deref(), &mut shard);
         let limits = Limits { max_value_len: node.config.max_item_size };
         let mut core = Core {
             id,
@@ -115,6 +120,7 @@ impl Core {
             latency: Recorder::new(),
             held: Held::default(),
             waiting: VecDeque::new(),
+            replication,
         };
         // The levels recovery left (curr_items, bytes, segments, ...) are published before
         // any core accepts, so that the first STAT after a restart sums every shard.
@@ -149,6 +155,7 @@ impl Core {
                 || !self.dirty.is_empty()
                 || self.shard.needs_commit()
                 || self.links.busy()
+                || self.replication.as_ref().is_some_and(Replication::busy)
             {
                 Duration::from_millis(1)
             } else if self.links.reconnecting() {
@@ -192,7 +199,8 @@ impl Core {
             if self.shard.needs_commit() {
                 self.outbox.send_requests(&self.mailboxes);
             }
-            self.commit();
+            let committed = self.commit();
+            self.replicate(committed);
             if self.now != self.stats_published_at {
                 self.close_slow_handshakes();
             }
@@ -528,7 +536,7 @@ impl Core {
     /// Under group commit the fsync runs on the shard's commit thread: this turn's replies
     /// (held ones, and those to other cores) wait with the turn's epoch, and leave once an
     /// fsync has covered it, as error statuses if that fsync failed.
-    fn commit(&mut self) {
+    fn commit(&mut self) -> bool {
         let committed = match self.shard.needs_commit() {
             false => true,
             true => match self.shard.commit() {
@@ -573,6 +581,15 @@ impl Core {
                 }
             }
         }
+        committed
+    }
+
+    /// Hands the changes of the turn to the replication streams and sends what they have.
+    fn replicate(&mut self, committed: bool) {
+        let (Some(r), Some(cluster)) = (self.replication.as_mut(), self.node.cluster.as_deref()) else { return };
+        r.after_commit(&mut self.shard, committed);
+        r.pump(&mut self.shard, &mut self.links, cluster, self.id, self.mailboxes.len(), self.now);
+        self.write_links();
     }
 
     /// Puts held replies in their connections' order, as the commit turned out.

@@ -11,6 +11,7 @@ mod mailbox;
 mod notify;
 pub mod peer;
 mod reload;
+pub mod replicate;
 mod report;
 mod route;
 mod text;

@@ -57,7 +57,7 @@ pub fn execute(shard: &mut Shard, stats: &CoreStats, cmd: &Command<&[u8]>, to: O
 /// Runs `cmd` on this core's shard for `conn`; a reply that must wait for the commit is held:
 /// one to a command that appended a record, and under group commit every one (a read may
 /// have seen a record not yet durable).
-fn execute_here(ctx: &mut Ctx<'_>, conn: &mut Connection, key: usize, cmd: &Command<&[u8]>, to: &ReplyTo) {
+pub(super) fn execute_here(ctx: &mut Ctx<'_>, conn: &mut Connection, key: usize, cmd: &Command<&[u8]>, to: &ReplyTo) {
     let start = conn.out().len();
     let appended = execute(ctx.shard, ctx.stats, cmd, Some(to), ctx.now, conn.out());
     if appended || ctx.shard.epochs().is_some() {
@@ -103,6 +103,40 @@ pub fn storage(ctx: &mut Ctx<'_>, conn: &mut Connection, mut from: ReturnAddress
                 conn.complete(from.seq, &bytes);
             }
         }
+    }
+}
+
+/// GET_REPLICA: a GET answered from the first backup's copy of the key, wherever it is. A
+/// node without backups (no cluster, or `replicas = 0`) answers NOT_SUPPORTED... through the
+/// outcome the protocol has for it: a temporary failure.
+pub fn replica_get(ctx: &mut Ctx<'_>, conn: &mut Connection, mut from: ReturnAddress, key: &[u8], to: ReplyTo) {
+    let cmd = Command::Get { key };
+    let p = cluster::partition_of(key);
+    let cores = ctx.node.core_stats.len();
+    ctx.stats.replica_reads.incr();
+    let Some((cluster, &backup)) = ctx.cluster.and_then(|c| c.map.backups(p).first().map(|b| (c, b))) else {
+        let mut bytes = Vec::new();
+        to.write_outcome::<&[u8]>(&mut bytes, key, &Outcome::TemporaryFailure);
+        conn.out().extend_from_slice(&bytes);
+        return;
+    };
+    let backup = backup as usize;
+    if backup == cluster.me {
+        match cluster::map::local_owner(p, from.core, cores) {
+            Owner::Here => execute_here(ctx, conn, from.conn, &cmd, &to),
+            Owner::Core(core) | Owner::Node(core) => {
+                from.seq = conn.expect_replies(1, Vec::new());
+                ctx.outbox.requests(core).push(from, Some(to), &cmd);
+            }
+        }
+        return;
+    }
+    from.seq = conn.expect_replies(1, Vec::new());
+    let req = InFlightReq { to: from, reply: to, flush: false };
+    if ctx.links.submit_replica_get(cluster, ctx.registry, ctx.core, backup, p, &cmd, req).is_err() {
+        let mut bytes = Vec::new();
+        to.write_outcome::<&[u8]>(&mut bytes, key, &Outcome::TemporaryFailure);
+        conn.complete(from.seq, &bytes);
     }
 }
 

@@ -64,6 +64,7 @@ core_stats!(
     rejected_connections,
     protocol_errors,
     forwarded_requests,
+    replica_reads,
     disk_errors,
     disk_reads,
     values_evicted,

@@ -44,6 +44,7 @@ pub struct Changes {
 }
 
 impl Changes {
+    #[allow(clippy::too_many_arguments)]
     pub fn push(&mut self, kind: ChangeKind, partition: u16, seqno: u64, cas: u64, flags: u32, expiry: u32, key: &[u8], value: &[u8]) {
         let k = self.arena.len() as u32;
         self.arena.extend_from_slice(key);

@@ -24,10 +24,15 @@ impl ClusterFiles {
     }
 
     pub fn with(ids: &[&str], name: &str, secret: &str) -> ClusterFiles {
+        ClusterFiles::with_settings(ids, name, secret, "")
+    }
+
+    /// A cluster file with `settings` (TOML lines of `[cluster]`) added.
+    pub fn with_settings(ids: &[&str], name: &str, secret: &str, settings: &str) -> ClusterFiles {
         let dir = tempfile::tempdir().expect("a temporary directory");
         std::fs::write(dir.path().join("secret"), secret).expect("write the secret");
         let peer_ports: Vec<u16> = ids.iter().map(|_| free_port()).collect();
-        let mut text = format!("[cluster]\nname = \"{name}\"\nsecret_file = \"secret\"\nforward_timeout_ms = 1000\n");
+        let mut text = format!("[cluster]\nname = \"{name}\"\nsecret_file = \"secret\"\nforward_timeout_ms = 1000\n{settings}");
         for (id, port) in ids.iter().zip(&peer_ports) {
             // The client and admin ports come from the harness's flags, which win.
             text += &format!("[[cluster.node]]\nid = \"{id}\"\nclient = \"127.0.0.1:1\"\npeer = \"127.0.0.1:{port}\"\n");

@@ -30,6 +30,8 @@ pub enum Action<'a> {
     /// `stats` with an optional group ("settings").
     Stat(&'a [u8]),
     Verbosity(u32),
+    /// GET_REPLICA: a GET served by a node that holds a backup of the key.
+    GetReplica(&'a [u8]),
 }
 
 pub fn action<'a>(req: &Request<'a>) -> Action<'a> {
@@ -65,6 +67,7 @@ pub fn action<'a>(req: &Request<'a>) -> Action<'a> {
             }
         }
         Flush | FlushQ => Command::Flush { delay: exptime },
+        GetReplica => return Action::GetReplica(key),
         Noop => return Action::Noop,
         Version => return Action::Version,
         Quit | QuitQ => return Action::Quit,

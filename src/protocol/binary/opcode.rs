@@ -37,6 +37,8 @@ pub enum Opcode {
     GatQ,
     GatK,
     GatKQ,
+    /// Couchbase's GET_REPLICA (0x83): a GET answered from a backup's copy.
+    GetReplica,
     SaslListMechs,
     SaslAuth,
     SaslStep,
@@ -83,6 +85,7 @@ impl Opcode {
             0x22 => SaslStep,
             0x23 => GatK,
             0x24 => GatKQ,
+            0x83 => GetReplica,
             other => Unknown(other),
         }
     }
@@ -126,6 +129,7 @@ impl Opcode {
             SaslStep => 0x22,
             GatK => 0x23,
             GatKQ => 0x24,
+            GetReplica => 0x83,
             Unknown(b) => b,
         }
     }
@@ -160,7 +164,7 @@ impl Opcode {
     pub fn shape(self) -> Shape {
         use Opcode::*;
         match self {
-            Get | GetQ | GetK | GetKQ | Delete | DeleteQ => Shape::new(0, Key::Required, false),
+            Get | GetQ | GetK | GetKQ | GetReplica | Delete | DeleteQ => Shape::new(0, Key::Required, false),
             Set | SetQ | Add | AddQ | Replace | ReplaceQ => Shape::new(8, Key::Required, true),
             Append | AppendQ | Prepend | PrependQ => Shape::new(0, Key::Required, true),
             Increment | IncrementQ | Decrement | DecrementQ => {

@@ -197,11 +197,19 @@ pub fn write_refusal(out: &mut Vec<u8>, op: Op, opaque: u32, code: u16, reason: 
 
 /// The positions an OK answer lists.
 pub fn parse_positions(f: &Frame<'_>) -> Result<Vec<Position>, &'static str> {
-    if f.value.len() % POSITION_LEN != 0 || !f.key.is_empty() || !f.extras.is_empty() {
+    if !f.key.is_empty() || !f.extras.is_empty() {
+        return Err("a positions answer with a key or extras");
+    }
+    parse_positions_value(f.value)
+}
+
+/// The positions in an OK answer's value.
+pub fn parse_positions_value(value: &[u8]) -> Result<Vec<Position>, &'static str> {
+    if !value.len().is_multiple_of(POSITION_LEN) {
         return Err("a positions list of the wrong length");
     }
-    let mut out = Vec::with_capacity(f.value.len() / POSITION_LEN);
-    for chunk in f.value.chunks_exact(POSITION_LEN) {
+    let mut out = Vec::with_capacity(value.len() / POSITION_LEN);
+    for chunk in value.chunks_exact(POSITION_LEN) {
         let mut x = Fields::new(chunk);
         let partition = x.u16().ok_or("partition")?;
         let seqno = x.u64().ok_or("seqno")?;

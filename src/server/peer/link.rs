@@ -56,6 +56,8 @@ pub struct InFlight {
     pub hops: bool,
     pub sent: Instant,
     pub deadline: Instant,
+    /// A replication frame: its answer goes to the core's streams, not to a connection.
+    pub repl: bool,
 }
 
 struct Link {
@@ -82,9 +84,21 @@ struct Link {
     said_down: Option<String>,
     /// Requests in flight sent here for partitions this peer core does not own.
     hopping: usize,
-    /// Kept up whether or not requests need it (core 0's link to each node's core 0), so
-    /// that every node knows which others are reachable.
+    /// Kept up whether or not requests need it (core 0's link to each node's core 0, and
+    /// the links replication streams use).
     keep: bool,
+    /// Counts the times AUTH succeeded: a stream opened on one incarnation of the link is
+    /// void on the next.
+    generation: u64,
+    /// Answers to replication frames, in order, for the core's streams to take.
+    repl_answers: Vec<ReplAnswer>,
+}
+
+/// An answer to a replication frame.
+pub struct ReplAnswer {
+    pub op: Op,
+    pub status: u16,
+    pub value: Vec<u8>,
 }
 
 /// What a link delivers: a request's outcome (the key echoed by the owner).
@@ -131,6 +145,37 @@ impl Links {
         cmd: &Command<&[u8]>,
         req: InFlightReq,
     ) -> Result<(), NotSent> {
+        self.submit_as(cluster, registry, this_core, node, p, cmd, req, false)
+    }
+
+    /// Sends a GET of `node`'s backup copy (GET_REPLICA) the way [`submit`](Self::submit)
+    /// sends a forwarded command.
+    #[allow(clippy::too_many_arguments)]
+    pub fn submit_replica_get(
+        &mut self,
+        cluster: &Cluster,
+        registry: &Registry,
+        this_core: usize,
+        node: usize,
+        p: u16,
+        cmd: &Command<&[u8]>,
+        req: InFlightReq,
+    ) -> Result<(), NotSent> {
+        self.submit_as(cluster, registry, this_core, node, p, cmd, req, true)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn submit_as(
+        &mut self,
+        cluster: &Cluster,
+        registry: &Registry,
+        this_core: usize,
+        node: usize,
+        p: u16,
+        cmd: &Command<&[u8]>,
+        req: InFlightReq,
+        replica: bool,
+    ) -> Result<(), NotSent> {
         let mut core = cluster.core_on(node, p);
         // Requests sent to B's core 0 before B's core count was known hop through core 0's
         // mailbox; until they are answered, later ones take the same path, so that no
@@ -169,7 +214,12 @@ impl Links {
         let opaque = link.next_opaque;
         link.next_opaque = link.next_opaque.wrapping_add(1);
         let out = if link.state == State::Up { &mut link.wbuf } else { &mut link.queued };
+        let at = out.len();
         forward::write_request(out, p, opaque, cmd, req.reply.then_touch());
+        if replica {
+            // The same frame as a forwarded GET, under GET_REPLICA's opcode (byte 1).
+            out[at + 1] = Op::GetReplica.to_u8();
+        }
         let cores = cluster.peer_cores[node].load(Relaxed);
         let hops = cores == 0 || p % cores != link.core;
         link.hopping += hops as usize;
@@ -181,6 +231,7 @@ impl Links {
             hops,
             sent: now,
             deadline: now + cluster.file.forward_timeout,
+            repl: false,
         });
         peer.forwarded.fetch_add(1, Relaxed);
         peer.in_flight.fetch_add(1, Relaxed);
@@ -211,9 +262,54 @@ impl Links {
             said_down: None,
             hopping: 0,
             keep: false,
+            generation: 0,
+            repl_answers: Vec::new(),
         });
         self.by_dest.insert((node, core), idx);
         idx
+    }
+
+    /// The link replication uses to `node`'s core `core`, kept up from now on: its
+    /// generation if it is up (authenticated), `None` if not.
+    pub fn repl_link(&mut self, node: usize, core: u16) -> Option<u64> {
+        let idx = self.link(node, core);
+        let link = &mut self.links[idx];
+        link.keep = true;
+        (link.authenticated && link.state == State::Up).then_some(link.generation)
+    }
+
+    /// Sends a replication frame (`write` gets the buffer and the opaque) on an
+    /// authenticated link.
+    pub fn submit_repl(&mut self, cluster: &Cluster, node: usize, core: u16, op: Op, write: impl FnOnce(&mut Vec<u8>, u32)) -> Result<(), NotSent> {
+        let Some(&idx) = self.by_dest.get(&(node, core)) else { return Err(NotSent::Down) };
+        let link = &mut self.links[idx];
+        if !(link.authenticated && link.state == State::Up) {
+            return Err(NotSent::Down);
+        }
+        let opaque = link.next_opaque;
+        link.next_opaque = link.next_opaque.wrapping_add(1);
+        write(&mut link.wbuf, opaque);
+        let now = Instant::now();
+        link.in_flight.push_back(InFlight {
+            opaque,
+            to: ReturnAddress { core: 0, conn: 0, generation: 0, seq: 0, read_at: 0, op: None },
+            reply: ReplyTo::Peer(crate::protocol::PeerReply { op, opaque, then_touch: None }),
+            flush: false,
+            hops: false,
+            sent: now,
+            deadline: now + cluster.file.forward_timeout.max(Duration::from_secs(10)),
+            repl: true,
+        });
+        cluster.peers[node].in_flight.fetch_add(1, Relaxed);
+        self.dirty.push(idx);
+        Ok(())
+    }
+
+    /// Moves the answers to replication frames `node`'s core `core` sent into `into`.
+    pub fn take_repl_answers(&mut self, node: usize, core: u16, into: &mut Vec<ReplAnswer>) {
+        if let Some(&idx) = self.by_dest.get(&(node, core)) {
+            into.append(&mut self.links[idx].repl_answers);
+        }
     }
 
     /// Writes what this turn gave each link: one `write(2)` per link.
@@ -443,6 +539,7 @@ impl Link {
                     return Err(format!("AUTH refused: {}", super::printable(f.value)));
                 }
                 self.authenticated = true;
+                self.generation += 1;
                 self.backoff = BACKOFF_FIRST;
                 self.said_down = None;
                 cluster.link_changed(self.node, true);
@@ -453,6 +550,15 @@ impl Link {
                 let Some(front) = self.in_flight.front() else { return Err("an answer to nothing".into()) };
                 if front.opaque != f.header.opaque {
                     return Err(format!("answer {} out of order (expected {})", f.header.opaque, front.opaque));
+                }
+                if front.repl {
+                    if !matches!(op, Op::ReplOpen | Op::ReplChanges) {
+                        return Err(format!("a {op:?} answer to a replication frame"));
+                    }
+                    self.in_flight.pop_front();
+                    cluster.peers[self.node].in_flight.fetch_sub(1, Relaxed);
+                    self.repl_answers.push(ReplAnswer { op, status: f.status(), value: f.value.to_vec() });
+                    return Ok(());
                 }
                 let outcome = forward::parse_outcome(f).map_err(|e| format!("bad answer: {}", e.0))?;
                 let req = self.in_flight.pop_front().expect("front exists");
@@ -480,7 +586,8 @@ impl Link {
         peer.in_flight.fetch_sub(failed as i64, Relaxed);
         peer.errors.fetch_add(failed as u64, Relaxed);
         self.hopping = 0;
-        for req in self.in_flight.drain(..) {
+        self.repl_answers.clear();
+        for req in self.in_flight.drain(..).filter(|r| !r.repl) {
             deliver(Delivery { req, key: &[], outcome: Outcome::TemporaryFailure });
         }
         if self.authenticated {

@@ -60,6 +60,9 @@ pub struct Cluster {
     /// Connections to the peer port refused: failed authentication, another cluster, a
     /// version or map mismatch, a malformed frame.
     pub refused: AtomicU64,
+    /// By core: its replication streams as last published (about once a second), and the
+    /// bytes its backlog holds.
+    pub replication: std::sync::Mutex<Vec<(Vec<crate::server::replicate::StreamReport>, usize)>>,
 }
 
 /// This node's links to one other node, summed over its cores.
@@ -110,6 +113,7 @@ impl Cluster {
             peer_cores: (0..n).map(|_| AtomicU16::new(0)).collect(),
             peers: (0..n).map(|_| PeerStats::default()).collect(),
             refused: AtomicU64::new(0),
+            replication: std::sync::Mutex::new(Vec::new()),
             map,
         })
     }
@@ -136,6 +140,46 @@ impl Cluster {
         }
     }
 
+    /// Core `core`'s streams as they stand now.
+    pub fn publish_replication(&self, core: usize, reports: Vec<crate::server::replicate::StreamReport>, backlog_bytes: usize) {
+        let mut all = self.replication.lock().unwrap_or_else(|e| e.into_inner());
+        if all.len() <= core {
+            all.resize_with(core + 1, Default::default);
+        }
+        all[core] = (reports, backlog_bytes);
+    }
+
+    /// The streams to `node`, summed over this node's cores: (state, partitions, worst lag,
+    /// summed lag, unacked bytes, oldest acknowledgement age in ms, resyncs, partial
+    /// catch-ups, bytes sent, snapshot items sent, last error).
+    pub fn replication_to(&self, node: usize) -> ReplicationSummary {
+        let all = self.replication.lock().unwrap_or_else(|e| e.into_inner());
+        let mut s = ReplicationSummary { state: "none", ..Default::default() };
+        for r in all.iter().flat_map(|(rs, _)| rs).filter(|r| r.node == node) {
+            s.streams += 1;
+            s.state = worse(s.state, r.state);
+            s.partitions += r.partitions;
+            s.lag_max = s.lag_max.max(r.lag_max);
+            s.lag_sum += r.lag_sum;
+            s.unacked_bytes += r.unacked_bytes;
+            s.ack_age_ms = s.ack_age_ms.max(r.ack_age_ms);
+            s.resyncs += r.resyncs;
+            s.partial_catchups += r.partial_catchups;
+            s.bytes += r.bytes;
+            s.records += r.records;
+            s.snapshot_items += r.snapshot_items;
+            if r.last_error.is_some() {
+                s.last_error = r.last_error.clone();
+            }
+        }
+        s
+    }
+
+    /// Bytes held by every core's backlog.
+    pub fn backlog_bytes(&self) -> usize {
+        self.replication.lock().unwrap_or_else(|e| e.into_inner()).iter().map(|(_, b)| b).sum()
+    }
+
     /// `stats cluster`: the map, then each node's state and figures.
     pub fn stats(&self) -> Vec<(String, String)> {
         let now = unix_now() as u64;
@@ -146,6 +190,8 @@ impl Cluster {
             ("cluster_map_revision".to_string(), self.map.revision().to_string()),
             ("cluster_map_checksum".to_string(), format!("{:08x}", self.map.checksum())),
             ("cluster_peer_connections_refused".to_string(), self.refused.load(Relaxed).to_string()),
+            ("cluster_replicas".to_string(), self.map.replicas().to_string()),
+            ("cluster_replication_backlog_bytes".to_string(), self.backlog_bytes().to_string()),
         ];
         let primaries = self.map.primaries_per_node();
         for (i, node) in self.map.nodes().iter().enumerate() {
@@ -171,7 +217,48 @@ impl Cluster {
                 (format!("{prefix}:reconnects"), p.reconnects.load(Relaxed).to_string()),
                 (format!("{prefix}:rtt_mean_us"), rtt.to_string()),
             ]);
+            if i != self.me && self.map.replicas() > 0 {
+                let r = self.replication_to(i);
+                out.extend([
+                    (format!("{prefix}:repl_state"), r.state.to_string()),
+                    (format!("{prefix}:repl_streams"), r.streams.to_string()),
+                    (format!("{prefix}:repl_partitions"), r.partitions.to_string()),
+                    (format!("{prefix}:repl_lag_max"), r.lag_max.to_string()),
+                    (format!("{prefix}:repl_lag_sum"), r.lag_sum.to_string()),
+                    (format!("{prefix}:repl_unacked_bytes"), r.unacked_bytes.to_string()),
+                    (format!("{prefix}:repl_ack_age_ms"), r.ack_age_ms.to_string()),
+                    (format!("{prefix}:repl_resyncs"), r.resyncs.to_string()),
+                    (format!("{prefix}:repl_partial_catchups"), r.partial_catchups.to_string()),
+                    (format!("{prefix}:repl_bytes"), r.bytes.to_string()),
+                    (format!("{prefix}:repl_records"), r.records.to_string()),
+                    (format!("{prefix}:repl_snapshot_items"), r.snapshot_items.to_string()),
+                ]);
+            }
         }
         out
     }
+}
+
+/// The streams to one backup node, summed over this node's cores.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ReplicationSummary {
+    pub streams: usize,
+    /// The worst stream's: none (no stream yet), live, backfilling, opening, down.
+    pub state: &'static str,
+    pub partitions: usize,
+    pub lag_max: u64,
+    pub lag_sum: u64,
+    pub unacked_bytes: usize,
+    pub ack_age_ms: u64,
+    pub resyncs: u64,
+    pub partial_catchups: u64,
+    pub bytes: u64,
+    pub records: u64,
+    pub snapshot_items: u64,
+    pub last_error: Option<String>,
+}
+
+fn worse(a: &'static str, b: &'static str) -> &'static str {
+    let rank = |s: &str| ["", "none", "live", "backfilling", "opening", "down"].iter().position(|x| *x == s).unwrap_or(0);
+    if rank(b) > rank(a) { b } else { a }
 }

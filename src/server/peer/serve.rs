@@ -80,11 +80,14 @@ fn serve(ctx: &mut Ctx<'_>, cluster: &Cluster, conn: &mut Connection, key: usize
             conn.peer = Some(Session::Up { node: initiator });
             log::info!("core {}: peer link from node {} accepted", ctx.core, cluster.node_id(initiator));
         }
-        Session::Up { .. } => {
+        Session::Up { node } => {
             let op = match f.op() {
                 Some(op) if f.is_request() => op,
                 _ => return refuse(ctx, cluster, conn, None, &format!("unexpected frame opcode {:#04x}", f.header.opcode)),
             };
+            if matches!(op, Op::ReplOpen | Op::ReplChanges) {
+                return crate::server::replicate::serve(ctx, cluster, conn, key, node, op, f);
+            }
             let fwd = match forward::parse_request(f) {
                 Ok(fwd) => fwd,
                 Err(e) => return refuse(ctx, cluster, conn, None, &format!("malformed {op:?} request: {}", e.0)),
@@ -94,6 +97,17 @@ fn serve(ctx: &mut Ctx<'_>, cluster: &Cluster, conn: &mut Connection, key: usize
                 let p = crate::cluster::partition_of(k);
                 if p != fwd.partition {
                     return refuse(ctx, cluster, conn, None, &format!("partition {} named for a key of partition {p}", fwd.partition));
+                }
+                if op == Op::GetReplica {
+                    // A read of this node's copy, on the core that holds it.
+                    if !cluster.map.is_backup(p, cluster.me) {
+                        forward::write_not_my_partition(conn.out(), op, fwd.opaque, k);
+                    } else if p as usize % ctx.node.core_stats.len() != ctx.core {
+                        forward::write_outcome::<&[u8]>(conn.out(), op, fwd.opaque, k, &crate::storage::Outcome::TemporaryFailure);
+                    } else {
+                        route::execute_here(ctx, conn, key, &fwd.cmd, &to);
+                    }
+                    return;
                 }
                 if cluster.map.primary(p) != cluster.me {
                     // Forwarded again it could loop: the sender's map is not ours.

@@ -1,0 +1,318 @@
+//! A core's replication, both ends: the primary side carries its streams' frames
+//! (`cluster::replication` decides them) and runs the shard scans a full resync needs; the
+//! backup side ([`serve`]) applies what a primary sends, by the rules of
+//! `cluster::replication::stream::check`, and answers once its own commit has the changes.
+
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Instant;
+
+
+use super::connection::Connection;
+use super::peer::link::{Links, ReplAnswer};
+use super::peer::{printable, Cluster};
+use super::route::Ctx;
+use crate::cluster::replication::backlog::EntryKind;
+use crate::cluster::replication::stream::{check, Copy};
+use crate::cluster::replication::{Backlog, Stream, StreamState};
+use crate::cluster::{partition_of, PartitionSet, PARTITIONS};
+use crate::protocol::peer::repl::{self, status, Position, Record, RecordType, Records};
+use crate::protocol::peer::{Frame, Op};
+use crate::protocol::{PeerReply, ReplyTo};
+use crate::storage::change::{ChangeKind, Changes};
+use crate::storage::{Outcome, Shard};
+
+/// Frames a stream may send per turn (the window bounds the bytes).
+const FRAMES_PER_TURN: usize = 8;
+
+/// One core's primary side.
+pub struct Replication {
+    backlog: Backlog,
+    streams: Vec<Stream>,
+    /// The link generation each stream was opened on.
+    opened_on: Vec<u64>,
+    /// Which backup nodes' streams exist (made once the node's core count is known).
+    built: Vec<bool>,
+    changes: Changes,
+    answers: Vec<ReplAnswer>,
+    started: Instant,
+    published_at: u64,
+}
+
+/// What a core reports of one stream (`stats cluster`, `/stats`, `/metrics`).
+#[derive(Clone, Debug, Default)]
+pub struct StreamReport {
+    pub node: usize,
+    pub core: u16,
+    pub state: &'static str,
+    pub partitions: usize,
+    /// Changes of the stream's partitions the backup has not acknowledged: the worst
+    /// partition's and the sum.
+    pub lag_max: u64,
+    pub lag_sum: u64,
+    pub unacked_bytes: usize,
+    /// Milliseconds since the backup last acknowledged (or the stream opened).
+    pub ack_age_ms: u64,
+    pub opens: u64,
+    pub partial_catchups: u64,
+    pub resyncs: u64,
+    pub bytes: u64,
+    pub records: u64,
+    pub snapshot_items: u64,
+    pub last_error: Option<String>,
+}
+
+impl Replication {
+    /// The primary side of core `core`, if this node has backups to feed.
+    pub fn new(cluster: Option<&Cluster>, shard: &mut Shard) -> Option<Replication> {
+        let cluster = cluster.filter(|c| c.map.replicas() > 0)?;
+        shard.record_changes(true);
+        let n = cluster.map.nodes().len();
+        Some(Replication {
+            backlog: Backlog::new(cluster.file.backlog_bytes, |p| shard.last_seqno(p)),
+            streams: Vec::new(),
+            opened_on: Vec::new(),
+            built: vec![false; n],
+            changes: Changes::default(),
+            answers: Vec::new(),
+            started: Instant::now(),
+            published_at: 0,
+        })
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64
+    }
+
+    /// Takes the changes of the turn just committed into the backlog (`committed`: the
+    /// commit wrote them; else they are lost to the backups, which will need a resync).
+    pub fn after_commit(&mut self, shard: &mut Shard, committed: bool) {
+        shard.take_changes(&mut self.changes);
+        for c in &self.changes.items {
+            let kind = match c.kind {
+                ChangeKind::Put => EntryKind::Put,
+                ChangeKind::Delete => EntryKind::Delete,
+                ChangeKind::Flush => EntryKind::Flush,
+            };
+            if committed || kind == EntryKind::Flush {
+                self.backlog.push(kind, c.partition, c.seqno, c.cas, c.flags, c.expiry, self.changes.key(c), self.changes.value(c));
+            } else {
+                self.backlog.lost(c.partition, c.seqno);
+            }
+        }
+    }
+
+    /// Makes the streams whose backup's core count is now known, takes their answers and
+    /// sends what they have for their links.
+    #[allow(clippy::too_many_arguments)]
+    pub fn pump(&mut self, shard: &mut Shard, links: &mut Links, cluster: &Cluster, this_core: usize, cores: usize, now: u32) {
+        self.build(cluster, this_core, cores);
+        let now_ms = self.now_ms();
+        for (i, s) in self.streams.iter_mut().enumerate() {
+            let Some(generation) = links.repl_link(s.node, s.core) else {
+                if s.state() != StreamState::Down {
+                    s.down("the link is down".into());
+                }
+                continue;
+            };
+            if s.state() != StreamState::Down && self.opened_on[i] != generation {
+                s.down("the link was made again".into());
+            }
+            if s.state() == StreamState::Down {
+                let set = s.open();
+                self.opened_on[i] = generation;
+                if links.submit_repl(cluster, s.node, s.core, Op::ReplOpen, |out, opaque| repl::write_open(out, opaque, &set)).is_err() {
+                    s.down("cannot send on the link".into());
+                }
+                continue;
+            }
+            self.answers.clear();
+            links.take_repl_answers(s.node, s.core, &mut self.answers);
+            for a in self.answers.drain(..) {
+                let result = match (a.status, a.op) {
+                    (status::OK, Op::ReplOpen) => {
+                        repl::parse_positions_value(&a.value).and_then(|ps| s.on_open(&ps, &self.backlog, now_ms).map_err(|_| "out of turn"))
+                    }
+                    (status::OK, _) => repl::parse_positions_value(&a.value).and_then(|ps| s.on_ack(&ps, now_ms).map_err(|_| "out of turn")),
+                    _ => {
+                        let why = format!("node {} refused ({:#06x}): {}", cluster.node_id(s.node), a.status, printable(&a.value));
+                        if s.last_error.as_deref() != Some(why.as_str()) {
+                            log::warn!("core {this_core}: replication to node {} core {}: {why}; reopening", cluster.node_id(s.node), s.core);
+                        }
+                        s.down(why);
+                        break;
+                    }
+                };
+                if let Err(why) = result {
+                    log::warn!("core {this_core}: replication to node {} core {}: a bad answer ({why}); reopening", cluster.node_id(s.node), s.core);
+                    s.down(format!("a bad answer: {why}"));
+                    break;
+                }
+            }
+            if s.state() == StreamState::Down {
+                continue;
+            }
+            let mut scan = |set: &PartitionSet, from: u64, budget: usize, out: &mut Vec<u8>| {
+                let mut items = 0;
+                let next = shard.scan_partitions(set, from as usize, budget, now, |key, value, flags, expiry, cas| {
+                    let r = Record { kind: RecordType::SnapshotItem, partition: partition_of(key), seqno: 0, cas, flags, expiry, key, value };
+                    r.write(out);
+                    items += 1;
+                });
+                (next.map(|s| s as u64), items)
+            };
+            for _ in 0..FRAMES_PER_TURN {
+                let Some(frame) = s.next_frame(&self.backlog, &mut scan) else { break };
+                if links.submit_repl(cluster, s.node, s.core, Op::ReplChanges, |out, opaque| repl::write_changes(out, opaque, &frame)).is_err() {
+                    s.down("cannot send on the link".into());
+                    break;
+                }
+            }
+        }
+        if now_ms / 1000 != self.published_at {
+            self.published_at = now_ms / 1000;
+            self.publish(cluster, this_core, now_ms);
+        }
+    }
+
+    /// Whether a stream has work the loop should come back for soon (a resync).
+    pub fn busy(&self) -> bool {
+        self.streams.iter().any(|s| s.state() == StreamState::Running && s.resyncing())
+    }
+
+    fn build(&mut self, cluster: &Cluster, this_core: usize, cores: usize) {
+        for node in 0..self.built.len() {
+            let backup_cores = cluster.peer_cores[node].load(Relaxed) as usize;
+            if self.built[node] || node == cluster.me || backup_cores == 0 {
+                continue;
+            }
+            self.built[node] = true;
+            for core in 0..backup_cores {
+                let mut set = PartitionSet::empty();
+                for p in 0..PARTITIONS {
+                    let mine = cluster.map.primary(p) == cluster.me && p as usize % cores == this_core;
+                    if mine && cluster.map.is_backup(p, node) && p as usize % backup_cores == core {
+                        set.insert(p);
+                    }
+                }
+                if !set.is_empty() {
+                    self.streams.push(Stream::new(node, core as u16, set));
+                    self.opened_on.push(0);
+                }
+            }
+        }
+    }
+
+    fn publish(&self, cluster: &Cluster, this_core: usize, now_ms: u64) {
+        let reports = self
+            .streams
+            .iter()
+            .map(|s| {
+                let lags: Vec<u64> = s.partitions.iter().map(|p| s.lag(&self.backlog, p)).collect();
+                StreamReport {
+                    node: s.node,
+                    core: s.core,
+                    state: match s.state() {
+                        StreamState::Down => "down",
+                        StreamState::Opening => "opening",
+                        StreamState::Running if s.resyncing() => "backfilling",
+                        StreamState::Running => "live",
+                    },
+                    partitions: lags.len(),
+                    lag_max: lags.iter().copied().max().unwrap_or(0),
+                    lag_sum: lags.iter().sum(),
+                    unacked_bytes: s.unacked_bytes(),
+                    ack_age_ms: now_ms.saturating_sub(s.last_ack_ms),
+                    opens: s.counters.opens,
+                    partial_catchups: s.counters.partial_catchups,
+                    resyncs: s.counters.resyncs,
+                    bytes: s.counters.bytes,
+                    records: s.counters.records,
+                    snapshot_items: s.counters.snapshot_items,
+                    last_error: s.last_error.clone(),
+                }
+            })
+            .collect();
+        cluster.publish_replication(this_core, reports, self.backlog.bytes());
+    }
+}
+
+/// Serves a replication frame from `node` on this (backup) core.
+pub fn serve(ctx: &mut Ctx<'_>, cluster: &Cluster, conn: &mut Connection, key: usize, node: usize, op: Op, f: &Frame<'_>) {
+    let opaque = f.header.opaque;
+    let cores = ctx.node.core_stats.len();
+    let mine = |p: u16| cluster.map.primary(p) == node && cluster.map.is_backup(p, cluster.me) && p as usize % cores == ctx.core;
+    let refuse = |conn: &mut Connection, code: u16, why: String| {
+        log::warn!("core {}: replication from node {} refused: {why}", ctx.core, cluster.node_id(node));
+        repl::write_refusal(conn.out(), op, opaque, code, &why);
+    };
+    let position = |shard: &Shard, p: u16| Position { partition: p, seqno: shard.last_seqno(p), whole: !shard.is_incomplete(p) };
+    match op {
+        Op::ReplOpen => {
+            let Some(set) = PartitionSet::from_bytes(f.value) else {
+                return refuse(conn, status::MALFORMED, "an OPEN without a partition set".into());
+            };
+            if let Some(p) = set.iter().find(|&p| !mine(p)) {
+                return refuse(conn, status::NOT_BACKUP, format!("partition {p} is not backed up here for node {}", cluster.node_id(node)));
+            }
+            repl::write_positions(conn.out(), op, opaque, set.iter().map(|p| position(ctx.shard, p)));
+        }
+        _ => {
+            let start = conn.out().len();
+            let appended = ctx.shard.records_appended();
+            let mut touched = PartitionSet::empty();
+            if let Err((code, why)) = apply(ctx.shard, &mine, f.value, ctx.now, &mut touched) {
+                return refuse(conn, code, why);
+            }
+            repl::write_positions(conn.out(), op, opaque, touched.iter().map(|p| position(ctx.shard, p)));
+            // The acknowledgement leaves once the backup's own commit has the changes (and,
+            // under `--fsync always`, its fsync); a failed commit turns it into a refusal.
+            let appended = ctx.shard.records_appended() != appended;
+            if appended || ctx.shard.epochs().is_some() {
+                let to = ReplyTo::Peer(PeerReply { op, opaque, then_touch: None });
+                ctx.held.hold(conn, key, start, appended, &to, b"");
+            }
+        }
+    }
+}
+
+/// Applies a REPL_CHANGES value's records in order until one is refused.
+fn apply(shard: &mut Shard, mine: &dyn Fn(u16) -> bool, value: &[u8], now: u32, touched: &mut PartitionSet) -> Result<(), (u16, String)> {
+    for r in Records::new(value) {
+        let r = r.map_err(|why| (status::MALFORMED, why.to_string()))?;
+        let disk = |o: Outcome<&[u8]>| match o {
+            Outcome::StorageError => (status::STORAGE_ERROR, "the backup's disk refused the change".to_string()),
+            other => (status::TEMPORARY_FAILURE, format!("the backup cannot apply the change: {other:?}")),
+        };
+        match r.kind {
+            RecordType::Flush | RecordType::SnapshotBegin => {
+                let set = PartitionSet::from_bytes(r.key).ok_or((status::MALFORMED, "a partition set".to_string()))?;
+                if let Some(p) = set.iter().find(|&p| !mine(p)) {
+                    return Err((status::NOT_BACKUP, format!("partition {p} is not backed up here")));
+                }
+                shard.flush_partitions(&set, r.kind == RecordType::SnapshotBegin).map_err(disk)?;
+                for p in set.iter() {
+                    touched.insert(p);
+                }
+                continue;
+            }
+            _ => {}
+        }
+        let p = r.partition;
+        if !mine(p) {
+            return Err((status::NOT_BACKUP, format!("partition {p} is not backed up here")));
+        }
+        if matches!(r.kind, RecordType::Put | RecordType::Delete | RecordType::SnapshotItem) && partition_of(r.key) != p {
+            return Err((status::MALFORMED, format!("a key of partition {} named as partition {p}", partition_of(r.key))));
+        }
+        check(&r, Copy { seqno: shard.last_seqno(p), incomplete: shard.is_incomplete(p) })?;
+        let result = match r.kind {
+            RecordType::Put | RecordType::SnapshotItem => shard.apply(ChangeKind::Put, r.key, r.value, r.flags, r.expiry, r.cas, r.seqno, now),
+            RecordType::Delete => shard.apply(ChangeKind::Delete, r.key, b"", 0, 0, r.cas, r.seqno, now),
+            RecordType::SnapshotEnd => shard.end_snapshot(p, r.seqno),
+            RecordType::Flush | RecordType::SnapshotBegin => Ok(()),
+        };
+        result.map_err(disk)?;
+        touched.insert(p);
+    }
+    Ok(())
+}

@@ -1,0 +1,214 @@
+//! Replication (issue 12) with real processes: three nodes, `replicas = 1`. Every write
+//! made through any node reaches the partition's backup, with the primary's CAS; a backup
+//! killed with SIGKILL catches up when it comes back (from the primary's backlog when that
+//! still covers it, by a full resync when it does not), and then every copy equals its
+//! primary, read with GET_REPLICA (0x83).
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use caskade::cluster::map::{ClusterMap, MapNode};
+use common::cluster::{cluster_stats, stat, wait_until, ClusterFiles, SECRET};
+use common::Server;
+
+const IDS: [&str; 3] = ["a", "b", "c"];
+
+fn map() -> ClusterMap {
+    ClusterMap::derive("", IDS.iter().map(|id| MapNode { id: id.to_string(), peer: String::new() }).collect(), 1)
+}
+
+fn backup_of(key: &str) -> usize {
+    map().backups(caskade::cluster::partition_of(key.as_bytes()))[0] as usize
+}
+
+fn primary_of(key: &str) -> usize {
+    map().primary(caskade::cluster::partition_of(key.as_bytes()))
+}
+
+/// A binary GET or GET_REPLICA: (status, flags, cas, value).
+fn binary_get(s: &mut TcpStream, opcode: u8, key: &str) -> (u16, u32, u64, Vec<u8>) {
+    let mut req = vec![0x80, opcode];
+    req.extend_from_slice(&(key.len() as u16).to_be_bytes());
+    req.extend_from_slice(&[0, 0, 0, 0]);
+    req.extend_from_slice(&(key.len() as u32).to_be_bytes());
+    req.extend_from_slice(&[0; 12]);
+    req.extend_from_slice(key.as_bytes());
+    s.write_all(&req).expect("send");
+    let mut head = [0u8; 24];
+    s.read_exact(&mut head).expect("a response header");
+    assert_eq!((head[0], head[1]), (0x81, opcode), "response to {key}");
+    let status = u16::from_be_bytes([head[6], head[7]]);
+    let body = u32::from_be_bytes([head[8], head[9], head[10], head[11]]) as usize;
+    let extras = head[4] as usize;
+    let key_len = u16::from_be_bytes([head[2], head[3]]) as usize;
+    let cas = u64::from_be_bytes(head[16..24].try_into().expect("8 bytes"));
+    let mut b = vec![0u8; body];
+    s.read_exact(&mut b).expect("a response body");
+    let flags = if extras == 4 { u32::from_be_bytes(b[..4].try_into().expect("4 bytes")) } else { 0 };
+    (status, flags, cas, b[extras + key_len..].to_vec())
+}
+
+fn connect(node: &Server) -> TcpStream {
+    let s = TcpStream::connect(node.addr()).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(30))).expect("timeout");
+    s
+}
+
+/// Sends text commands that each answer one line, in batches, and returns the lines.
+fn text_batch(s: &mut TcpStream, commands: &[String]) -> Vec<String> {
+    let mut out = Vec::new();
+    for chunk in commands.chunks(200) {
+        let mut req = Vec::new();
+        for c in chunk {
+            req.extend_from_slice(c.as_bytes());
+        }
+        s.write_all(&req).expect("send");
+        let mut got = Vec::new();
+        let mut buf = [0u8; 65536];
+        while got.iter().filter(|&&b| b == b'\n').count() < chunk.len() {
+            let n = s.read(&mut buf).expect("replies within 30 s");
+            assert!(n > 0, "closed");
+            got.extend_from_slice(&buf[..n]);
+        }
+        out.extend(String::from_utf8_lossy(&got).lines().map(str::to_string));
+    }
+    out
+}
+
+/// The mixed load: sets, deletes, incr, append and TTLs over `keys`, `n` commands.
+fn load(keys: &[String], n: usize, seed: u64) -> Vec<String> {
+    let mut x = seed | 1;
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    (0..n)
+        .map(|i| {
+            let k = &keys[next() as usize % keys.len()];
+            match next() % 10 {
+                0 => format!("delete {k}\r\n"),
+                1 => format!("incr {k} 3\r\n"),
+                2 => format!("append {k} 0 0 2\r\n+a\r\n"),
+                3 => format!("set {k} 5 3600 {}\r\n{i}\r\n", i.to_string().len()),
+                4 => format!("set {k} 0 0 1\r\n7\r\n"),
+                _ => {
+                    let v = format!("value-{i}-{}", "x".repeat(next() as usize % 200));
+                    format!("set {k} {} 0 {}\r\n{v}\r\n", i % 7, v.len())
+                }
+            }
+        })
+        .collect()
+}
+
+/// Waits until every node's streams to every other node are live with nothing unacknowledged.
+fn wait_caught_up(nodes: &[&Server], timeout: Duration) -> Duration {
+    let started = Instant::now();
+    wait_until("every stream live with no lag", timeout, || {
+        nodes.iter().all(|n| {
+            let stats = cluster_stats(n);
+            let me = stat(&stats, "cluster_node").unwrap_or_default();
+            IDS.iter().filter(|&&id| id != me).all(|id| {
+                stat(&stats, &format!("node:{id}:repl_state")).as_deref() == Some("live")
+                    && stat(&stats, &format!("node:{id}:repl_lag_sum")).as_deref() == Some("0")
+            })
+        })
+    });
+    started.elapsed()
+}
+
+/// Every key's primary copy (GET through `any`) equals its backup copy (GET_REPLICA):
+/// value, flags and CAS, or missing on both. Returns how many keys are present.
+fn assert_copies_equal(any: &Server, keys: &[String]) -> usize {
+    let mut s = connect(any);
+    let mut present = 0;
+    for k in keys {
+        let primary = binary_get(&mut s, 0x00, k);
+        let replica = binary_get(&mut s, 0x83, k);
+        assert!(primary.0 == 0 || primary.0 == 1, "{k}: GET status {:#x}", primary.0);
+        assert_eq!(primary, replica, "{k}: the backup's copy (node {}) differs from the primary's (node {})", IDS[backup_of(k)], IDS[primary_of(k)]);
+        present += (primary.0 == 0) as usize;
+    }
+    present
+}
+
+fn keys(n: usize) -> Vec<String> {
+    (0..n).map(|i| format!("rk-{i}")).collect()
+}
+
+#[test]
+fn every_write_through_every_node_reaches_the_backup() {
+    let files = ClusterFiles::new(&IDS);
+    let nodes = files.start_all(&["-t", "2"]);
+    let keys = keys(2000);
+    let started = Instant::now();
+    let mut conns: Vec<TcpStream> = nodes.iter().map(connect).collect();
+    let all = load(&keys, 20_000, 42);
+    for (i, chunk) in all.chunks(1000).enumerate() {
+        let replies = text_batch(&mut conns[i % 3], chunk);
+        assert!(replies.iter().all(|r| !r.starts_with("SERVER_ERROR") && !r.starts_with("ERROR")), "{replies:?}");
+    }
+    let took = started.elapsed();
+    let refs: Vec<&Server> = nodes.iter().collect();
+    let caught_up = wait_caught_up(&refs, Duration::from_secs(60));
+    let present = assert_copies_equal(&nodes[1], &keys);
+    assert!(present > 1000, "only {present} keys present");
+    println!("20000 writes through 3 nodes in {took:?}; backups caught up {caught_up:?} later; {present} keys equal on both copies");
+    // Flush reaches the backups too.
+    let mut s = connect(&nodes[2]);
+    assert_eq!(text_batch(&mut s, &["flush_all\r\n".to_string()]), vec!["OK".to_string()]);
+    wait_caught_up(&refs, Duration::from_secs(60));
+    assert_eq!(assert_copies_equal(&nodes[0], &keys), 0, "a flush leaves nothing on the backups");
+}
+
+#[test]
+fn a_killed_backup_catches_up_partially_then_by_a_full_resync() {
+    // A 1 MiB backlog: a short outage fits in it, a long one does not.
+    let files = ClusterFiles::with_settings(&IDS, "test", SECRET, "replication_backlog_mb = 1\n");
+    let mut nodes = files.start_all(&["-t", "2"]);
+    // Keys c backs up, whose primary is a or b (c's own keys cannot be written while it is down).
+    let keys: Vec<String> = keys(6000).into_iter().filter(|k| backup_of(k) == 2).take(1500).collect();
+    let mut on_a = connect(&nodes[0]);
+    text_batch(&mut on_a, &load(&keys, 3000, 7));
+    wait_caught_up(&[&nodes[0], &nodes[1], &nodes[2]], Duration::from_secs(60));
+
+    for (round, writes, value_len) in [(1, 300, 10), (2, 4000, 900)] {
+        let resyncs_before = resyncs_to_c(&nodes);
+        nodes[2].kill();
+        // Writes while c is down, under load from both live nodes.
+        let cmds: Vec<String> = load(&keys, writes, round)
+            .into_iter()
+            .map(|c| if c.starts_with("set ") && value_len > 100 { big_set(&c, value_len) } else { c })
+            .collect();
+        let (half_a, half_b) = cmds.split_at(cmds.len() / 2);
+        let mut on_b = connect(&nodes[1]);
+        let mut on_a = connect(&nodes[0]);
+        text_batch(&mut on_a, half_a);
+        text_batch(&mut on_b, half_b);
+        let started = Instant::now();
+        nodes[2] = files.start("c", &["-t", "2"]);
+        let caught_up = wait_caught_up(&[&nodes[0], &nodes[1], &nodes[2]], Duration::from_secs(90));
+        let present = assert_copies_equal(&nodes[0], &keys);
+        let resyncs = resyncs_to_c(&nodes) - resyncs_before;
+        println!("round {round}: {writes} writes while c was down; c caught up {:?} after its start ({caught_up:?} of waiting); {resyncs} full resyncs; {present} keys equal", started.elapsed());
+        match round {
+            1 => assert_eq!(resyncs, 0, "a short outage is caught up from the backlog"),
+            _ => assert!(resyncs > 0, "past the backlog, a full resync"),
+        }
+    }
+}
+
+fn big_set(cmd: &str, len: usize) -> String {
+    let key = cmd.split_whitespace().nth(1).expect("a key");
+    let v = "v".repeat(len);
+    format!("set {key} 3 0 {len}\r\n{v}\r\n")
+}
+
+/// Full resyncs a and b have started toward c (the counters live in the primaries' streams).
+fn resyncs_to_c(nodes: &[Server]) -> u64 {
+    nodes[..2].iter().map(|n| stat(&cluster_stats(n), "node:c:repl_resyncs").and_then(|v| v.parse().ok()).unwrap_or(0)).sum()
+}
