@@ -367,7 +367,7 @@ fn sample(op: Op) -> Vec<u8> {
                 value: b"v",
             }
             .write(&mut records);
-            caskade::protocol::peer::repl::write_changes(&mut out, 1, &records);
+            caskade::protocol::peer::repl::write_changes(&mut out, 1, false, &records);
         }
     }
     out

@@ -8,6 +8,8 @@
 //! max_in_flight = 4096                # per peer link; past it, temporary failure at once
 //! replicas = 1                        # backups per partition (0..=3; at most nodes - 1)
 //! replication_backlog_mb = 64         # recent mutations kept per core for partial catch-up
+//! durability = "none"                 # none | majority | persist_majority: when a write is acknowledged
+//! durability_timeout_ms = 2000        # a durable write not acknowledged by then: "sync write ambiguous"
 //! [[cluster.node]]
 //! id = "a"
 //! client = "127.0.0.1:11211"          # the memcached port
@@ -45,6 +47,32 @@ pub struct ClusterFile {
     pub replicas: usize,
     /// Bytes of recent mutations each core keeps for backups that fall behind.
     pub backlog_bytes: usize,
+    /// When a write's reply may leave (every write's default).
+    pub durability: Durability,
+    pub durability_timeout: Duration,
+}
+
+/// What a write's acknowledgement promises (`durability` in `[cluster]`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Durability {
+    /// Once the primary has it (its own fsync policy applies); backups get it after.
+    None,
+    /// Once a majority of the partition's copies hold it (the backups' answers follow their
+    /// commit: written, synced only under their `--fsync always`).
+    Majority,
+    /// Once a majority of the copies have it on disk (backups fsync before they answer).
+    PersistMajority,
+}
+
+impl Durability {
+    /// Backups that must acknowledge a write, of `replicas`: a majority of the `replicas + 1`
+    /// copies, less the primary's own.
+    pub fn backups_needed(self, replicas: usize) -> usize {
+        match self {
+            Durability::None => 0,
+            Durability::Majority | Durability::PersistMajority => (replicas + 1) / 2,
+        }
+    }
 }
 
 impl std::fmt::Debug for ClusterFile {
@@ -58,6 +86,8 @@ impl std::fmt::Debug for ClusterFile {
             .field("max_in_flight", &self.max_in_flight)
             .field("replicas", &self.replicas)
             .field("backlog_bytes", &self.backlog_bytes)
+            .field("durability", &self.durability)
+            .field("durability_timeout", &self.durability_timeout)
             .finish()
     }
 }
@@ -91,7 +121,7 @@ impl ClusterFile {
             }
         };
         for key in cluster.keys() {
-            if !["name", "secret_file", "forward_timeout_ms", "max_in_flight", "replicas", "replication_backlog_mb", "node"].contains(&key.as_str()) {
+            if !["name", "secret_file", "forward_timeout_ms", "max_in_flight", "replicas", "replication_backlog_mb", "durability", "durability_timeout_ms", "node"].contains(&key.as_str()) {
                 return Err(format!("unknown setting cluster.{key}"));
             }
         }
@@ -150,6 +180,13 @@ impl ClusterFile {
             max_in_flight: int_of("max_in_flight", 4096, 1..=1 << 20)? as usize,
             replicas: int_of("replicas", 1, 0..=3)? as usize,
             backlog_bytes: (int_of("replication_backlog_mb", 64, 1..=65536)? as usize) << 20,
+            durability: match str_of(cluster, "durability")?.as_deref() {
+                None | Some("none") => Durability::None,
+                Some("majority") => Durability::Majority,
+                Some("persist_majority") => Durability::PersistMajority,
+                Some(other) => return Err(format!("durability '{other}': none, majority or persist_majority")),
+            },
+            durability_timeout: Duration::from_millis(int_of("durability_timeout_ms", 2000, 10..=600_000)? as u64),
         })
     }
 

@@ -14,6 +14,7 @@ use slab::Slab;
 
 use super::connection::{Connection, ReadStatus};
 use super::control;
+use super::gate::{Dest, Gate, Verdict};
 use super::held::Held;
 use super::mailbox::{Mailboxes, Message, Outbox, ReplyBatch};
 use super::peer::link::{Delivery, Links, LINK_TOKEN_BASE};
@@ -72,6 +73,12 @@ pub struct Core {
     waiting: VecDeque<Waiting>,
     /// The streams to this core's backups (a cluster with `replicas` > 0).
     replication: Option<Replication>,
+    /// Replies to durable writes waiting for backups (`gate.rs`).
+    gate: Gate,
+    /// The origin of `now_ms`.
+    started: Instant,
+    /// A reply another core's request gets, before it goes into the batch or the gate.
+    scratch: Vec<u8>,
 }
 
 /// One turn's replies that wait for an fsync: to this core's connections, and to others.
@@ -121,6 +128,9 @@ impl Core {
             held: Held::default(),
             waiting: VecDeque::new(),
             replication,
+            gate: Gate::default(),
+            started: Instant::now(),
+            scratch: Vec::new(),
         };
         // The levels recovery left (curr_items, bytes, segments, ...) are published before
         // any core accepts, so that the first STAT after a restart sums every shard.
@@ -156,6 +166,7 @@ impl Core {
                 || self.shard.needs_commit()
                 || self.links.busy()
                 || self.replication.as_ref().is_some_and(Replication::busy)
+                || !self.gate.is_empty()
             {
                 Duration::from_millis(1)
             } else if self.links.reconnecting() {
@@ -480,6 +491,9 @@ impl Core {
             cluster,
             links: &mut self.links,
             registry: self.poll.registry(),
+            gate: &mut self.gate,
+            replication: self.replication.as_ref(),
+            now_ms: self.started.elapsed().as_millis() as u64,
         };
         match (protocol, cluster) {
             (Protocol::Binary, _) => binary::process(&mut ctx, conn, key),
@@ -494,13 +508,43 @@ impl Core {
         while let Ok(msg) = self.inbox.try_recv() {
             match msg {
                 Message::Requests(batch) => {
+                    let now_ms = self.started.elapsed().as_millis() as u64;
                     for f in &batch.items {
                         let cmd = batch.command(f);
                         let (shard, stats, now) = (&mut self.shard, &*self.stats, self.now);
                         let (reply, key) = (f.reply.as_ref(), cmd.key().unwrap_or(&[]));
-                        self.outbox.replies(f.from.core).push(f.from, reply, key, |out| {
-                            route::execute(shard, stats, &cmd, reply, now, out)
-                        });
+                        let durable = reply.and_then(|_| route::Durable::of(self.node.cluster.as_deref(), &cmd));
+                        let Some(d) = durable else {
+                            self.outbox.replies(f.from.core).push(f.from, reply, key, |out| {
+                                route::execute(shard, stats, &cmd, reply, now, out)
+                            });
+                            continue;
+                        };
+                        let Some(to) = reply else { continue };
+                        if !d.possible(self.replication.as_ref(), crate::cluster::partition_of(key)) {
+                            stats.durable_impossible.incr();
+                            self.outbox.replies(f.from.core).push(f.from, reply, key, |out| {
+                                to.write_outcome::<&[u8]>(out, key, &crate::storage::Outcome::DurabilityImpossible);
+                                false
+                            });
+                            continue;
+                        }
+                        let mark = shard.changes_len();
+                        self.scratch.clear();
+                        let appended = route::execute(shard, stats, &cmd, reply, now, &mut self.scratch);
+                        match shard.change_since(mark) {
+                            Some((p, seqno)) => {
+                                let (disk, ambiguous) = route::durable_alternatives(to, key);
+                                self.gate.hold(Dest::Core(f.from), &self.scratch, &disk, &ambiguous, p, seqno, d.need, now_ms + d.timeout_ms);
+                            }
+                            None => {
+                                let bytes = &self.scratch;
+                                self.outbox.replies(f.from.core).push(f.from, reply, key, |out| {
+                                    out.extend_from_slice(bytes);
+                                    appended
+                                });
+                            }
+                        }
                     }
                 }
                 Message::Control(c) => control::answer(self.id, &mut self.shard, &self.latency, self.now, c),
@@ -584,12 +628,47 @@ impl Core {
         committed
     }
 
-    /// Hands the changes of the turn to the replication streams and sends what they have.
+    /// Hands the changes of the turn to the replication streams, sends what they have, and
+    /// releases the replies to durable writes that are now durable (or past their deadline).
     fn replicate(&mut self, committed: bool) {
-        let (Some(r), Some(cluster)) = (self.replication.as_mut(), self.node.cluster.as_deref()) else { return };
+        let (Some(r), Some(cluster)) = (self.replication.as_mut(), self.node.cluster.as_deref()) else {
+            // No backups: nothing is ever held in the gate (a durable write is impossible).
+            return;
+        };
         r.after_commit(&mut self.shard, committed);
         r.pump(&mut self.shard, &mut self.links, cluster, self.id, self.mailboxes.len(), self.now);
         self.write_links();
+        if self.gate.is_empty() {
+            return;
+        }
+        let mut released = Vec::new();
+        let epochs = self.shard.epochs();
+        let epoch = epochs.filter(|e| e.written > e.durable).map(|e| e.written);
+        self.gate.committed(committed, epoch, |d, b, v| released.push((d, b.to_vec(), v)));
+        if let Some(e) = epochs {
+            self.gate.fsynced(e.durable, e.failed, |d, b, v| released.push((d, b.to_vec(), v)));
+        }
+        let r = self.replication.as_ref().expect("replication is on");
+        let now_ms = self.started.elapsed().as_millis() as u64;
+        self.gate.poll(now_ms, |p, s| r.acked_count(p, s), |d, b, v| released.push((d, b.to_vec(), v)));
+        for (dest, bytes, verdict) in released {
+            match verdict {
+                Verdict::Durable => self.stats.durable_writes.incr(),
+                Verdict::Ambiguous => self.stats.durable_ambiguous.incr(),
+                Verdict::DiskError => {}
+            }
+            match dest {
+                Dest::Conn { conn, generation, seq } => {
+                    let Some(c) = self.conns.get_mut(conn).filter(|c| c.generation == generation) else { continue };
+                    c.complete(seq, &bytes);
+                    self.dirty.push(conn);
+                }
+                Dest::Core(to) => self.outbox.replies(to.core).push(to, None, b"", |out| {
+                    out.extend_from_slice(&bytes);
+                    false
+                }),
+            }
+        }
     }
 
     /// Puts held replies in their connections' order, as the commit turned out.

@@ -5,6 +5,7 @@ mod connection;
 mod control;
 mod core;
 mod data_dir;
+mod gate;
 mod held;
 mod listen;
 mod mailbox;

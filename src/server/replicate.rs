@@ -27,6 +27,8 @@ const FRAMES_PER_TURN: usize = 8;
 /// One core's primary side.
 pub struct Replication {
     backlog: Backlog,
+    /// Backups answer only once the changes are on their disk (`persist_majority`).
+    persist: bool,
     streams: Vec<Stream>,
     /// The link generation each stream was opened on.
     opened_on: Vec<u64>,
@@ -69,6 +71,7 @@ impl Replication {
         let n = cluster.map.nodes().len();
         Some(Replication {
             backlog: Backlog::new(cluster.file.backlog_bytes, |p| shard.last_seqno(p)),
+            persist: cluster.file.durability == crate::cluster::config::Durability::PersistMajority,
             streams: Vec::new(),
             opened_on: Vec::new(),
             built: vec![false; n],
@@ -160,9 +163,10 @@ impl Replication {
                 });
                 (next.map(|s| s as u64), items)
             };
+            let persist = self.persist;
             for _ in 0..FRAMES_PER_TURN {
                 let Some(frame) = s.next_frame(&self.backlog, &mut scan) else { break };
-                if links.submit_repl(cluster, s.node, s.core, Op::ReplChanges, |out, opaque| repl::write_changes(out, opaque, &frame)).is_err() {
+                if links.submit_repl(cluster, s.node, s.core, Op::ReplChanges, |out, opaque| repl::write_changes(out, opaque, persist, &frame)).is_err() {
                     s.down("cannot send on the link".into());
                     break;
                 }
@@ -172,6 +176,16 @@ impl Replication {
             self.published_at = now_ms / 1000;
             self.publish(cluster, this_core, now_ms);
         }
+    }
+
+    /// Backups of `p` whose stream is live for it: those a durable write can count on.
+    pub fn live_backups(&self, p: u16) -> usize {
+        self.streams.iter().filter(|s| s.partitions.contains(p) && s.is_live(p)).count()
+    }
+
+    /// Backups that have acknowledged seqno `seqno` of `p`.
+    pub fn acked_count(&self, p: u16, seqno: u64) -> usize {
+        self.streams.iter().filter(|s| s.partitions.contains(p) && s.acked(p) >= seqno).count()
     }
 
     /// Whether a stream has work the loop should come back for soon (a resync).
@@ -257,6 +271,9 @@ pub fn serve(ctx: &mut Ctx<'_>, cluster: &Cluster, conn: &mut Connection, key: u
             repl::write_positions(conn.out(), op, opaque, set.iter().map(|p| position(ctx.shard, p)));
         }
         _ => {
+            if f.partition() & repl::flags::PERSIST != 0 {
+                ctx.shard.request_sync();
+            }
             let start = conn.out().len();
             let appended = ctx.shard.records_appended();
             let mut touched = PartitionSet::empty();

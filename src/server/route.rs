@@ -4,7 +4,9 @@
 use mio::Registry;
 
 use super::connection::Connection;
+use super::gate::{Dest, Gate};
 use super::held::Held;
+use super::replicate::Replication;
 use super::mailbox::{Outbox, ReturnAddress};
 use super::peer::link::{InFlightReq, Links};
 use super::peer::Cluster;
@@ -34,6 +36,44 @@ pub struct Ctx<'c> {
     /// This core's links to other nodes, and the poll they register with.
     pub links: &'c mut Links,
     pub registry: &'c Registry,
+    /// Replies to durable writes, held until enough backups have them.
+    pub gate: &'c mut Gate,
+    /// This core's streams to its backups (`None`: no backups).
+    pub replication: Option<&'c Replication>,
+    /// The core's monotonic clock, in milliseconds (the gate's deadlines).
+    pub now_ms: u64,
+}
+
+/// What a durable write of this node must wait for: how many backups, and until when.
+#[derive(Clone, Copy, Debug)]
+pub struct Durable {
+    pub need: usize,
+    pub timeout_ms: u64,
+}
+
+impl Durable {
+    /// The requirement of `cmd` on a node of `cluster` (none for reads and flushes, and with
+    /// `durability = "none"`).
+    pub fn of(cluster: Option<&Cluster>, cmd: &Command<&[u8]>) -> Option<Durable> {
+        let c = cluster?;
+        let need = c.file.durability.backups_needed(c.map.replicas());
+        let mutation = matches!(cmd, Command::Store { .. } | Command::Delete { .. } | Command::Arith { .. } | Command::Touch { .. } | Command::GetAndTouch { .. });
+        (need > 0 && mutation).then_some(Durable { need, timeout_ms: c.file.durability_timeout.as_millis() as u64 })
+    }
+
+    /// Whether enough of `p`'s backups are live to try.
+    pub fn possible(self, replication: Option<&Replication>, p: u16) -> bool {
+        replication.is_some_and(|r| r.live_backups(p) >= self.need)
+    }
+}
+
+/// The two other answers a durable write's reply is held with: the disk error, and the
+/// ambiguous one a deadline gives.
+pub fn durable_alternatives(to: &ReplyTo, key: &[u8]) -> (Vec<u8>, Vec<u8>) {
+    let (mut disk, mut ambiguous) = (Vec::new(), Vec::new());
+    to.write_outcome::<&[u8]>(&mut disk, key, &Outcome::StorageError);
+    to.write_outcome::<&[u8]>(&mut ambiguous, key, &Outcome::SyncWriteAmbiguous);
+    (disk, ambiguous)
 }
 
 /// Runs `cmd` on `shard`, counts it, and appends the reply for `to` (nothing when `to` is
@@ -58,8 +98,28 @@ pub fn execute(shard: &mut Shard, stats: &CoreStats, cmd: &Command<&[u8]>, to: O
 /// one to a command that appended a record, and under group commit every one (a read may
 /// have seen a record not yet durable).
 pub(super) fn execute_here(ctx: &mut Ctx<'_>, conn: &mut Connection, key: usize, cmd: &Command<&[u8]>, to: &ReplyTo) {
+    let durable = Durable::of(ctx.cluster, cmd);
+    let cmd_key = cmd.key().unwrap_or(&[]);
+    if let Some(d) = durable {
+        if !d.possible(ctx.replication, cluster::partition_of(cmd_key)) {
+            ctx.stats.durable_impossible.incr();
+            to.write_outcome::<&[u8]>(conn.out(), cmd_key, &Outcome::DurabilityImpossible);
+            return;
+        }
+    }
     let start = conn.out().len();
+    let mark = ctx.shard.changes_len();
     let appended = execute(ctx.shard, ctx.stats, cmd, Some(to), ctx.now, conn.out());
+    if let (Some(d), Some((p, seqno))) = (durable, ctx.shard.change_since(mark)) {
+        // The reply waits in the gate: this turn's commit, then the backups.
+        let ok = conn.out()[start..].to_vec();
+        conn.out().truncate(start);
+        let seq = conn.expect_replies(1, Vec::new());
+        let (disk, ambiguous) = durable_alternatives(to, cmd_key);
+        let dest = Dest::Conn { conn: key, generation: conn.generation, seq };
+        ctx.gate.hold(dest, &ok, &disk, &ambiguous, p, seqno, d.need, ctx.now_ms + d.timeout_ms);
+        return;
+    }
     if appended || ctx.shard.epochs().is_some() {
         ctx.held.hold(conn, key, start, appended, to, cmd.key().unwrap_or(&[]));
     }

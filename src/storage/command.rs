@@ -101,4 +101,10 @@ pub enum Outcome<V> {
     /// The key's owner did not answer in time, or cannot be reached (a peer node down or
     /// slow): the command may or may not have taken effect there.
     TemporaryFailure,
+    /// A durable write whose backups did not acknowledge it in time: it happened on the
+    /// primary and may or may not survive the primary's loss.
+    SyncWriteAmbiguous,
+    /// A durable write refused before it ran: too few of the partition's backups are live to
+    /// meet its durability level.
+    DurabilityImpossible,
 }

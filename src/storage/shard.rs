@@ -103,6 +103,8 @@ pub struct Shard {
     changes: Changes,
     /// Partitions whose backup copy is being rebuilt by a full resync (not yet complete).
     incomplete: PartitionSet,
+    /// The next commit fsyncs whatever the policy.
+    sync_requested: bool,
     /// A value read from disk, to answer from.
     scratch: Vec<u8>,
     merge: Option<Merge>,
@@ -131,6 +133,7 @@ impl Shard {
             recording: false,
             changes: Changes::default(),
             incomplete: PartitionSet::empty(),
+            sync_requested: false,
             scratch: Vec::new(),
             merge: None,
             finishing: None,
@@ -614,10 +617,29 @@ impl Shard {
 
     /// Writes (and per the policy syncs) the records of this turn.
     pub fn commit(&mut self) -> io::Result<()> {
+        let sync = std::mem::take(&mut self.sync_requested);
         match &mut self.log {
+            // Asked for by a backup's `persist_majority` frame: its answer promises the disk.
+            // Under group commit the answer waits for the commit thread's fsync instead.
+            Some(log) if sync && !log.group_commit() => log.commit().and_then(|()| log.sync()),
             Some(log) => log.commit(),
             None => Ok(()),
         }
+    }
+
+    /// The next commit also fsyncs, whatever the policy (see `commit`).
+    pub fn request_sync(&mut self) {
+        self.sync_requested = true;
+    }
+
+    /// Changes recorded this turn so far (a mark for [`change_since`](Self::change_since)).
+    pub fn changes_len(&self) -> usize {
+        self.changes.items.len()
+    }
+
+    /// The partition and seqno of the last change recorded after `mark`, if any.
+    pub fn change_since(&self, mark: usize) -> Option<(u16, u64)> {
+        self.changes.items.get(mark..)?.iter().rev().find(|c| c.kind != ChangeKind::Flush).map(|c| (c.partition, c.seqno))
     }
 
     /// A clean stop: write, sync, write the active segment's hint.
@@ -1128,6 +1150,8 @@ mod tests {
             Outcome::OutOfMemory => Outcome::OutOfMemory,
             Outcome::StorageError => Outcome::StorageError,
             Outcome::TemporaryFailure => Outcome::TemporaryFailure,
+            Outcome::SyncWriteAmbiguous => Outcome::SyncWriteAmbiguous,
+            Outcome::DurabilityImpossible => Outcome::DurabilityImpossible,
         }
     }
 

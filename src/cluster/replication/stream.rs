@@ -303,6 +303,11 @@ impl Stream {
         backlog.last(p).saturating_sub(self.acked[p as usize])
     }
 
+    /// Whether `p`'s changes flow to the backup now (running, not being resynced).
+    pub fn is_live(&self, p: u16) -> bool {
+        self.state == StreamState::Running && self.mode[p as usize] == Mode::Live
+    }
+
     pub fn acked(&self, p: u16) -> u64 {
         self.acked[p as usize]
     }

@@ -115,6 +115,8 @@ pub fn write_outcome<V: AsRef<[u8]>>(out: &mut Vec<u8>, to: ReplyTo, key: &[u8],
         Outcome::OutOfMemory => error(out, Status::OutOfMemory),
         Outcome::StorageError => error(out, Status::InternalError),
         Outcome::TemporaryFailure => error(out, Status::TemporaryFailure),
+        Outcome::SyncWriteAmbiguous => error(out, Status::SyncWriteAmbiguous),
+        Outcome::DurabilityImpossible => error(out, Status::DurabilityImpossible),
     }
 }
 

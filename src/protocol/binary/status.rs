@@ -16,6 +16,10 @@ pub enum Status {
     InternalError,
     Busy,
     TemporaryFailure,
+    /// Couchbase's 0xa0..0xa3 for durable writes.
+    DurabilityInvalidLevel,
+    DurabilityImpossible,
+    SyncWriteAmbiguous,
     Unknown(u16),
 }
 
@@ -37,6 +41,9 @@ impl Status {
             0x0084 => InternalError,
             0x0085 => Busy,
             0x0086 => TemporaryFailure,
+            0x00a0 => DurabilityInvalidLevel,
+            0x00a1 => DurabilityImpossible,
+            0x00a3 => SyncWriteAmbiguous,
             other => Unknown(other),
         }
     }
@@ -58,6 +65,9 @@ impl Status {
             InternalError => 0x0084,
             Busy => 0x0085,
             TemporaryFailure => 0x0086,
+            DurabilityInvalidLevel => 0x00a0,
+            DurabilityImpossible => 0x00a1,
+            SyncWriteAmbiguous => 0x00a3,
             Unknown(v) => v,
         }
     }
@@ -80,6 +90,9 @@ impl Status {
             InternalError => "Internal error",
             Busy => "Busy",
             TemporaryFailure => "Temporary failure",
+            DurabilityInvalidLevel => "Invalid durability level",
+            DurabilityImpossible => "Durability impossible",
+            SyncWriteAmbiguous => "Sync write ambiguous",
             Unknown(_) => "UNHANDLED ERROR",
         }
     }

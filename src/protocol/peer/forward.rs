@@ -40,6 +40,8 @@ pub mod code {
     pub const OUT_OF_MEMORY: u16 = 0x0082;
     pub const STORAGE_ERROR: u16 = 0x0084;
     pub const TEMPORARY_FAILURE: u16 = 0x0086;
+    pub const DURABILITY_IMPOSSIBLE: u16 = 0x00a1;
+    pub const SYNC_WRITE_AMBIGUOUS: u16 = 0x00a3;
 }
 
 /// A forwarded command: what the owner runs, and the touch meta `ma ... T` asks for right
@@ -188,6 +190,8 @@ pub fn write_outcome<V: AsRef<[u8]>>(out: &mut Vec<u8>, op: Op, opaque: u32, key
         Outcome::OutOfMemory => frame(out, code::OUT_OF_MEMORY, 0, &[], &[]),
         Outcome::StorageError => frame(out, code::STORAGE_ERROR, 0, &[], &[]),
         Outcome::TemporaryFailure => frame(out, code::TEMPORARY_FAILURE, 0, &[], &[]),
+        Outcome::SyncWriteAmbiguous => frame(out, code::SYNC_WRITE_AMBIGUOUS, 0, &[], &[]),
+        Outcome::DurabilityImpossible => frame(out, code::DURABILITY_IMPOSSIBLE, 0, &[], &[]),
     }
 }
 
@@ -232,6 +236,8 @@ pub fn parse_outcome<'a>(f: &Frame<'a>) -> Result<Outcome<&'a [u8]>, Malformed> 
         code::OUT_OF_MEMORY => plain(Outcome::OutOfMemory),
         code::STORAGE_ERROR => plain(Outcome::StorageError),
         code::TEMPORARY_FAILURE | code::NOT_MY_PARTITION => plain(Outcome::TemporaryFailure),
+        code::SYNC_WRITE_AMBIGUOUS => plain(Outcome::SyncWriteAmbiguous),
+        code::DURABILITY_IMPOSSIBLE => plain(Outcome::DurabilityImpossible),
         _ => Err(Malformed("unknown outcome code")),
     }
 }

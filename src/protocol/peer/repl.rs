@@ -163,9 +163,16 @@ pub fn write_open(out: &mut Vec<u8>, opaque: u32, set: &PartitionSet) {
     write_frame(out, REQUEST_MAGIC, Op::ReplOpen, 0, opaque, 0, &[], &[], &set.0);
 }
 
+/// REPL_CHANGES flag bits, in the request's vbucket field.
+pub mod flags {
+    /// The backup answers only once the changes are on its disk (fsynced).
+    pub const PERSIST: u16 = 1;
+}
+
 /// A REPL_CHANGES request whose value (records) is `records`.
-pub fn write_changes(out: &mut Vec<u8>, opaque: u32, records: &[u8]) {
-    write_frame(out, REQUEST_MAGIC, Op::ReplChanges, 0, opaque, 0, &[], &[], records);
+pub fn write_changes(out: &mut Vec<u8>, opaque: u32, persist: bool, records: &[u8]) {
+    let flags = if persist { flags::PERSIST } else { 0 };
+    write_frame(out, REQUEST_MAGIC, Op::ReplChanges, flags, opaque, 0, &[], &[], records);
 }
 
 /// Where one partition's copy stands on a backup.

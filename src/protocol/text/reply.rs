@@ -13,6 +13,10 @@ pub const OUT_OF_MEMORY: &str = "SERVER_ERROR out of memory";
 pub const STORAGE_ERROR: &str = "SERVER_ERROR storage error";
 /// A forwarded request whose owner did not answer in time or cannot be reached.
 pub const TEMPORARY_FAILURE: &str = "SERVER_ERROR temporary failure";
+/// A durable write whose backups did not acknowledge in time (binary 0xa3).
+pub const SYNC_WRITE_AMBIGUOUS: &str = "SERVER_ERROR sync write ambiguous";
+/// A durable write refused: too few live backups (binary 0xa1).
+pub const DURABILITY_IMPOSSIBLE: &str = "SERVER_ERROR durability impossible";
 const TOO_LARGE: &str = super::request::TOO_LARGE;
 
 /// How to answer one storage command of the text protocol.
@@ -121,6 +125,8 @@ pub fn write_outcome<V: AsRef<[u8]>>(out: &mut Vec<u8>, to: &ReplyTo, key: &[u8]
         // gets the error line.
         (ReplyTo::Value { .. }, TemporaryFailure) => return,
         (_, TemporaryFailure) => TEMPORARY_FAILURE,
+        (_, SyncWriteAmbiguous) => SYNC_WRITE_AMBIGUOUS,
+        (_, DurabilityImpossible) => DURABILITY_IMPOSSIBLE,
         (ReplyTo::Value { .. }, _) => return,
         (ReplyTo::Debug { base64: b64 }, &Value { cas, ref value, .. }) => {
             out.extend_from_slice(b"ME ");
@@ -219,6 +225,8 @@ fn write_meta<V: AsRef<[u8]>>(out: &mut Vec<u8>, m: &MetaReply, key: &[u8], outc
         (_, NonNumeric) => return line(out, NON_NUMERIC),
         (_, StorageError) => return line(out, STORAGE_ERROR),
         (_, TemporaryFailure) => return line(out, TEMPORARY_FAILURE),
+        (_, SyncWriteAmbiguous) => return line(out, SYNC_WRITE_AMBIGUOUS),
+        (_, DurabilityImpossible) => return line(out, DURABILITY_IMPOSSIBLE),
         (MetaCmd::Arith, OutOfMemory) => return line(out, OUT_OF_MEMORY),
         (_, OutOfMemory) => return line(out, OUT_OF_MEMORY_STORING),
         (MetaCmd::Get, &Value { flags, cas, ref value }) => {
