@@ -70,7 +70,7 @@ impl Durability {
     pub fn backups_needed(self, replicas: usize) -> usize {
         match self {
             Durability::None => 0,
-            Durability::Majority | Durability::PersistMajority => (replicas + 1) / 2,
+            Durability::Majority | Durability::PersistMajority => replicas.div_ceil(2),
         }
     }
 }
