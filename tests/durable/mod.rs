@@ -81,6 +81,8 @@ pub fn own(o: Outcome<&[u8]>) -> Owned {
         Outcome::OutOfMemory => Outcome::OutOfMemory,
         Outcome::StorageError => Outcome::StorageError,
         Outcome::TemporaryFailure => Outcome::TemporaryFailure,
+        Outcome::SyncWriteAmbiguous => Outcome::SyncWriteAmbiguous,
+        Outcome::DurabilityImpossible => Outcome::DurabilityImpossible,
     }
 }
 
