@@ -4,8 +4,9 @@
 //! meta commands) or the binary protocol, both on one port. Each core owns a shard: a keydir
 //! in memory over a Bitcask-style log of segments on disk (`--in-memory`: no log).
 //! Several nodes make a cluster (`--cluster FILE --node ID`) in which any node serves any key
-//! by forwarding it to the node that owns its partition. Replication and failover are to be
-//! built on the same shape (see `protocol-spec/` and the project's ARCHITECTURE notes).
+//! by forwarding it to the node that owns its partition, and every partition is replicated
+//! to `replicas` backups. Failover is to be built on the same shape (see `protocol-spec/`
+//! and the project's ARCHITECTURE notes).
 //!
 //! # Threads and the path of a request
 //!
@@ -43,6 +44,18 @@
 //!   replies leave in request order: straight into the write buffer while nothing is
 //!   outstanding, otherwise behind the outstanding slots; one write() per turn and connection
 //!
+//!   replication (a cluster with replicas >= 1), after each turn's commit:
+//!   Shard records each mutation as a Change (partition, seqno, CAS, key, value; flushes as
+//!   markers) ─▶ server::replicate takes the turn's changes into the core's Backlog
+//!   (cluster::replication, bounded) ─▶ each Stream (one per backup node and core; a state
+//!   machine with no I/O) fills REPL_CHANGES frames from its cursor, within its window, or
+//!   a full resync's snapshot slices (a shard scan per turn) ─▶ the peer link to the backup's
+//!   core ─▶ that core's replicate::serve checks each record (stream::check: next seqno) and
+//!   applies it with the primary's seqno and CAS (Shard::apply), and its answer (positions)
+//!   leaves after its own commit, like any held reply ─▶ the stream advances its acks.
+//!   durability = majority: a write's reply waits in the core's Gate (server/gate.rs, no
+//!   I/O) for the turn's commit, then for enough backups' acks, or its deadline (ambiguous).
+//!
 //!   main thread: takes SIGTERM, SIGINT and SIGHUP first of all, recovers the shards (one
 //!   thread each; signals meanwhile are noted and acted on after), binds, spawns the cores,
 //!   tells systemd READY=1, waits for signals. SIGHUP reads the config file again and sends
@@ -69,10 +82,12 @@
 //!   CLOCK eviction under the memory limit, lazy expiry, delayed flush), and `storage::disk`:
 //!   records, segments, hint files, the log and its fsync policies, recovery, merges
 //!   (`protocol-spec/storage-format.md`).
-//! * [`cluster`]: placement of keys on partitions, the [`cluster::ClusterMap`] (primary per
-//!   partition, revision, checksum) and the cluster file; no I/O.
+//! * [`cluster`]: placement of keys on partitions, the [`cluster::ClusterMap`] (primary and
+//!   backups per partition, revision, checksum), the cluster file, and the replication
+//!   stream's decisions (`cluster::replication`: backlog, streams); no I/O.
 //! * `protocol::peer`: the peer protocol's frames, handshake and forwarded commands
-//!   (`protocol-spec/peer-protocol.md`); `server::peer`: the peer port and links.
+//!   and replication frames (`protocol-spec/peer-protocol.md`); `server::peer`: the peer
+//!   port and links; `server::replicate`: both ends of replication on a core.
 //! * [`server`]: listeners, the per-core event loop, connections, mailboxes, STAT.
 //! * [`stats`]: counters and latency histograms; [`config`]: the command line and the
 //!   config file; [`logging`]: a logger whose level a reload can change.

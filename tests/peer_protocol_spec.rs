@@ -865,6 +865,8 @@ fn sample_outcome(name: &str) -> Outcome<&'static [u8]> {
         },
         "OutOfMemory" => Outcome::OutOfMemory,
         "StorageError" => Outcome::StorageError,
+        "DurabilityImpossible" => Outcome::DurabilityImpossible,
+        "SyncWriteAmbiguous" => Outcome::SyncWriteAmbiguous,
         other => panic!("unknown outcome {other}"),
     }
 }
@@ -884,6 +886,8 @@ fn outcome_codes() {
         ("OUT_OF_MEMORY", code::OUT_OF_MEMORY),
         ("STORAGE_ERROR", code::STORAGE_ERROR),
         ("TEMPORARY_FAILURE", code::TEMPORARY_FAILURE),
+        ("DURABILITY_IMPOSSIBLE", code::DURABILITY_IMPOSSIBLE),
+        ("SYNC_WRITE_AMBIGUOUS", code::SYNC_WRITE_AMBIGUOUS),
     ]
     .into_iter()
     .collect();
@@ -959,4 +963,107 @@ fn the_cluster_file_example_parses() {
     );
     assert_eq!(f.forward_timeout.as_millis(), 1000);
     assert_eq!(f.max_in_flight, 4096);
+}
+
+#[test]
+fn replication_layouts() {
+    use caskade::cluster::PartitionSet;
+    use caskade::protocol::peer::repl::{self, flags, status, Position, Record, RecordType, Records};
+    let mut set = PartitionSet::empty();
+    set.insert(3);
+    set.insert(1023);
+    // REPL_OPEN: the set is the value.
+    let mut buf = Vec::new();
+    repl::write_open(&mut buf, 9, &set);
+    let f = decode(&buf);
+    assert_eq!((f.header.opcode, f.partition(), f.header.cas, f.extras.len(), f.key.len()), (0xD0, 0, 0, 0, 0));
+    check_layout("REPL_OPEN request (0xD0)", 0, f.value, &[("partitions", Want::Bytes(set.0.to_vec()))]);
+    assert_eq!(f.value[0], 1 << 3, "partition 3 at bit 3 of byte 0");
+    assert_eq!(f.value[127], 0x80, "partition 1023 at bit 7 of byte 127");
+    // Positions.
+    let mut buf = Vec::new();
+    let p = Position { partition: 0x0102, seqno: 0x0304_0506_0708_090A, whole: true };
+    repl::write_positions(&mut buf, Op::ReplOpen, 9, [p].into_iter());
+    let f = decode(&buf);
+    assert_eq!((f.status(), f.header.opaque), (status::OK, 9));
+    check_layout(
+        "Positions (the OK answer to REPL_OPEN and REPL_CHANGES)",
+        0,
+        f.value,
+        &[("partition", Want::Int(0x0102)), ("seqno", Want::Int(0x0304_0506_0708_090A)), ("whole", Want::Int(1))],
+    );
+    assert_eq!(repl::parse_positions(&f), Ok(vec![p]));
+    // A record.
+    let r = Record { kind: RecordType::Put, partition: 0x0203, seqno: 0x11, cas: 0x22, flags: 0x33, expiry: 0x44, key: b"the-key", value: b"the value" };
+    let mut rec = Vec::new();
+    r.write(&mut rec);
+    let mut rest = r.key.to_vec();
+    rest.extend_from_slice(r.value);
+    check_layout(
+        "REPL_CHANGES request (0xD1)",
+        0,
+        &rec,
+        &[
+            ("type", Want::Int(1)),
+            ("partition", Want::Int(0x0203)),
+            ("seqno", Want::Int(0x11)),
+            ("cas", Want::Int(0x22)),
+            ("flags", Want::Int(0x33)),
+            ("expiry", Want::Int(0x44)),
+            ("key_len", Want::Int(7)),
+            ("value_len", Want::Int(9)),
+            ("key", Want::Bytes(rest)),
+        ],
+    );
+    let mut buf = Vec::new();
+    repl::write_changes(&mut buf, 9, true, &rec);
+    let f = decode(&buf);
+    assert_eq!((f.header.opcode, f.partition()), (0xD1, flags::PERSIST));
+    // The record types: each row's type byte, and whether a key and a value are allowed.
+    let types = &tables("REPL_CHANGES request (0xD1)")[1];
+    assert_eq!(types.len(), 6);
+    for row in types {
+        let t = num(&row[0]) as u8;
+        let set_key = row[4].contains("partition set");
+        let key: &[u8] = if set_key { &set.0 } else if row[4] == "-" { b"" } else { b"k" };
+        let value: &[u8] = if row[5] == "-" { b"" } else { b"v" };
+        let seqno = if row[3].contains("> 0") { 5 } else { 0 };
+        let mut bytes = Vec::new();
+        let kind = match ident(&row[1]) {
+            "Put" => RecordType::Put,
+            "Delete" => RecordType::Delete,
+            "Flush" => RecordType::Flush,
+            "SnapshotBegin" => RecordType::SnapshotBegin,
+            "SnapshotItem" => RecordType::SnapshotItem,
+            "SnapshotEnd" => RecordType::SnapshotEnd,
+            other => panic!("unknown record type {other}"),
+        };
+        assert_eq!(kind as u8, t, "{kind:?}");
+        let partition = if key == b"k" { caskade::cluster::partition_of(b"k") } else { 0 };
+        Record { kind, partition, seqno, cas: 0, flags: 0, expiry: 0, key, value }.write(&mut bytes);
+        let back: Vec<_> = Records::new(&bytes).collect();
+        assert!(matches!(back[..], [Ok(_)]), "{kind:?} as the table says parses");
+        if row[5] == "-" {
+            let mut with_value = Vec::new();
+            Record { kind, partition, seqno, cas: 0, flags: 0, expiry: 0, key, value: b"x" }.write(&mut with_value);
+            assert!(Records::new(&with_value).next().unwrap().is_err(), "{kind:?} takes no value");
+        }
+    }
+    let consts: BTreeMap<&str, u16> = [
+        ("OK", status::OK),
+        ("NOT_BACKUP", status::NOT_BACKUP),
+        ("BAD_SEQNO", status::BAD_SEQNO),
+        ("MALFORMED", status::MALFORMED),
+        ("STORAGE_ERROR", status::STORAGE_ERROR),
+        ("TEMPORARY_FAILURE", status::TEMPORARY_FAILURE),
+    ]
+    .into_iter()
+    .collect();
+    let rows = table("Replication statuses");
+    assert_eq!(rows.len(), consts.len());
+    for row in &rows {
+        assert_eq!(consts.get(ident(&row[1])), Some(&(num(&row[0]) as u16)), "{}", row[1]);
+    }
+    let fl = &tables("REPL_CHANGES request (0xD1)")[2];
+    assert_eq!((num(&fl[0][0]) as u16, ident(&fl[0][1])), (flags::PERSIST, "PERSIST"));
 }

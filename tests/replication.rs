@@ -212,3 +212,26 @@ fn big_set(cmd: &str, len: usize) -> String {
 fn resyncs_to_c(nodes: &[Server]) -> u64 {
     nodes[..2].iter().map(|n| stat(&cluster_stats(n), "node:c:repl_resyncs").and_then(|v| v.parse().ok()).unwrap_or(0)).sum()
 }
+
+#[test]
+fn a_get_falls_back_to_the_backup_when_its_primary_is_down() {
+    let files = ClusterFiles::with_settings(&IDS, "test", SECRET, "read_fallback = \"replica\"\n");
+    let mut nodes = files.start_all(&["-t", "2"]);
+    // Keys c is primary for, backed up by a or b.
+    let keys: Vec<String> = keys(3000).into_iter().filter(|k| primary_of(k) == 2).take(200).collect();
+    let mut on_a = connect(&nodes[0]);
+    let sets: Vec<String> = keys.iter().map(|k| format!("set {k} 9 0 {}\r\n{k}\r\n", k.len())).collect();
+    assert!(text_batch(&mut on_a, &sets).iter().all(|r| r == "STORED"));
+    wait_caught_up(&[&nodes[0], &nodes[1], &nodes[2]], Duration::from_secs(60));
+    nodes[2].kill();
+    wait_until("a sees c unreachable", Duration::from_secs(30), || {
+        stat(&cluster_stats(&nodes[0]), "node:c:state").as_deref() == Some("unreachable")
+    });
+    let mut s = connect(&nodes[0]);
+    for k in &keys {
+        let (status, flags, _, value) = binary_get(&mut s, 0x00, k);
+        assert_eq!((status, flags, value.as_slice()), (0, 9, k.as_bytes()), "{k} read from its backup");
+    }
+    let stats = common::cluster::text_round_trip(&nodes[0], b"stats\r\n", b"END\r\n");
+    assert!(String::from_utf8_lossy(&stats).contains(&format!("STAT replica_fallback_reads {}\r\n", keys.len())));
+}

@@ -76,6 +76,22 @@ fn get_replica(s: &mut TcpStream, key: &str) -> Option<Vec<u8>> {
     }
 }
 
+/// SIGSTOP, and wait until every thread of the process has stopped (the signal is delivered
+/// asynchronously: a thread in the middle of a turn may finish it first).
+fn stop(node: &Server) {
+    node.signal(libc::SIGSTOP);
+    let tasks = format!("/proc/{}/task", node.pid());
+    wait_until("every thread stopped", Duration::from_secs(10), || {
+        std::fs::read_dir(&tasks).is_ok_and(|dir| {
+            dir.flatten().all(|t| {
+                let stat = std::fs::read_to_string(t.path().join("stat")).unwrap_or_default();
+                // The state follows the command name in parentheses.
+                stat.rsplit_once(") ").is_some_and(|(_, rest)| rest.starts_with('T') || rest.starts_with('t'))
+            })
+        })
+    });
+}
+
 fn streams_live(nodes: &[&Server]) {
     wait_until("every stream live", Duration::from_secs(30), || {
         nodes.iter().all(|n| {
@@ -101,7 +117,7 @@ fn acknowledged_then_kill(durability: &str) -> (usize, usize) {
         if round == 3 {
             // The backup hangs (SIGSTOP; its link stays up): what the primary acknowledges now
             // is on the primary alone, unless the acknowledgement waits for the backup.
-            nodes[1].signal(libc::SIGSTOP);
+            stop(&nodes[1]);
         }
         let mut conn = connect(&nodes[node]);
         let values: Vec<String> = (0..keys.len()).map(|i| format!("v{round}-{i}-{}", "x".repeat(i % 50))).collect();
@@ -174,7 +190,7 @@ fn a_silent_backup_gives_ambiguous_and_a_dead_one_impossible() {
     assert_eq!(line(&mut on_a, &format!("set {} 0 0 1\r\n1\r\n", keys[0])), "STORED");
 
     // b stops answering (SIGSTOP): the write happens on a, its acknowledgement never comes.
-    nodes[1].signal(libc::SIGSTOP);
+    stop(&nodes[1]);
     let started = Instant::now();
     assert_eq!(line(&mut on_a, &format!("set {} 0 0 1\r\n2\r\n", keys[1])), "SERVER_ERROR sync write ambiguous");
     assert!(started.elapsed() >= Duration::from_millis(300), "not before the deadline");

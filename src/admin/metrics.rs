@@ -16,7 +16,9 @@
 //! * In a cluster, per other node (label `node`): `caskade_peer_up`,
 //!   `caskade_peer_forwarded_total`, `caskade_peer_in_flight`, `caskade_peer_errors_total`,
 //!   `caskade_peer_connects_total`, and `caskade_peer_rtt_seconds`, a histogram of forwarded
-//!   requests' round trips; `caskade_peer_connections_refused_total`.
+//!   requests' round trips; `caskade_peer_connections_refused_total`. With replicas, per
+//!   backup node: `caskade_replication_live`, `_lag_max`, `_lag_changes`, `_unacked_bytes`,
+//!   `_ack_age_seconds`, `_resyncs_total`, `_bytes_total`; and `caskade_replication_backlog_bytes`.
 //! * `caskade_fsync_duration_seconds`: a histogram of how long each fsync of the logs took
 //!   (every shard's, the same fsyncs as `caskade_fsyncs_total`), with the same buckets.
 
@@ -76,6 +78,34 @@ fn cluster(out: &mut String, handle: &Handle) {
     }
     family(out, "caskade_peer_connections_refused_total", "counter", "Connections to the peer port refused (authentication, cluster, version, map, bad frames).");
     let _ = writeln!(out, "caskade_peer_connections_refused_total {}", c.refused.load(Relaxed));
+    if c.map.replicas() == 0 {
+        return;
+    }
+    // Replication, per backup node (as published by the cores about once a second).
+    let summaries: Vec<_> = others.iter().map(|&(i, id)| (id, c.replication_to(i))).collect();
+    type Repl = fn(&crate::server::peer::ReplicationSummary) -> u64;
+    let repl: [(&str, &str, &str, Repl); 7] = [
+        ("caskade_replication_live", "gauge", "1 while every stream to the backup node is live.", |r| (r.state == "live") as u64),
+        ("caskade_replication_lag_max", "gauge", "Changes of the worst partition the backup has not acknowledged.", |r| r.lag_max),
+        ("caskade_replication_lag_changes", "gauge", "Changes the backup has not acknowledged, summed over partitions.", |r| r.lag_sum),
+        ("caskade_replication_unacked_bytes", "gauge", "Bytes sent to the backup and not yet acknowledged.", |r| r.unacked_bytes as u64),
+        ("caskade_replication_ack_age_seconds", "gauge", "Time since the backup's oldest stream last acknowledged (seconds, ms precision).", |r| r.ack_age_ms),
+        ("caskade_replication_resyncs_total", "counter", "Full resyncs of partitions started toward the backup.", |r| r.resyncs),
+        ("caskade_replication_bytes_total", "counter", "Bytes of change frames sent to the backup.", |r| r.bytes),
+    ];
+    for (name, kind, help, get) in repl {
+        family(out, name, kind, help);
+        for (id, r) in &summaries {
+            let v = get(r);
+            if name == "caskade_replication_ack_age_seconds" {
+                let _ = writeln!(out, "{name}{{node=\"{id}\"}} {}", v as f64 / 1e3);
+            } else {
+                let _ = writeln!(out, "{name}{{node=\"{id}\"}} {v}");
+            }
+        }
+    }
+    family(out, "caskade_replication_backlog_bytes", "gauge", "Bytes of recent changes the cores keep for backups that fall behind.");
+    let _ = writeln!(out, "caskade_replication_backlog_bytes {}", c.backlog_bytes());
 }
 
 pub fn render(handle: &Handle) -> String {

@@ -10,6 +10,7 @@
 //! replication_backlog_mb = 64         # recent mutations kept per core for partial catch-up
 //! durability = "none"                 # none | majority | persist_majority: when a write is acknowledged
 //! durability_timeout_ms = 2000        # a durable write not acknowledged by then: "sync write ambiguous"
+//! read_fallback = "none"              # "replica": a GET whose primary is unreachable reads a backup (maybe stale)
 //! [[cluster.node]]
 //! id = "a"
 //! client = "127.0.0.1:11211"          # the memcached port
@@ -50,6 +51,8 @@ pub struct ClusterFile {
     /// When a write's reply may leave (every write's default).
     pub durability: Durability,
     pub durability_timeout: Duration,
+    /// A GET whose primary cannot be reached is answered from a backup (possibly stale).
+    pub read_fallback_replica: bool,
 }
 
 /// What a write's acknowledgement promises (`durability` in `[cluster]`).
@@ -88,6 +91,7 @@ impl std::fmt::Debug for ClusterFile {
             .field("backlog_bytes", &self.backlog_bytes)
             .field("durability", &self.durability)
             .field("durability_timeout", &self.durability_timeout)
+            .field("read_fallback_replica", &self.read_fallback_replica)
             .finish()
     }
 }
@@ -121,7 +125,7 @@ impl ClusterFile {
             }
         };
         for key in cluster.keys() {
-            if !["name", "secret_file", "forward_timeout_ms", "max_in_flight", "replicas", "replication_backlog_mb", "durability", "durability_timeout_ms", "node"].contains(&key.as_str()) {
+            if !["name", "secret_file", "forward_timeout_ms", "max_in_flight", "replicas", "replication_backlog_mb", "durability", "durability_timeout_ms", "read_fallback", "node"].contains(&key.as_str()) {
                 return Err(format!("unknown setting cluster.{key}"));
             }
         }
@@ -187,6 +191,11 @@ impl ClusterFile {
                 Some(other) => return Err(format!("durability '{other}': none, majority or persist_majority")),
             },
             durability_timeout: Duration::from_millis(int_of("durability_timeout_ms", 2000, 10..=600_000)? as u64),
+            read_fallback_replica: match str_of(cluster, "read_fallback")?.as_deref() {
+                None | Some("none") => false,
+                Some("replica") => true,
+                Some(other) => return Err(format!("read_fallback '{other}': none or replica")),
+            },
         })
     }
 

@@ -152,6 +152,17 @@ pub fn storage(ctx: &mut Ctx<'_>, conn: &mut Connection, mut from: ReturnAddress
         }
         Owner::Node(node) => {
             let Some(cluster) = ctx.cluster else { return };
+            if let Command::Get { key } = cmd {
+                // `read_fallback = "replica"`: a GET whose primary is known unreachable reads
+                // a backup's copy (possibly stale) instead of failing.
+                let peer = &cluster.peers[node];
+                let unreachable = peer.links_up.load(std::sync::atomic::Ordering::Relaxed) == 0
+                    && peer.changed_at.load(std::sync::atomic::Ordering::Relaxed) != 0;
+                if cluster.file.read_fallback_replica && unreachable && !cluster.map.backups(p).is_empty() {
+                    ctx.stats.replica_fallback_reads.incr();
+                    return replica_get(ctx, conn, from, key, to);
+                }
+            }
             ctx.stats.forwarded_requests.incr();
             from.seq = conn.expect_replies(1, Vec::new());
             from.read_at = ctx.latency.current();

@@ -65,6 +65,7 @@ core_stats!(
     protocol_errors,
     forwarded_requests,
     replica_reads,
+    replica_fallback_reads,
     durable_writes,
     durable_ambiguous,
     durable_impossible,

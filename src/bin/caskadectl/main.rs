@@ -10,7 +10,8 @@
 //!   dump FILE                every live item, with flags and TTL, into FILE (caskade's admin /dump)
 //!   restore FILE             check FILE's checksum, then SET every item into --server
 //!   cluster status           the cluster's nodes as --server sees them: state, since when,
-//!                            partitions each is primary for, forwarded requests, errors
+//!                            partitions each is primary for, forwarded requests, errors;
+//!                            with replicas, each backup's streams: state, lag, resyncs
 //! ```
 //!
 //! Errors are one line on stderr and exit code 1 (2 for a bad command line).
@@ -112,6 +113,31 @@ fn cluster_status(server: &str) -> Result<(), String> {
             "{:<12} {:<12} {:>8} {:>10} {:>12} {:>8} {:>9} {:>8}  {}",
             id, f("state"), since, f("primary_partitions"), f("forwarded"), f("errors"), f("in_flight"), f("rtt_mean_us"), f("peer")
         );
+    }
+    let replicas = get("cluster_replicas").unwrap_or("0");
+    if replicas != "0" {
+        println!();
+        println!(
+            "replication: {replicas} backup(s) per partition; streams from the asked node to each backup, backlog {} bytes",
+            get("cluster_replication_backlog_bytes").unwrap_or("?")
+        );
+        println!("{:<12} {:<12} {:>10} {:>9} {:>10} {:>12} {:>11} {:>8} {:>8}", "backup", "state", "partitions", "lag max", "lag total", "unacked B", "ack age ms", "resyncs", "partial");
+        let ids: Vec<&str> = stats.iter().filter_map(|(k, _)| k.strip_prefix("node:")?.strip_suffix(":repl_state")).collect();
+        for id in ids {
+            let f = |what: &str| get(&format!("node:{id}:{what}")).unwrap_or("-").to_string();
+            println!(
+                "{:<12} {:<12} {:>10} {:>9} {:>10} {:>12} {:>11} {:>8} {:>8}",
+                id,
+                f("repl_state"),
+                f("repl_partitions"),
+                f("repl_lag_max"),
+                f("repl_lag_sum"),
+                f("repl_unacked_bytes"),
+                f("repl_ack_age_ms"),
+                f("repl_resyncs"),
+                f("repl_partial_catchups")
+            );
+        }
     }
     Ok(())
 }
