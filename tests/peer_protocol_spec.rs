@@ -354,6 +354,11 @@ fn sample(op: Op) -> Vec<u8> {
             set.insert(3);
             caskade::protocol::peer::repl::write_open(&mut out, 1, &set);
         }
+        Op::ReplVerify => {
+            let mut set = caskade::cluster::PartitionSet::empty();
+            set.insert(3);
+            caskade::protocol::peer::repl::write_verify(&mut out, 1, &set, 1_800_000_000);
+        }
         Op::ReplChanges => {
             let mut records = Vec::new();
             caskade::protocol::peer::repl::Record {
@@ -1066,4 +1071,33 @@ fn replication_layouts() {
     }
     let fl = &tables("REPL_CHANGES request (0xD1)")[2];
     assert_eq!((num(&fl[0][0]) as u16, ident(&fl[0][1])), (flags::PERSIST, "PERSIST"));
+}
+
+#[test]
+fn verify_layouts() {
+    use caskade::cluster::PartitionSet;
+    use caskade::protocol::peer::repl::{self, Digest};
+    let mut set = PartitionSet::empty();
+    set.insert(5);
+    let mut buf = Vec::new();
+    repl::write_verify(&mut buf, 3, &set, 0x0A0B_0C0D);
+    let f = decode(&buf);
+    check_layout(
+        "REPL_VERIFY request (0xD2) and its digests",
+        0,
+        f.value,
+        &[("partitions", Want::Bytes(set.0.to_vec())), ("now", Want::Int(0x0A0B_0C0D))],
+    );
+    assert_eq!(repl::parse_verify(f.value), Some((set, 0x0A0B_0C0D)));
+    let d = Digest { partition: 5, seqno: 0x11, digest: 0x2233_4455_6677_8899, items: 0x0102 };
+    let mut buf = Vec::new();
+    repl::write_digests(&mut buf, 3, &[d]);
+    let f = decode(&buf);
+    check_layout(
+        "REPL_VERIFY request (0xD2) and its digests",
+        1,
+        f.value,
+        &[("partition", Want::Int(5)), ("seqno", Want::Int(0x11)), ("digest", Want::Int(0x2233_4455_6677_8899)), ("items", Want::Int(0x0102))],
+    );
+    assert_eq!(repl::parse_digests(f.value), Ok(vec![d]));
 }

@@ -235,3 +235,61 @@ fn a_get_falls_back_to_the_backup_when_its_primary_is_down() {
     let stats = common::cluster::text_round_trip(&nodes[0], b"stats\r\n", b"END\r\n");
     assert!(String::from_utf8_lossy(&stats).contains(&format!("STAT replica_fallback_reads {}\r\n", keys.len())));
 }
+
+/// Asks `node` for a verification round and waits until every stream to `backup` has done it;
+/// returns the mismatches counted so far toward `backup`.
+fn verify(node: &Server, backup: &str) -> u64 {
+    let (code, body) = node.http_get("/cluster/verify");
+    assert_eq!(code, 200, "{body}");
+    let round: u64 = body.trim().strip_prefix("round ").and_then(|r| r.parse().ok()).expect("round N");
+    wait_until("the verification round is done", Duration::from_secs(60), || {
+        stat(&cluster_stats(node), &format!("node:{backup}:repl_verified_round")).and_then(|r| r.parse::<u64>().ok()).is_some_and(|r| r >= round)
+    });
+    stat(&cluster_stats(node), &format!("node:{backup}:repl_mismatches")).and_then(|v| v.parse().ok()).unwrap_or(0)
+}
+
+#[test]
+fn a_backup_changed_behind_replications_back_is_found_and_repaired() {
+    use caskade::storage::change::ChangeKind;
+    use caskade::storage::disk::{Fsync, LogConfig, RealFs};
+    use caskade::storage::{Command, Mode, Outcome, Shard, ShardConfig};
+    let files = ClusterFiles::new(&IDS);
+    let mut nodes = files.start_all(&["-t", "2"]);
+    // Keys a is primary for and b backs up.
+    let keys: Vec<String> = keys(4000).into_iter().filter(|k| primary_of(k) == 0 && backup_of(k) == 1).take(100).collect();
+    let mut on_c = connect(&nodes[2]);
+    let sets: Vec<String> = keys.iter().map(|k| format!("set {k} 4 0 {}\r\n{k}\r\n", k.len())).collect();
+    assert!(text_batch(&mut on_c, &sets).iter().all(|r| r == "STORED"));
+    wait_caught_up(&[&nodes[0], &nodes[1], &nodes[2]], Duration::from_secs(60));
+    assert_eq!(verify(&nodes[0], "b"), 0, "equal copies verify equal");
+
+    // b stops; its copy of one key is edited offline, keeping the seqno and the CAS.
+    let victim = &keys[0];
+    let b = nodes.remove(1);
+    b.stop();
+    let p = caskade::cluster::partition_of(victim.as_bytes());
+    let dir = files.data_dir("b").join(format!("shard-{:03}", p % 2));
+    let config = ShardConfig { memory_limit: 64 << 20, max_item_size: 1 << 20, mode: Mode::Store };
+    let log = LogConfig { dir, shard: (p % 2) as u32, segment_size: 64 << 20, fsync: Fsync::Always, compress_min: 0 };
+    let now = caskade::stats::unix_now();
+    let (mut shard, _) = Shard::open(config, std::sync::Arc::new(RealFs), log, now).expect("open b's shard");
+    let (flags, cas) = match shard.execute(&Command::Get { key: victim.as_bytes() }, now) {
+        Outcome::Value { flags, cas, .. } => (flags, cas),
+        other => panic!("b holds no copy of {victim}: {other:?}"),
+    };
+    let seqno = shard.last_seqno(p);
+    shard.apply(ChangeKind::Put, victim.as_bytes(), b"corrupted", flags, 0, cas, seqno, now).expect("edit");
+    assert_eq!(shard.last_seqno(p), seqno);
+    shard.commit().expect("commit");
+    shard.close().expect("close");
+    nodes.insert(1, files.start("b", &["-t", "2"]));
+    wait_caught_up(&[&nodes[0], &nodes[1], &nodes[2]], Duration::from_secs(60));
+    let mut s = connect(&nodes[2]);
+    assert_eq!(binary_get(&mut s, 0x83, victim).3, b"corrupted", "replication alone does not see the edit");
+
+    // A verification finds it and resyncs the partition.
+    assert!(verify(&nodes[0], "b") >= 1, "the edited copy is found");
+    wait_caught_up(&[&nodes[0], &nodes[1], &nodes[2]], Duration::from_secs(60));
+    assert_copies_equal(&nodes[2], &keys);
+    assert_eq!(verify(&nodes[0], "b"), 1, "and then verifies equal");
+}

@@ -77,7 +77,7 @@ fn text(status: u16, body: impl Into<String>) -> Response<io::Cursor<Vec<u8>>> {
 
 fn serve(request: Request, life: &Arc<Lifecycle>, dumping: &Arc<AtomicBool>) {
     let path = request.url().split('?').next().unwrap_or("").to_string();
-    let known = matches!(path.as_str(), "/stats" | "/metrics" | "/health" | "/dump");
+    let known = matches!(path.as_str(), "/stats" | "/metrics" | "/health" | "/dump" | "/cluster/verify");
     if !known {
         let _ = request.respond(text(404, "not found: try /stats, /metrics, /health or /dump\n"));
         return;
@@ -110,6 +110,16 @@ fn serve(request: Request, life: &Arc<Lifecycle>, dumping: &Arc<AtomicBool>) {
             );
         }
         "/dump" => dump(request, handle, dumping),
+        "/cluster/verify" => {
+            // A new verification round: every stream from this node compares its partitions'
+            // digests with its backup's once it has sent all it has (`stats cluster`:
+            // `node:ID:repl_verified_round` reaches this round, `repl_mismatches` counts).
+            let answer = match handle.node.cluster.as_deref() {
+                Some(c) if c.map.replicas() > 0 => text(200, format!("round {}\n", c.verify_requested.fetch_add(1, SeqCst) + 1)),
+                _ => text(409, "no backups to verify (not a cluster, or replicas = 0)\n"),
+            };
+            let _ = request.respond(answer);
+        }
         _ => unreachable!("routed above"),
     }
 }

@@ -10,6 +10,7 @@
 //! replication_backlog_mb = 64         # recent mutations kept per core for partial catch-up
 //! durability = "none"                 # none | majority | persist_majority: when a write is acknowledged
 //! durability_timeout_ms = 2000        # a durable write not acknowledged by then: "sync write ambiguous"
+//! verify_interval_s = 300             # compare primaries' and backups' digests this often (0: only on demand)
 //! read_fallback = "none"              # "replica": a GET whose primary is unreachable reads a backup (maybe stale)
 //! [[cluster.node]]
 //! id = "a"
@@ -53,6 +54,8 @@ pub struct ClusterFile {
     pub durability_timeout: Duration,
     /// A GET whose primary cannot be reached is answered from a backup (possibly stale).
     pub read_fallback_replica: bool,
+    /// How often a verification round runs by itself (`None`: only when asked).
+    pub verify_interval: Option<Duration>,
 }
 
 /// What a write's acknowledgement promises (`durability` in `[cluster]`).
@@ -92,6 +95,7 @@ impl std::fmt::Debug for ClusterFile {
             .field("durability", &self.durability)
             .field("durability_timeout", &self.durability_timeout)
             .field("read_fallback_replica", &self.read_fallback_replica)
+            .field("verify_interval", &self.verify_interval)
             .finish()
     }
 }
@@ -125,7 +129,7 @@ impl ClusterFile {
             }
         };
         for key in cluster.keys() {
-            if !["name", "secret_file", "forward_timeout_ms", "max_in_flight", "replicas", "replication_backlog_mb", "durability", "durability_timeout_ms", "read_fallback", "node"].contains(&key.as_str()) {
+            if !["name", "secret_file", "forward_timeout_ms", "max_in_flight", "replicas", "replication_backlog_mb", "durability", "durability_timeout_ms", "read_fallback", "verify_interval_s", "node"].contains(&key.as_str()) {
                 return Err(format!("unknown setting cluster.{key}"));
             }
         }
@@ -191,6 +195,10 @@ impl ClusterFile {
                 Some(other) => return Err(format!("durability '{other}': none, majority or persist_majority")),
             },
             durability_timeout: Duration::from_millis(int_of("durability_timeout_ms", 2000, 10..=600_000)? as u64),
+            verify_interval: match int_of("verify_interval_s", 300, 0..=86_400 * 7)? {
+                0 => None,
+                s => Some(Duration::from_secs(s as u64)),
+            },
             read_fallback_replica: match str_of(cluster, "read_fallback")?.as_deref() {
                 None | Some("none") => false,
                 Some("replica") => true,

@@ -38,6 +38,8 @@ pub struct Replication {
     answers: Vec<ReplAnswer>,
     started: Instant,
     published_at: u64,
+    /// When core 0 starts the next verification round by itself.
+    next_verify_ms: u64,
 }
 
 /// What a core reports of one stream (`stats cluster`, `/stats`, `/metrics`).
@@ -60,6 +62,9 @@ pub struct StreamReport {
     pub bytes: u64,
     pub records: u64,
     pub snapshot_items: u64,
+    pub verified_round: u64,
+    pub verified_partitions: u64,
+    pub mismatches: u64,
     pub last_error: Option<String>,
 }
 
@@ -79,6 +84,7 @@ impl Replication {
             answers: Vec::new(),
             started: Instant::now(),
             published_at: 0,
+            next_verify_ms: 0,
         })
     }
 
@@ -110,6 +116,15 @@ impl Replication {
     pub fn pump(&mut self, shard: &mut Shard, links: &mut Links, cluster: &Cluster, this_core: usize, cores: usize, now: u32) {
         self.build(cluster, this_core, cores);
         let now_ms = self.now_ms();
+        // Core 0 starts a verification round every `verify_interval_s`.
+        if let (0, Some(every)) = (this_core, cluster.file.verify_interval) {
+            if now_ms >= self.next_verify_ms {
+                if self.next_verify_ms != 0 {
+                    cluster.verify_requested.fetch_add(1, Relaxed);
+                }
+                self.next_verify_ms = now_ms + every.as_millis() as u64;
+            }
+        }
         for (i, s) in self.streams.iter_mut().enumerate() {
             let Some(generation) = links.repl_link(s.node, s.core) else {
                 if s.state() != StreamState::Down {
@@ -135,6 +150,18 @@ impl Replication {
                     (status::OK, Op::ReplOpen) => {
                         repl::parse_positions_value(&a.value).and_then(|ps| s.on_open(&ps, &self.backlog, now_ms).map_err(|_| "out of turn"))
                     }
+                    (status::OK, Op::ReplVerify) => match repl::parse_digests(&a.value).map_err(str::to_string).and_then(|ds| s.on_verify(&ds)) {
+                        Ok(differ) => {
+                            if !differ.is_empty() {
+                                log::error!(
+                                    "core {this_core}: verification: node {}'s copies of partitions {differ:?} differ from this primary's; resyncing them",
+                                    cluster.node_id(s.node)
+                                );
+                            }
+                            Ok(())
+                        }
+                        Err(_) => Err("a bad verification answer"),
+                    },
                     (status::OK, _) => repl::parse_positions_value(&a.value).and_then(|ps| s.on_ack(&ps, now_ms).map_err(|_| "out of turn")),
                     _ => {
                         let why = format!("node {} refused ({:#06x}): {}", cluster.node_id(s.node), a.status, printable(&a.value));
@@ -153,6 +180,17 @@ impl Replication {
             }
             if s.state() == StreamState::Down {
                 continue;
+            }
+            // A verification round asked for, once this stream has sent all it has.
+            let round = cluster.verify_requested.load(Relaxed);
+            if round > s.verified_round && s.can_verify(&self.backlog) {
+                let set = s.partitions.clone();
+                let mine: Vec<(u16, u64, u64, u32)> = shard.digests(&set, now).into_iter().map(|(p, d, n)| (p, shard.last_seqno(p), d, n)).collect();
+                if links.submit_repl(cluster, s.node, s.core, Op::ReplVerify, |out, opaque| repl::write_verify(out, opaque, &set, now)).is_err() {
+                    s.down("cannot send on the link".into());
+                    continue;
+                }
+                s.verify_sent(mine, round);
             }
             let mut scan = |set: &PartitionSet, from: u64, budget: usize, out: &mut Vec<u8>| {
                 let mut items = 0;
@@ -242,6 +280,9 @@ impl Replication {
                     bytes: s.counters.bytes,
                     records: s.counters.records,
                     snapshot_items: s.counters.snapshot_items,
+                    verified_round: s.verified_round,
+                    verified_partitions: s.counters.verified_partitions,
+                    mismatches: s.counters.mismatches,
                     last_error: s.last_error.clone(),
                 }
             })
@@ -261,6 +302,21 @@ pub fn serve(ctx: &mut Ctx<'_>, cluster: &Cluster, conn: &mut Connection, key: u
     };
     let position = |shard: &Shard, p: u16| Position { partition: p, seqno: shard.last_seqno(p), whole: !shard.is_incomplete(p) };
     match op {
+        Op::ReplVerify => {
+            let Some((set, at)) = repl::parse_verify(f.value) else {
+                return refuse(conn, status::MALFORMED, "a VERIFY without a partition set and a time".into());
+            };
+            if let Some(p) = set.iter().find(|&p| !mine(p)) {
+                return refuse(conn, status::NOT_BACKUP, format!("partition {p} is not backed up here for node {}", cluster.node_id(node)));
+            }
+            let digests: Vec<repl::Digest> = ctx
+                .shard
+                .digests(&set, at)
+                .into_iter()
+                .map(|(p, digest, items)| repl::Digest { partition: p, seqno: ctx.shard.last_seqno(p), digest, items })
+                .collect();
+            repl::write_digests(conn.out(), opaque, &digests);
+        }
         Op::ReplOpen => {
             let Some(set) = PartitionSet::from_bytes(f.value) else {
                 return refuse(conn, status::MALFORMED, "an OPEN without a partition set".into());

@@ -514,6 +514,46 @@ impl Shard {
         }
     }
 
+    /// Per partition of `set`: an order-independent digest of its items live at `now` (the
+    /// wrapping sum of a hash of each item's key, CAS, flags, expiry and value) and their
+    /// number. Reads values on disk back. One pass over the keydir: a verification, not a
+    /// data-path operation.
+    pub fn digests(&mut self, set: &PartitionSet, now: u32) -> Vec<(u16, u64, u32)> {
+        let mut sums = vec![(0u64, 0u32); PARTITIONS as usize];
+        let mut slot = 0;
+        let end = self.keydir.slot_end();
+        while slot < end {
+            let s = slot;
+            slot += 1;
+            let p = match self.keydir.try_get(s) {
+                Some(item) if item.expiry() == 0 || item.expiry() > now => partition_of(item.key()),
+                _ => continue,
+            };
+            if !set.contains(p) {
+                continue;
+            }
+            let Ok(in_item) = self.load(s) else {
+                // Unreadable: counted as a different item, so the copies differ.
+                sums[p as usize].1 += 1;
+                continue;
+            };
+            let item = self.keydir.get(s);
+            let value = if in_item { item.value() } else { &self.scratch[..] };
+            let mut head = Vec::with_capacity(item.key().len() + 24);
+            head.extend_from_slice(&(item.key().len() as u16).to_be_bytes());
+            head.extend_from_slice(item.key());
+            head.extend_from_slice(&item.cas().to_be_bytes());
+            head.extend_from_slice(&item.flags().to_be_bytes());
+            head.extend_from_slice(&item.expiry().to_be_bytes());
+            let lo = crc32c::crc32c_append(crc32c::crc32c(&head), value);
+            let hi = crc32c::crc32c_append(crc32c::crc32c_append(0x9E37_79B9, &head), value);
+            let e = &mut sums[p as usize];
+            e.0 = e.0.wrapping_add((hi as u64) << 32 | lo as u64);
+            e.1 += 1;
+        }
+        set.iter().map(|p| (p, sums[p as usize].0, sums[p as usize].1)).collect()
+    }
+
     /// Like [`scan`](Self::scan), but only items of the partitions in `set`, with their CAS:
     /// a full resync reads a partition's live items a slice at a time.
     pub fn scan_partitions(&mut self, set: &PartitionSet, from: Slot, budget: usize, now: u32, mut each: impl FnMut(&[u8], &[u8], u32, u32, u64)) -> Option<Slot> {

@@ -12,6 +12,8 @@
 //!   cluster status           the cluster's nodes as --server sees them: state, since when,
 //!                            partitions each is primary for, forwarded requests, errors;
 //!                            with replicas, each backup's streams: state, lag, resyncs
+//!   cluster verify           compare the node's primary partitions with their backups
+//!                            (digests), wait for the round, report what differed
 //! ```
 //!
 //! Errors are one line on stderr and exit code 1 (2 for a bad command line).
@@ -86,6 +88,10 @@ enum Command {
 enum ClusterCommand {
     /// Nodes, their state (up / unreachable, since when), partitions each is primary for.
     Status,
+    /// Compare every partition this node is primary for with its backups' copies (through
+    /// --admin of the same node), wait for the round, and report what differed (repaired by
+    /// a resync of those partitions).
+    Verify,
 }
 
 /// `caskadectl cluster status`: a table from `stats cluster`.
@@ -142,6 +148,32 @@ fn cluster_status(server: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// `caskadectl cluster verify`: starts a verification round on the node and waits for it.
+fn cluster_verify(server: &str, admin: &str) -> Result<(), String> {
+    let url = format!("http://{admin}/cluster/verify");
+    let body = ureq::get(&url).call().map_err(|e| format!("{url}: {e}"))?.body_mut().read_to_string().map_err(|e| format!("{url}: {e}"))?;
+    let round: u64 = body.trim().strip_prefix("round ").and_then(|r| r.parse().ok()).ok_or(format!("{url}: answered {body:?}"))?;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    loop {
+        let stats = client::Client::connect(server)?.stats_group(b"cluster")?;
+        let get = |name: &str| stats.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+        let ids: Vec<String> = stats.iter().filter_map(|(k, _)| Some(k.strip_prefix("node:")?.strip_suffix(":repl_verified_round")?.to_string())).collect();
+        let done = ids.iter().all(|id| get(&format!("node:{id}:repl_verified_round")).and_then(|r| r.parse::<u64>().ok()).is_some_and(|r| r >= round));
+        if done {
+            println!("verification round {round} done");
+            for id in &ids {
+                let f = |what: &str| get(&format!("node:{id}:{what}")).unwrap_or_else(|| "-".into());
+                println!("backup {id}: {} partitions compared in all, {} found different (each resynced)", f("repl_verified_partitions"), f("repl_mismatches"));
+            }
+            return Ok(());
+        }
+        if std::time::Instant::now() > deadline {
+            return Err(format!("verification round {round} not done within 120 s (a backup down or resyncing?)"));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+}
+
 fn run(cli: Cli) -> Result<(), String> {
     match cli.command {
         Command::Stats { watch, count } => stats::run(&cli.server, watch, count),
@@ -169,6 +201,7 @@ fn run(cli: Cli) -> Result<(), String> {
         Command::Dump { file, force } => backup::dump(&cli.admin, &file, force),
         Command::Restore { file } => backup::restore(&cli.server, &file),
         Command::Cluster { what: ClusterCommand::Status } => cluster_status(&cli.server),
+        Command::Cluster { what: ClusterCommand::Verify } => cluster_verify(&cli.server, &cli.admin),
     }
 }
 

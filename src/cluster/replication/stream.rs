@@ -18,7 +18,7 @@ use std::collections::VecDeque;
 
 use super::backlog::{Backlog, EntryKind};
 use crate::cluster::{PartitionSet, PARTITIONS};
-use crate::protocol::peer::repl::{status, Position, Record, RecordType};
+use crate::protocol::peer::repl::{status, Digest, Position, Record, RecordType};
 
 /// Bytes of records a frame takes before it is sent (one larger item may overshoot it).
 pub const FRAME_BYTES: usize = 256 * 1024;
@@ -30,6 +30,15 @@ pub enum StreamState {
     Down,
     Opening,
     Running,
+}
+
+/// A frame awaiting its answer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Flight {
+    Open,
+    /// REPL_CHANGES of this many bytes.
+    Changes(usize),
+    Verify,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -59,6 +68,11 @@ pub struct StreamCounters {
     pub bytes: u64,
     pub records: u64,
     pub snapshot_items: u64,
+    /// Verifications answered, partitions compared, and those found to differ (each then
+    /// resynced).
+    pub verifies: u64,
+    pub verified_partitions: u64,
+    pub mismatches: u64,
 }
 
 pub struct Stream {
@@ -72,8 +86,8 @@ pub struct Stream {
     acked: Vec<u64>,
     mode: Vec<Mode>,
     resync: Option<Resync>,
-    /// Bytes of each frame in flight, in order (an OPEN counts 0).
-    in_flight: VecDeque<usize>,
+    /// The frames in flight, in order.
+    in_flight: VecDeque<Flight>,
     unacked: usize,
     window: usize,
     /// Why the stream last went down.
@@ -81,6 +95,12 @@ pub struct Stream {
     pub counters: StreamCounters,
     /// Milliseconds (the caller's clock) of the last acknowledgement.
     pub last_ack_ms: u64,
+    /// The primary's digests sent with each verification in flight, in order.
+    verifying: VecDeque<Vec<(u16, u64, u64, u32)>>,
+    /// The last verification round this stream has answered (`Cluster::verify_requested`).
+    pub verified_round: u64,
+    /// The round of the verification in flight.
+    verify_round: u64,
 }
 
 /// What the caller runs for a full resync: appends SNAPSHOT_ITEM records of the live items of
@@ -108,6 +128,9 @@ impl Stream {
             last_error: None,
             counters: StreamCounters::default(),
             last_ack_ms: 0,
+            verifying: VecDeque::new(),
+            verified_round: 0,
+            verify_round: 0,
         }
     }
 
@@ -124,7 +147,8 @@ impl Stream {
     pub fn open(&mut self) -> PartitionSet {
         self.state = StreamState::Opening;
         self.in_flight.clear();
-        self.in_flight.push_back(0);
+        self.verifying.clear();
+        self.in_flight.push_back(Flight::Open);
         self.unacked = 0;
         self.resync = None;
         self.counters.opens += 1;
@@ -135,6 +159,7 @@ impl Stream {
     pub fn down(&mut self, why: String) {
         self.state = StreamState::Down;
         self.in_flight.clear();
+        self.verifying.clear();
         self.unacked = 0;
         self.resync = None;
         self.last_error = Some(why);
@@ -142,7 +167,7 @@ impl Stream {
 
     /// The backup's answer to REPL_OPEN.
     pub fn on_open(&mut self, positions: &[Position], backlog: &Backlog, now_ms: u64) -> Result<(), String> {
-        if self.state != StreamState::Opening || self.in_flight.pop_front().is_none() {
+        if self.state != StreamState::Opening || self.in_flight.pop_front() != Some(Flight::Open) {
             return Err("an OPEN answer out of turn".into());
         }
         let mut seen = PartitionSet::empty();
@@ -177,7 +202,7 @@ impl Stream {
         if self.state != StreamState::Running {
             return Err("an acknowledgement out of turn".into());
         }
-        let Some(bytes) = self.in_flight.pop_front() else { return Err("an acknowledgement of nothing".into()) };
+        let Some(Flight::Changes(bytes)) = self.in_flight.pop_front() else { return Err("an acknowledgement out of turn".into()) };
         self.unacked -= bytes;
         for pos in positions {
             if !self.partitions.contains(pos.partition) {
@@ -202,7 +227,7 @@ impl Stream {
         if buf.is_empty() {
             return None;
         }
-        self.in_flight.push_back(buf.len());
+        self.in_flight.push_back(Flight::Changes(buf.len()));
         self.unacked += buf.len();
         self.counters.frames += 1;
         self.counters.bytes += buf.len() as u64;
@@ -296,6 +321,47 @@ impl Stream {
                 }
             }
         }
+    }
+
+    /// Whether a verification may be sent now: every change the backlog holds has been sent
+    /// and no resync is under way, so the backup's copy, once it has applied what was sent,
+    /// must equal the primary's as it is now.
+    pub fn can_verify(&self, backlog: &Backlog) -> bool {
+        self.state == StreamState::Running && self.cursor >= backlog.end() && !self.resyncing() && self.verifying.is_empty()
+    }
+
+    /// A REPL_VERIFY of the stream's partitions is being sent, with the primary's digests
+    /// (partition, seqno, digest, items) now, for verification round `round`.
+    pub fn verify_sent(&mut self, mine: Vec<(u16, u64, u64, u32)>, round: u64) {
+        self.in_flight.push_back(Flight::Verify);
+        self.verifying.push_back(mine);
+        self.verify_round = round;
+    }
+
+    /// The backup's digests: the partitions whose copy differs from the primary's, now
+    /// marked for a full resync (the repair).
+    pub fn on_verify(&mut self, theirs: &[Digest]) -> Result<Vec<u16>, String> {
+        let (Some(Flight::Verify), Some(mine)) = (self.in_flight.pop_front(), self.verifying.pop_front()) else {
+            return Err("a verification answer out of turn".into());
+        };
+        if theirs.len() != mine.len() {
+            return Err("a verification answer of the wrong length".into());
+        }
+        let mut differ = Vec::new();
+        for (&(p, seqno, digest, items), t) in mine.iter().zip(theirs) {
+            if t.partition != p {
+                return Err(format!("a verification answer for partition {} where {p} was asked", t.partition));
+            }
+            self.counters.verified_partitions += 1;
+            if t.seqno != seqno || t.digest != digest || t.items != items {
+                differ.push(p);
+                self.counters.mismatches += 1;
+                self.mode[p as usize] = Mode::NeedResync;
+            }
+        }
+        self.counters.verifies += 1;
+        self.verified_round = self.verify_round;
+        Ok(differ)
     }
 
     /// Changes of `p` the backup has not acknowledged.

@@ -167,7 +167,7 @@ pub fn parse_request<'a>(f: &Frame<'a>) -> Result<Forwarded<'a>, Malformed> {
             Command::Flush { delay }
         }
         Op::Hello | Op::Auth => return Err(Malformed("a handshake frame on an open link")),
-        Op::ReplOpen | Op::ReplChanges => return Err(Malformed("a replication frame is not a forwarded command")),
+        Op::ReplOpen | Op::ReplChanges | Op::ReplVerify => return Err(Malformed("a replication frame is not a forwarded command")),
     };
     Ok(Forwarded { partition: f.partition(), opaque: f.header.opaque, cmd, then_touch })
 }

@@ -38,10 +38,11 @@ pub enum Op {
     GetReplica,
     ReplOpen,
     ReplChanges,
+    ReplVerify,
 }
 
 impl Op {
-    pub const ALL: [Op; 12] = [
+    pub const ALL: [Op; 13] = [
         Op::Hello,
         Op::Auth,
         Op::Get,
@@ -54,6 +55,7 @@ impl Op {
         Op::GetReplica,
         Op::ReplOpen,
         Op::ReplChanges,
+        Op::ReplVerify,
     ];
 
     pub fn to_u8(self) -> u8 {
@@ -70,6 +72,7 @@ impl Op {
             Op::GetReplica => 0xCB,
             Op::ReplOpen => 0xD0,
             Op::ReplChanges => 0xD1,
+            Op::ReplVerify => 0xD2,
         }
     }
 

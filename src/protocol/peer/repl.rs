@@ -175,6 +175,62 @@ pub fn write_changes(out: &mut Vec<u8>, opaque: u32, persist: bool, records: &[u
     write_frame(out, REQUEST_MAGIC, Op::ReplChanges, flags, opaque, 0, &[], &[], records);
 }
 
+/// A REPL_VERIFY request: the digests of `set`'s items live at `now` (unix seconds).
+pub fn write_verify(out: &mut Vec<u8>, opaque: u32, set: &PartitionSet, now: u32) {
+    let mut value = set.0.to_vec();
+    value.extend_from_slice(&now.to_be_bytes());
+    write_frame(out, REQUEST_MAGIC, Op::ReplVerify, 0, opaque, 0, &[], &[], &value);
+}
+
+/// A REPL_VERIFY request's set and time.
+pub fn parse_verify(value: &[u8]) -> Option<(PartitionSet, u32)> {
+    let (set, now) = value.split_at_checked(PartitionSet::LEN)?;
+    Some((PartitionSet::from_bytes(set)?, u32::from_be_bytes(now.try_into().ok()?)))
+}
+
+/// One partition's digest: its seqno, an order-independent hash of its live items, and
+/// their number.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Digest {
+    pub partition: u16,
+    pub seqno: u64,
+    pub digest: u64,
+    pub items: u32,
+}
+
+/// Bytes one digest takes in an answer.
+pub const DIGEST_LEN: usize = 22;
+
+pub fn write_digests(out: &mut Vec<u8>, opaque: u32, digests: &[Digest]) {
+    let mut value = Vec::with_capacity(digests.len() * DIGEST_LEN);
+    for d in digests {
+        value.extend_from_slice(&d.partition.to_be_bytes());
+        value.extend_from_slice(&d.seqno.to_be_bytes());
+        value.extend_from_slice(&d.digest.to_be_bytes());
+        value.extend_from_slice(&d.items.to_be_bytes());
+    }
+    write_frame(out, RESPONSE_MAGIC, Op::ReplVerify, status::OK, opaque, 0, &[], &[], &value);
+}
+
+pub fn parse_digests(value: &[u8]) -> Result<Vec<Digest>, &'static str> {
+    if !value.len().is_multiple_of(DIGEST_LEN) {
+        return Err("a digest list of the wrong length");
+    }
+    let mut out = Vec::with_capacity(value.len() / DIGEST_LEN);
+    for chunk in value.chunks_exact(DIGEST_LEN) {
+        let mut x = Fields::new(chunk);
+        let partition = x.u16().ok_or("partition")?;
+        let seqno = x.u64().ok_or("seqno")?;
+        let digest = x.u64().ok_or("digest")?;
+        let items = x.u32().ok_or("items")?;
+        if partition >= crate::cluster::PARTITIONS {
+            return Err("a partition out of range");
+        }
+        out.push(Digest { partition, seqno, digest, items });
+    }
+    Ok(out)
+}
+
 /// Where one partition's copy stands on a backup.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Position {

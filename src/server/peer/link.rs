@@ -552,7 +552,7 @@ impl Link {
                     return Err(format!("answer {} out of order (expected {})", f.header.opaque, front.opaque));
                 }
                 if front.repl {
-                    if !matches!(op, Op::ReplOpen | Op::ReplChanges) {
+                    if !matches!(op, Op::ReplOpen | Op::ReplChanges | Op::ReplVerify) {
                         return Err(format!("a {op:?} answer to a replication frame"));
                     }
                     self.in_flight.pop_front();

@@ -63,6 +63,9 @@ pub struct Cluster {
     /// By core: its replication streams as last published (about once a second), and the
     /// bytes its backlog holds.
     pub replication: std::sync::Mutex<Vec<(Vec<crate::server::replicate::StreamReport>, usize)>>,
+    /// The verification round asked for last (`/cluster/verify`, and every
+    /// `verify_interval_s`): each stream compares digests with its backup once per round.
+    pub verify_requested: AtomicU64,
 }
 
 /// This node's links to one other node, summed over its cores.
@@ -114,6 +117,7 @@ impl Cluster {
             peers: (0..n).map(|_| PeerStats::default()).collect(),
             refused: AtomicU64::new(0),
             replication: std::sync::Mutex::new(Vec::new()),
+            verify_requested: AtomicU64::new(0),
             map,
         })
     }
@@ -168,6 +172,9 @@ impl Cluster {
             s.bytes += r.bytes;
             s.records += r.records;
             s.snapshot_items += r.snapshot_items;
+            s.verified_round = if s.streams == 1 { r.verified_round } else { s.verified_round.min(r.verified_round) };
+            s.verified_partitions += r.verified_partitions;
+            s.mismatches += r.mismatches;
             if r.last_error.is_some() {
                 s.last_error = r.last_error.clone();
             }
@@ -192,6 +199,7 @@ impl Cluster {
             ("cluster_peer_connections_refused".to_string(), self.refused.load(Relaxed).to_string()),
             ("cluster_replicas".to_string(), self.map.replicas().to_string()),
             ("cluster_replication_backlog_bytes".to_string(), self.backlog_bytes().to_string()),
+            ("cluster_verify_requested".to_string(), self.verify_requested.load(Relaxed).to_string()),
         ];
         let primaries = self.map.primaries_per_node();
         for (i, node) in self.map.nodes().iter().enumerate() {
@@ -232,6 +240,9 @@ impl Cluster {
                     (format!("{prefix}:repl_bytes"), r.bytes.to_string()),
                     (format!("{prefix}:repl_records"), r.records.to_string()),
                     (format!("{prefix}:repl_snapshot_items"), r.snapshot_items.to_string()),
+                    (format!("{prefix}:repl_verified_round"), r.verified_round.to_string()),
+                    (format!("{prefix}:repl_verified_partitions"), r.verified_partitions.to_string()),
+                    (format!("{prefix}:repl_mismatches"), r.mismatches.to_string()),
                 ]);
             }
         }
@@ -255,6 +266,10 @@ pub struct ReplicationSummary {
     pub bytes: u64,
     pub records: u64,
     pub snapshot_items: u64,
+    /// The oldest verification round every stream has completed.
+    pub verified_round: u64,
+    pub verified_partitions: u64,
+    pub mismatches: u64,
     pub last_error: Option<String>,
 }
 

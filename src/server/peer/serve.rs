@@ -85,7 +85,7 @@ fn serve(ctx: &mut Ctx<'_>, cluster: &Cluster, conn: &mut Connection, key: usize
                 Some(op) if f.is_request() => op,
                 _ => return refuse(ctx, cluster, conn, None, &format!("unexpected frame opcode {:#04x}", f.header.opcode)),
             };
-            if matches!(op, Op::ReplOpen | Op::ReplChanges) {
+            if matches!(op, Op::ReplOpen | Op::ReplChanges | Op::ReplVerify) {
                 return crate::server::replicate::serve(ctx, cluster, conn, key, node, op, f);
             }
             let fwd = match forward::parse_request(f) {
