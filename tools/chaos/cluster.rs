@@ -4,6 +4,7 @@
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
+use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -92,7 +93,17 @@ impl Cluster {
         }
         args.extend(self.server_args.iter().cloned());
         let log = std::fs::OpenOptions::new().create(true).append(true).open(&node.log)?;
-        let child = Command::new(&self.binary).args(&args).stdin(Stdio::null()).stdout(log.try_clone()?).stderr(log).spawn()?;
+        let mut command = Command::new(&self.binary);
+        command.args(&args).stdin(Stdio::null()).stdout(log.try_clone()?).stderr(log);
+        // SAFETY: prctl(2) only, between fork and exec: if the harness dies (a test's timeout
+        // kills it), its nodes die with it instead of holding their ports.
+        unsafe {
+            command.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                Ok(())
+            });
+        }
+        let child = command.spawn()?;
         self.nodes[i].child = Some(child);
         self.nodes[i].paused = false;
         Ok(())
