@@ -75,7 +75,7 @@ pub struct Schedule {
 
 impl Schedule {
     pub fn new(seed: u64, enabled: Vec<Nemesis>, min: Duration, max: Duration) -> Schedule {
-        Schedule { rng: Rng::new(seed ^ 0x6E65_6D65_7369_73), enabled, min, max }
+        Schedule { rng: Rng::new(seed ^ 0x006E_656D_6573_6973), enabled, min, max }
     }
 
     /// The next fault, its target node and how long it lasts.

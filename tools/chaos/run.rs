@@ -69,8 +69,8 @@ pub fn run(args: &Args, run: u64, seed: u64, dir: &Path) -> Result<serde_json::V
 type Outcome3 = (Vec<Record>, Vec<FinalRead>, Vec<Window>);
 
 fn drive(args: &Args, seed: u64, cluster: &mut Cluster, faults: &Faults, enabled: &[Nemesis], ids: &[String]) -> Result<Outcome3, String> {
-    for i in 0..ids.len() {
-        cluster.start(i).map_err(|e| format!("start node {}: {e}", ids[i]))?;
+    for (i, id) in ids.iter().enumerate() {
+        cluster.start(i).map_err(|e| format!("start node {id}: {e}"))?;
     }
     for i in 0..ids.len() {
         cluster.wait_ready(i, Duration::from_secs(30))?;

@@ -55,8 +55,8 @@ pub fn timeline(records: &[Record], windows: &[Window], ids: &[String], title: &
         let _ = writeln!(s, r#"<text x="{:.1}" y="{:.1}">{name}</text>"#, LEFT + 4.0, y0 + PANEL - 4.0);
         for node in 0..n {
             let mut points = String::new();
-            for b in 0..buckets {
-                let v = if panel == 0 { Some(ok[node][b] as f64 * per_s) } else { mean_ms(node, b) };
+            for (b, &count) in ok[node].iter().enumerate() {
+                let v = if panel == 0 { Some(count as f64 * per_s) } else { mean_ms(node, b) };
                 if let Some(v) = v {
                     let _ = write!(points, "{:.1},{:.1} ", x(b as u64 * BUCKET_NS), y0 + PANEL - PANEL * v / max);
                 }

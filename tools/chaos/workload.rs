@@ -58,7 +58,7 @@ pub fn run_client(shared: Arc<Shared>, node: usize, addr: SocketAddr, keys: u32,
             lost
         } else if roll < 65 {
             let v = (shared.next_value.fetch_add(1, Relaxed) + 1) * VALUE_STEP;
-            mutate(&shared, process, node, key, Op::Set(v), &mut records, |c| c.set(name.as_bytes(), v.to_string().as_bytes(), 0), c)
+            mutate(&shared, (process, node, key), Op::Set(v), &mut records, |c| c.set(name.as_bytes(), v.to_string().as_bytes(), 0), c)
         } else if roll < 80 {
             let (rec, lost, cas) = read(&shared, c, process, node, key, &name);
             let expect = match rec.outcome {
@@ -70,14 +70,14 @@ pub fn run_client(shared: Arc<Shared>, node: usize, addr: SocketAddr, keys: u32,
                 (false, Some(expect)) => {
                     let v = (shared.next_value.fetch_add(1, Relaxed) + 1) * VALUE_STEP;
                     let op = Op::Cas { expect, new: v };
-                    mutate(&shared, process, node, key, op, &mut records, |c| c.set(name.as_bytes(), v.to_string().as_bytes(), cas), c)
+                    mutate(&shared, (process, node, key), op, &mut records, |c| c.set(name.as_bytes(), v.to_string().as_bytes(), cas), c)
                 }
                 _ => lost,
             }
         } else if roll < 85 {
-            mutate(&shared, process, node, key, Op::Delete, &mut records, |c| c.delete(name.as_bytes()), c)
+            mutate(&shared, (process, node, key), Op::Delete, &mut records, |c| c.delete(name.as_bytes()), c)
         } else {
-            mutate(&shared, process, node, key, Op::Incr, &mut records, |c| c.incr(name.as_bytes()), c)
+            mutate(&shared, (process, node, key), Op::Incr, &mut records, |c| c.incr(name.as_bytes()), c)
         };
         let answered = records.iter().all(|r| matches!(r.outcome, Outcome::Ok(_)));
         out.extend(records);
@@ -113,11 +113,10 @@ pub fn read(shared: &Shared, c: &mut Client, process: u64, node: usize, key: u32
     (Record { process, node, key, op: Op::Read, invoke_ns, complete_ns, outcome }, lost, cas)
 }
 
+/// `who`: the process, node and key of the operation.
 fn mutate(
     shared: &Shared,
-    process: u64,
-    node: usize,
-    key: u32,
+    (process, node, key): (u64, usize, u32),
     op: Op,
     records: &mut Vec<Record>,
     send: impl FnOnce(&mut Client) -> std::io::Result<client::Reply>,
