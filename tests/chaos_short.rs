@@ -68,3 +68,41 @@ fn in_memory_nodes_under_kill9_fail_the_check() {
         + report["lost_acknowledged_writes"].as_array().map_or(0, Vec::len);
     assert!(broken > 0, "{output}");
 }
+
+/// `--check` on a hand-made history: acknowledged set 1, set 2, then a read of 1 (stale) is
+/// refused; reading 2 instead, or an unknown delete that may explain a miss, passes.
+#[test]
+fn an_injected_stale_read_fails_the_check() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let line = |op: &str, args: &str, t: u64, outcome: &str, ret: &str| {
+        format!(
+            r#"{{"process":0,"node":"a","key":"k1","op":"{op}","args":{args},"invoke_ns":{t},"complete_ns":{},"outcome":"{outcome}","ret":{ret}}}"#,
+            t + 5
+        )
+    };
+    let check = |name: &str, lines: &[String]| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, lines.join("\n")).expect("write the history");
+        let mut command = Command::new(env!("CARGO_BIN_EXE_caskade-chaos"));
+        command.arg("--check").arg(&path);
+        let (status, output) = common::run_with_timeout(&mut command, Duration::from_secs(30));
+        (status.and_then(|s| s.code()), output)
+    };
+    let writes = [
+        line("set", "[1000000]", 0, "ok", r#""stored""#),
+        line("set", "[2000000]", 10, "ok", r#""stored""#),
+    ];
+    let stale = [&writes[..], &[line("read", "[]", 20, "ok", r#"{"value":1000000}"#)]].concat();
+    let (code, output) = check("stale.jsonl", &stale);
+    assert_eq!(code, Some(1), "{output}");
+    let fresh = [&writes[..], &[line("read", "[]", 20, "ok", r#"{"value":2000000}"#)]].concat();
+    let (code, output) = check("fresh.jsonl", &fresh);
+    assert_eq!(code, Some(0), "{output}");
+    let ambiguous = [
+        &writes[..],
+        &[line("delete", "[]", 12, "unknown", r#""timeout""#), line("read", "[]", 20, "ok", r#"{"value":null}"#)],
+    ]
+    .concat();
+    let (code, output) = check("ambiguous.jsonl", &ambiguous);
+    assert_eq!(code, Some(0), "{output}");
+}

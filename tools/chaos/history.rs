@@ -100,3 +100,43 @@ pub fn write_jsonl(path: &std::path::Path, records: &[Record], nodes: &[String])
     }
     out.flush()
 }
+
+/// One line of `history.jsonl` back into a record (`nodes` grows with the node ids seen).
+pub fn from_json(line: &str, nodes: &mut Vec<String>) -> Result<Record, String> {
+    let v: serde_json::Value = serde_json::from_str(line).map_err(|e| e.to_string())?;
+    let num = |x: &serde_json::Value| x.as_u64().ok_or_else(|| format!("not a number: {x}"));
+    let arg = |i: usize| num(&v["args"][i]);
+    let op = match v["op"].as_str() {
+        Some("read") => Op::Read,
+        Some("set") => Op::Set(arg(0)?),
+        Some("cas") => Op::Cas { expect: arg(0)?, new: arg(1)? },
+        Some("delete") => Op::Delete,
+        Some("incr") => Op::Incr,
+        other => return Err(format!("unknown op {other:?}")),
+    };
+    let why = || v["ret"].as_str().unwrap_or("").to_string();
+    let outcome = match (v["outcome"].as_str(), &v["ret"]) {
+        (Some("ok"), r) => Outcome::Ok(match r.as_str() {
+            Some("stored") => Ret::Stored,
+            Some("exists") => Ret::Exists,
+            Some("not_found") => Ret::NotFound,
+            Some("deleted") => Ret::Deleted,
+            _ if r.get("value").is_some() => Ret::Value(r["value"].as_u64()),
+            _ if r.get("incremented").is_some() => Ret::Incremented(num(&r["incremented"])?),
+            _ => return Err(format!("unknown answer {r}")),
+        }),
+        (Some("failed"), _) => Outcome::Failed(why()),
+        (Some("unknown"), _) => Outcome::Unknown(why()),
+        (other, _) => return Err(format!("unknown outcome {other:?}")),
+    };
+    let node_id = v["node"].as_str().unwrap_or("?").to_string();
+    let node = match nodes.iter().position(|n| *n == node_id) {
+        Some(i) => i,
+        None => {
+            nodes.push(node_id);
+            nodes.len() - 1
+        }
+    };
+    let key = v["key"].as_str().and_then(|k| k.strip_prefix('k')).and_then(|k| k.parse().ok()).ok_or("a key kN")?;
+    Ok(Record { process: num(&v["process"])?, node, key, op, invoke_ns: num(&v["invoke_ns"])?, complete_ns: num(&v["complete_ns"])?, outcome })
+}

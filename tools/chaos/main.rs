@@ -96,10 +96,16 @@ pub struct Args {
     /// Keep the nodes' data directories.
     #[arg(long)]
     pub keep_data: bool,
+    /// Start nothing: check this history.jsonl (of an earlier run, or written by hand).
+    #[arg(long, value_name = "HISTORY")]
+    pub check: Option<PathBuf>,
 }
 
 fn main() {
     let args = Args::parse();
+    if let Some(path) = &args.check {
+        std::process::exit(run::check_file(path, &args));
+    }
     let seed = args.seed.unwrap_or_else(|| {
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_secs())
     });

@@ -155,3 +155,38 @@ fn final_reads(shared: &Shared, cluster: &Cluster, keys: u32, records: &mut Vec<
     }
     finals
 }
+
+/// `--check HISTORY`: the checks of a run on a history file; the final reads are the reads
+/// of the final processes. Returns the exit status.
+pub fn check_file(path: &Path, args: &Args) -> i32 {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("caskade-chaos: {}: {e}", path.display());
+            return 2;
+        }
+    };
+    let mut ids = Vec::new();
+    let mut records = Vec::new();
+    for (n, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+        match history::from_json(line, &mut ids) {
+            Ok(r) => records.push(r),
+            Err(e) => {
+                eprintln!("caskade-chaos: {}:{}: {e}", path.display(), n + 1);
+                return 2;
+            }
+        }
+    }
+    let finals: Vec<FinalRead> = records
+        .iter()
+        .filter(|r| r.process >= FINAL_PROCESS)
+        .filter_map(|r| match r.outcome {
+            Outcome::Ok(Ret::Value(value)) => Some(FinalRead { key: r.key, value }),
+            _ => None,
+        })
+        .collect();
+    let findings = check::check(&records, &finals, Duration::from_millis(args.check_budget_ms));
+    let summary = report::summary_json(0, args.seed.unwrap_or(0), &records, &findings, &[]);
+    report::print_summary(&summary, &ids);
+    if findings.ok() { 0 } else { 1 }
+}
