@@ -127,6 +127,12 @@ pub struct Config {
     #[arg(long = "node", value_name = "ID", requires = "cluster")]
     pub node: Option<String>,
 
+    /// Listen for peers on ADDR:PORT instead of this node's `peer` address in the cluster
+    /// file (which the other nodes still dial, and which stays in the map): for a proxy in
+    /// front of the peer port, as the chaos harness (`tools/chaos`) puts there.
+    #[arg(long = "peer-listen", value_name = "ADDR:PORT", requires = "cluster")]
+    pub peer_listen: Option<std::net::SocketAddr>,
+
     /// The cluster file, read at start (filled in by `Config::load`).
     #[arg(skip)]
     pub cluster_file: Option<crate::cluster::config::ClusterFile>,

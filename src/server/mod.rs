@@ -168,7 +168,7 @@ pub fn run_with(config: Config, args: Vec<OsString>, options: Options) -> io::Re
         _ => None,
     };
     let mut peer_listeners: Vec<Option<std::net::TcpListener>> = match &cluster {
-        Some(c) => listen::bind(&[c.peer_addrs[c.me]], threads)
+        Some(c) => listen::bind(&[config.peer_listen.unwrap_or(c.peer_addrs[c.me])], threads)
             .map_err(|e| io::Error::new(e.kind(), format!("the peer port: {e}")))?
             .into_iter()
             .map(|mut l| l.pop())

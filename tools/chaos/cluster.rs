@@ -1,0 +1,223 @@
+//! The caskade processes under test: the generated cluster file, start, readiness, kill -9,
+//! SIGSTOP/SIGCONT and stop, each by its own pid.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::os::unix::process::CommandExt;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub struct Node {
+    pub id: String,
+    pub client: SocketAddr,
+    pub admin: SocketAddr,
+    /// The address in the cluster file (the proxy's), and where the node really listens.
+    pub peer_map: SocketAddr,
+    pub peer_real: SocketAddr,
+    pub data: PathBuf,
+    pub log: PathBuf,
+    pub child: Option<Child>,
+    pub paused: bool,
+}
+
+pub struct Cluster {
+    pub nodes: Vec<Node>,
+    /// `None` for a single node (no `--cluster`).
+    pub file: Option<PathBuf>,
+    pub binary: PathBuf,
+    pub server_args: Vec<String>,
+}
+
+/// A port the kernel says is free now (bound on 127.0.0.1 and released).
+pub fn free_port() -> std::io::Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+fn loopback(port: u16) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], port))
+}
+
+impl Cluster {
+    /// Lays out `n` nodes under `dir` (ids a, b, c, ...) and writes the cluster file if n > 1.
+    pub fn new(dir: &Path, n: usize, binary: PathBuf, server_args: Vec<String>, forward_timeout_ms: u64) -> std::io::Result<Cluster> {
+        let mut nodes = Vec::new();
+        for i in 0..n {
+            let id = ((b'a' + i as u8) as char).to_string();
+            let data = dir.join(format!("data-{id}"));
+            std::fs::create_dir_all(&data)?;
+            nodes.push(Node {
+                client: loopback(free_port()?),
+                admin: loopback(free_port()?),
+                peer_map: loopback(free_port()?),
+                peer_real: loopback(free_port()?),
+                log: dir.join(format!("{id}.log")),
+                id,
+                data,
+                child: None,
+                paused: false,
+            });
+        }
+        let file = if n > 1 {
+            std::fs::write(dir.join("secret"), "chaos-secret-0123456789abcdef\n")?;
+            let mut text = format!(
+                "[cluster]\nname = \"chaos\"\nsecret_file = \"secret\"\nforward_timeout_ms = {forward_timeout_ms}\n"
+            );
+            for node in &nodes {
+                text += &format!(
+                    "[[cluster.node]]\nid = \"{}\"\nclient = \"{}\"\npeer = \"{}\"\nadmin = \"{}\"\n",
+                    node.id, node.client, node.peer_map, node.admin
+                );
+            }
+            let path = dir.join("cluster.toml");
+            std::fs::write(&path, text)?;
+            Some(path)
+        } else {
+            None
+        };
+        Ok(Cluster { nodes, file, binary, server_args })
+    }
+
+    pub fn start(&mut self, i: usize) -> std::io::Result<()> {
+        let node = &self.nodes[i];
+        let mut args: Vec<String> = vec![
+            "-l".into(), "127.0.0.1".into(),
+            "-p".into(), node.client.port().to_string(),
+            "--admin".into(), node.admin.to_string(),
+            "--data-dir".into(), node.data.display().to_string(),
+            "--threads".into(), "1".into(),
+        ];
+        if let Some(file) = &self.file {
+            args.extend(["--cluster".into(), file.display().to_string(), "--node".into(), node.id.clone()]);
+            args.extend(["--peer-listen".into(), node.peer_real.to_string()]);
+        }
+        args.extend(self.server_args.iter().cloned());
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(&node.log)?;
+        let mut command = Command::new(&self.binary);
+        command.args(&args).stdin(Stdio::null()).stdout(log.try_clone()?).stderr(log);
+        // SAFETY: prctl(2) only, between fork and exec: if the harness dies (a test's timeout
+        // kills it), its nodes die with it instead of holding their ports.
+        unsafe {
+            command.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                Ok(())
+            });
+        }
+        let child = command.spawn()?;
+        self.nodes[i].child = Some(child);
+        self.nodes[i].paused = false;
+        Ok(())
+    }
+
+    /// Waits until node `i` answers `/health` with 200, or `timeout`.
+    pub fn wait_ready(&mut self, i: usize, timeout: Duration) -> Result<(), String> {
+        let started = Instant::now();
+        while started.elapsed() < timeout {
+            if let Some(child) = self.nodes[i].child.as_mut() {
+                if let Ok(Some(status)) = child.try_wait() {
+                    return Err(format!("node {} exited: {status} (see {})", self.nodes[i].id, self.nodes[i].log.display()));
+                }
+            }
+            if http_status(self.nodes[i].admin, "/health") == Some(200) {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Err(format!("node {} not ready after {timeout:?}", self.nodes[i].id))
+    }
+
+    /// Waits until every node sees every other up (`stats cluster`), or `timeout`.
+    pub fn wait_connected(&self, timeout: Duration) -> Result<(), String> {
+        if self.file.is_none() {
+            return Ok(());
+        }
+        let started = Instant::now();
+        'poll: while started.elapsed() < timeout {
+            for node in &self.nodes {
+                let stats = text_stats(node.client, "stats cluster").unwrap_or_default();
+                for other in &self.nodes {
+                    let line = format!("STAT node:{}:state ", other.id);
+                    let up = stats.lines().any(|l| l.starts_with(&line) && (l.ends_with(" up") || l.ends_with(" self")));
+                    if !up {
+                        std::thread::sleep(Duration::from_millis(50));
+                        continue 'poll;
+                    }
+                }
+            }
+            return Ok(());
+        }
+        Err(format!("the nodes did not all see each other up within {timeout:?}"))
+    }
+
+    pub fn pid(&self, i: usize) -> Option<i32> {
+        self.nodes[i].child.as_ref().map(|c| c.id() as i32)
+    }
+
+    pub fn kill9(&mut self, i: usize) {
+        if let Some(mut child) = self.nodes[i].child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        self.nodes[i].paused = false;
+    }
+
+    pub fn signal(&mut self, i: usize, signal: libc::c_int) {
+        if let Some(pid) = self.pid(i) {
+            // SAFETY: kill(2) on the pid of a child this harness started and has not reaped.
+            unsafe { libc::kill(pid, signal) };
+        }
+        self.nodes[i].paused = signal == libc::SIGSTOP;
+    }
+
+    /// SIGCONT, then SIGTERM; SIGKILL if it is not gone in 10 s.
+    pub fn stop_all(&mut self) {
+        for i in 0..self.nodes.len() {
+            self.signal(i, libc::SIGCONT);
+            self.signal(i, libc::SIGTERM);
+        }
+        for node in &mut self.nodes {
+            if let Some(mut child) = node.child.take() {
+                let started = Instant::now();
+                while started.elapsed() < Duration::from_secs(10) {
+                    if let Ok(Some(_)) = child.try_wait() {
+                        break;
+                    }
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        self.stop_all();
+    }
+}
+
+fn http_status(addr: SocketAddr, path: &str) -> Option<u16> {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_millis(200)).ok()?;
+    s.set_read_timeout(Some(Duration::from_millis(500))).ok()?;
+    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").as_bytes()).ok()?;
+    let mut head = [0u8; 12];
+    s.read_exact(&mut head).ok()?;
+    std::str::from_utf8(head.get(9..12)?).ok()?.parse().ok()
+}
+
+fn text_stats(addr: SocketAddr, command: &str) -> Option<String> {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_millis(200)).ok()?;
+    s.set_read_timeout(Some(Duration::from_millis(500))).ok()?;
+    s.write_all(format!("{command}\r\n").as_bytes()).ok()?;
+    let mut out = Vec::new();
+    let mut buf = [0u8; 8192];
+    while !out.ends_with(b"END\r\n") {
+        let n = s.read(&mut buf).ok()?;
+        if n == 0 {
+            return None;
+        }
+        out.extend_from_slice(&buf[..n]);
+    }
+    String::from_utf8(out).ok()
+}

@@ -1,0 +1,152 @@
+//! The clients: each a thread on one node's memcached port, doing a mix of get, set, CAS,
+//! delete and incr on a small key space, one operation at a time, recording each.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::client::{self, Client};
+use crate::history::{Op, Outcome, Record, Ret};
+use crate::rng::Rng;
+
+/// Every written value is a multiple of this (a run-wide unique number times it), so that
+/// incr on it never reaches another write's value.
+pub const VALUE_STEP: u64 = 1_000_000;
+
+pub struct Shared {
+    pub epoch: Instant,
+    pub stop: AtomicBool,
+    pub next_process: AtomicU64,
+    pub next_value: AtomicU64,
+    pub op_timeout: Duration,
+}
+
+impl Shared {
+    pub fn now_ns(&self) -> u64 {
+        self.epoch.elapsed().as_nanos() as u64
+    }
+}
+
+/// Runs one client until `stop` or `max_ops`; returns what it did.
+/// `pace`: the least time between the starts of two operations (the client's rate bound).
+pub fn run_client(shared: Arc<Shared>, node: usize, addr: SocketAddr, keys: u32, max_ops: u64, pace: Duration, seed: u64) -> Vec<Record> {
+    let mut rng = Rng::new(seed);
+    let mut out = Vec::new();
+    let mut process = shared.next_process.fetch_add(1, Relaxed);
+    let mut conn: Option<Client> = None;
+    while !shared.stop.load(Relaxed) && (out.len() as u64) < max_ops {
+        let c = match conn.as_mut() {
+            Some(c) => c,
+            None => match Client::connect(addr, shared.op_timeout) {
+                Ok(c) => conn.insert(c),
+                Err(_) => {
+                    // The node is down: try again shortly (not an operation).
+                    std::thread::sleep(Duration::from_millis(20));
+                    continue;
+                }
+            },
+        };
+        let started = Instant::now();
+        let key = rng.below(keys as u64) as u32;
+        let name = format!("k{key}");
+        let roll = rng.below(100);
+        let mut records = Vec::with_capacity(2);
+        let lost = if roll < 40 {
+            let (rec, lost, _) = read(&shared, c, process, node, key, &name);
+            records.push(rec);
+            lost
+        } else if roll < 65 {
+            let v = (shared.next_value.fetch_add(1, Relaxed) + 1) * VALUE_STEP;
+            mutate(&shared, (process, node, key), Op::Set(v), &mut records, |c| c.set(name.as_bytes(), v.to_string().as_bytes(), 0), c)
+        } else if roll < 80 {
+            let (rec, lost, cas) = read(&shared, c, process, node, key, &name);
+            let expect = match rec.outcome {
+                Outcome::Ok(Ret::Value(Some(v))) => Some(v),
+                _ => None,
+            };
+            records.push(rec);
+            match (lost, expect) {
+                (false, Some(expect)) => {
+                    let v = (shared.next_value.fetch_add(1, Relaxed) + 1) * VALUE_STEP;
+                    let op = Op::Cas { expect, new: v };
+                    mutate(&shared, (process, node, key), op, &mut records, |c| c.set(name.as_bytes(), v.to_string().as_bytes(), cas), c)
+                }
+                _ => lost,
+            }
+        } else if roll < 85 {
+            mutate(&shared, (process, node, key), Op::Delete, &mut records, |c| c.delete(name.as_bytes()), c)
+        } else {
+            mutate(&shared, (process, node, key), Op::Incr, &mut records, |c| c.incr(name.as_bytes()), c)
+        };
+        let answered = records.iter().all(|r| matches!(r.outcome, Outcome::Ok(_)));
+        out.extend(records);
+        if !answered {
+            // A node down or cut off: do not spin on it (every unknown operation makes the
+            // history harder to check).
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        if let Some(pause) = pace.checked_sub(started.elapsed()) {
+            std::thread::sleep(pause);
+        }
+        if lost {
+            // The operation may still be in flight: go on as a new process, on a new connection.
+            conn = None;
+            process = shared.next_process.fetch_add(1, Relaxed);
+        }
+    }
+    out
+}
+
+/// A GET, recorded as a read; returns the record, whether the connection is lost, and the CAS id.
+pub fn read(shared: &Shared, c: &mut Client, process: u64, node: usize, key: u32, name: &str) -> (Record, bool, u64) {
+    let invoke_ns = shared.now_ns();
+    let reply = c.get(name.as_bytes());
+    let complete_ns = shared.now_ns();
+    let (outcome, lost, cas) = match reply {
+        // A value that is not a number is no value anyone wrote: u64::MAX stands for it.
+        Ok(r) if r.status == client::OK => (Outcome::Ok(Ret::Value(Some(client::number(&r.value).unwrap_or(u64::MAX)))), false, r.cas),
+        Ok(r) if r.status == client::NOT_FOUND => (Outcome::Ok(Ret::Value(None)), false, 0),
+        Ok(r) => (Outcome::Failed(format!("status 0x{:02x}", r.status)), false, 0),
+        Err(e) => (Outcome::Unknown(e.to_string()), true, 0),
+    };
+    (Record { process, node, key, op: Op::Read, invoke_ns, complete_ns, outcome }, lost, cas)
+}
+
+/// `who`: the process, node and key of the operation.
+fn mutate(
+    shared: &Shared,
+    (process, node, key): (u64, usize, u32),
+    op: Op,
+    records: &mut Vec<Record>,
+    send: impl FnOnce(&mut Client) -> std::io::Result<client::Reply>,
+    c: &mut Client,
+) -> bool {
+    let invoke_ns = shared.now_ns();
+    let reply = send(c);
+    let complete_ns = shared.now_ns();
+    let (outcome, lost) = match reply {
+        Ok(r) => (classify(op, &r), false),
+        Err(e) => (Outcome::Unknown(e.to_string()), true),
+    };
+    records.push(Record { process, node, key, op, invoke_ns, complete_ns, outcome });
+    lost
+}
+
+/// A mutation's reply as an outcome. A temporary failure (0x86: the owner did not answer a
+/// forwarded request in time, but may have applied it) and a storage error (0x84: written,
+/// not known durable) are unknown, not failed.
+pub fn classify(op: Op, r: &client::Reply) -> Outcome {
+    match (op, r.status) {
+        (Op::Incr, client::OK) => match client::counter(&r.value) {
+            Some(v) => Outcome::Ok(Ret::Incremented(v)),
+            None => Outcome::Unknown("an incr reply without its 8-byte value".into()),
+        },
+        (Op::Delete, client::OK) => Outcome::Ok(Ret::Deleted),
+        (_, client::OK) => Outcome::Ok(Ret::Stored),
+        (Op::Cas { .. } | Op::Delete | Op::Incr, client::NOT_FOUND) => Outcome::Ok(Ret::NotFound),
+        (Op::Cas { .. }, client::EXISTS) => Outcome::Ok(Ret::Exists),
+        (_, 0x84 | 0x86) => Outcome::Unknown(format!("status 0x{:02x}", r.status)),
+        (_, s) => Outcome::Failed(format!("status 0x{s:02x}")),
+    }
+}
