@@ -43,10 +43,16 @@ pub struct Ctx<'c> {
 pub fn execute(shard: &mut Shard, stats: &CoreStats, cmd: &Command<&[u8]>, to: Option<&ReplyTo>, now: u32, out: &mut Vec<u8>) -> bool {
     let appended = shard.records_appended();
     let key = cmd.key().unwrap_or(&[]);
-    let outcome = shard.execute(cmd, now);
+    let (outcome, info) = match to.and_then(ReplyTo::meta_ops) {
+        Some(ops) => {
+            let (o, info) = shard.execute_meta(cmd, &ops, now);
+            (o, Some(info))
+        }
+        None => (shard.execute(cmd, now), None),
+    };
     stats.record(cmd, &outcome);
     if let Some(to) = to {
-        to.write_outcome(out, key, &outcome);
+        to.write_outcome_with(out, key, &outcome, info.as_ref());
         if let Some(then) = to.then(key, &outcome) {
             shard.execute(&then, now);
         }

@@ -5,7 +5,7 @@
 use super::meta::{MetaCmd, MetaFlags};
 use super::reply::{MetaReply, ReplyTo};
 use super::request::{exptime, Keys, Request, StoreKind};
-use crate::storage::{Command, StoreMode};
+use crate::storage::{Command, MetaOps, StoreMode};
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum Action<'r> {
@@ -115,5 +115,13 @@ fn meta(cmd: MetaCmd, f: &MetaFlags, cas_zero: bool) -> ReplyTo {
         returns: f.returns,
         opaque: f.opaque,
         touch: if cmd == MetaCmd::Arith { f.ttl.map(exptime) } else { None },
+        ops: MetaOps {
+            vivify: f.vivify.filter(|_| cmd == MetaCmd::Get).map(exptime),
+            recache: f.recache.map(exptime),
+            invalidate: f.invalidate && !cas_zero,
+            ttl: f.ttl.filter(|_| cmd == MetaCmd::Delete).map(exptime),
+            peek: false,
+        },
+        ttl_after_touch: f.ttl_after_touch,
     })
 }
