@@ -52,6 +52,11 @@ fn mg_ttl_hit_before_and_last_access() {
     c.send("mg k l h\r\n");
     let w = words(&c.line());
     assert!(["l1", "l2", "l3"].contains(&w[1].as_str()) && w[2] == "h1", "{w:?}");
+    // `u`: a read that does not count; a classic get and a touch count.
+    c.send("set u 0 0 1\r\nv\r\nmg u u h\r\nmg u u h\r\nmg u h\r\nmg u h\r\n");
+    c.expect("STORED\r\nHD h0\r\nHD h0\r\nHD h0\r\nHD h1\r\n");
+    c.send("set a 0 0 1\r\nv\r\nget a\r\nmg a h\r\nset b 0 0 1\r\nv\r\ntouch b 10\r\nmg b h\r\n");
+    c.expect("STORED\r\nVALUE a 0 1\r\nv\r\nEND\r\nHD h1\r\nSTORED\r\nTOUCHED\r\nHD h1\r\n");
     // E (set a CAS) is a flag memcached 1.6.18 does not know.
     c.send("mg k E5\r\n");
     c.expect("CLIENT_ERROR invalid flag\r\n");

@@ -121,6 +121,7 @@ fn meta(cmd: MetaCmd, f: &MetaFlags, cas_zero: bool) -> ReplyTo {
             invalidate: f.invalidate && !cas_zero,
             ttl: f.ttl.filter(|_| cmd == MetaCmd::Delete).map(exptime),
             peek: false,
+            no_update: f.no_update,
         },
         ttl_after_touch: f.ttl_after_touch,
     })

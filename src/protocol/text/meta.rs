@@ -84,6 +84,8 @@ pub struct MetaFlags {
     pub invalidate: bool,
     /// `t` came after `T`: it shows the new TTL (memcached reads flags in order).
     pub ttl_after_touch: bool,
+    /// `u` (`mg`): the read does not mark the item fetched or accessed.
+    pub no_update: bool,
     /// `F`: client flags to store.
     pub client_flags: u32,
     /// `C`: compare CAS.
@@ -109,6 +111,7 @@ impl Default for MetaFlags {
             recache: None,
             invalidate: false,
             ttl_after_touch: false,
+            no_update: false,
             client_flags: 0,
             cas: None,
             mode: None,
@@ -159,6 +162,7 @@ pub fn parse(cmd: MetaCmd, tokens: &Tokens<'_>, start: usize) -> Result<MetaFlag
                 f.ttl_after_touch = seen[b'T' as usize];
                 f.returns.push(b't');
             }
+            b'u' if cmd == Get => f.no_update = true,
             b'h' | b'l' | b't' | b'u' | b'P' | b'L' => {}
             b'O' => {
                 if tok.len() > MAX_OPAQUE_TOKEN {

@@ -29,6 +29,8 @@ pub struct MetaOps {
     pub ttl: Option<u32>,
     /// `me`: look at the item without counting a read.
     pub peek: bool,
+    /// `mg u`: a read that leaves the item as it was (not fetched, not accessed).
+    pub no_update: bool,
 }
 
 /// What a meta reply can tell of the item.
@@ -169,6 +171,9 @@ impl Shard {
         if info.won {
             self.keydir.get_mut(slot).set(BIT_TOKEN_SENT, true);
         }
+        if ops.no_update && touch.is_none() {
+            return (self.answer(slot), info);
+        }
         (self.get(key, touch, now), info)
     }
 
@@ -256,6 +261,10 @@ mod tests {
         assert!(i.fetched && i.last_access == 2 && i.size > 0);
         let (_, i) = mg(&mut s, "k", MetaOps { peek: true, ..MetaOps::default() }, NOW + 9);
         assert_eq!(i.last_access, 2, "me counts no read");
+        set(&mut s, "u", 0);
+        let (_, i) = mg(&mut s, "u", MetaOps { no_update: true, ..MetaOps::default() }, NOW + 3);
+        let (_, i2) = mg(&mut s, "u", MetaOps::default(), NOW + 4);
+        assert!(!i.fetched && !i2.fetched && i2.last_access == 4, "u leaves the item as it was");
     }
 
     #[test]
