@@ -16,6 +16,9 @@ use crate::stats::latency::{Op, Recorder};
 use crate::stats::CoreStats;
 use crate::storage::{Command, Shard};
 
+/// The answer to `md <key> I` for a key another node owns.
+const INVALIDATE_NOT_FORWARDED: &[u8] = b"SERVER_ERROR invalidate not served for a key on another node\r\n";
+
 /// What serving a request on a core needs besides its connection.
 pub struct Ctx<'c> {
     pub core: usize,
@@ -98,6 +101,12 @@ pub fn storage(ctx: &mut Ctx<'_>, conn: &mut Connection, mut from: ReturnAddress
         }
         Owner::Node(node) => {
             let Some(cluster) = ctx.cluster else { return };
+            if matches!(cmd, Command::Delete { .. }) && to.meta_ops().is_some_and(|o| o.invalidate) {
+                // The peer protocol carries no item state: `md I` would arrive as a delete.
+                from.seq = conn.expect_replies(1, Vec::new());
+                conn.complete(from.seq, INVALIDATE_NOT_FORWARDED);
+                return;
+            }
             ctx.stats.forwarded_requests.incr();
             from.seq = conn.expect_replies(1, Vec::new());
             from.read_at = ctx.latency.current();
