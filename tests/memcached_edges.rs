@@ -294,3 +294,57 @@ fn binary_stat_groups() {
     }
     assert_eq!(binary_stats(&mut w, "no-such-group").0, Status::KeyNotFound);
 }
+
+/// The `PREFIX` lines of `stats detail dump`, sorted (memcached lists them in its hash
+/// table's order), up to `END`.
+fn detail_dump(c: &mut Text) -> Vec<String> {
+    c.send("stats detail dump\r\n");
+    let mut lines = Vec::new();
+    loop {
+        let line = c.line();
+        if line == "END" {
+            lines.sort();
+            return lines;
+        }
+        assert!(line.starts_with("PREFIX "), "{line}");
+        lines.push(line);
+    }
+}
+
+#[test]
+fn stats_detail_counts_per_prefix() {
+    let s = server();
+    let mut c = text(&s);
+    c.send("stats detail\r\nstats detail foo\r\nstats detail on\r\n");
+    c.expect("CLIENT_ERROR usage: stats detail on|off|dump\r\nCLIENT_ERROR usage: stats detail on|off|dump\r\nOK\r\n");
+    assert_eq!(c.stats("settings")["detail_enabled"], "yes");
+    // Gets (hit or not, GAT too), stores (stored or not), deletes (found or not) of keys with
+    // a `:`; not touch, incr, keys without the delimiter, or meta commands.
+    c.send(concat!(
+        "set a:1 0 0 1\r\nv\r\nadd a:1 0 0 1\r\nv\r\nget a:1 a:2 nodelim\r\ngets a:1\r\n",
+        "delete a:2\r\ndelete a:1\r\nincr a:3 1\r\ntouch a:1 1\r\ngat 0 a:1\r\n",
+        "mg b:1 v\r\nms b:1 1\r\nx\r\nmd b:1\r\nma b:1\r\nset c:x:y 0 0 1\r\nv\r\nset :z 0 0 1\r\nv\r\n",
+    ));
+    c.expect(concat!(
+        "STORED\r\nNOT_STORED\r\nVALUE a:1 0 1\r\nv\r\nEND\r\n",
+    ));
+    let _gets = (c.line(), c.line(), c.line());
+    c.expect("NOT_FOUND\r\nDELETED\r\nNOT_FOUND\r\nNOT_FOUND\r\nEND\r\nEN\r\nHD\r\nHD\r\nNF\r\nSTORED\r\nSTORED\r\n");
+    let want = ["PREFIX  get 0 hit 0 set 1 del 0", "PREFIX a get 4 hit 2 set 2 del 2", "PREFIX c get 0 hit 0 set 1 del 0"];
+    assert_eq!(detail_dump(&mut c), want);
+    // Off stops counting and keeps the counts.
+    c.send("stats detail off\r\nget a:9\r\n");
+    c.expect("OK\r\nEND\r\n");
+    assert_eq!(detail_dump(&mut c), want);
+    assert_eq!(c.stats("settings")["detail_enabled"], "no");
+    // Binary STAT knows the same group: on/off answer the terminator, dump one "detailed".
+    let mut w = Wire::connect(s.addr());
+    assert_eq!(binary_stats(&mut w, "detail on"), (Status::NoError, Vec::new()));
+    let (status, dump) = binary_stats(&mut w, "detail dump");
+    assert_eq!(status, Status::NoError);
+    assert_eq!(dump.len(), 1);
+    assert_eq!(dump[0].0, "detailed");
+    assert!(dump[0].1.contains("PREFIX a get 4 hit 2 set 2 del 2\r\n") && dump[0].1.ends_with("END\r\n"), "{dump:?}");
+    assert_eq!(binary_stats(&mut w, "detail off"), (Status::NoError, Vec::new()));
+    assert_eq!(binary_stats(&mut w, "detail foo").0, Status::KeyNotFound);
+}

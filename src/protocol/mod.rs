@@ -61,6 +61,12 @@ impl ReplyTo {
         }
     }
 
+    /// Whether this answers a meta command (`mg ms md ma me`).
+    #[inline]
+    pub fn is_meta(&self) -> bool {
+        matches!(self, ReplyTo::Text(text::ReplyTo::Meta(_) | text::ReplyTo::Debug { .. }))
+    }
+
     /// What the shard must do with, or tell of, the item's per-item state (meta commands).
     #[inline]
     pub fn meta_ops(&self) -> Option<crate::storage::MetaOps> {

@@ -54,6 +54,10 @@ pub fn execute(shard: &mut Shard, stats: &CoreStats, cmd: &Command<&[u8]>, to: O
         None => (shard.execute(cmd, now), None),
     };
     stats.record(cmd, &outcome);
+    // memcached counts per prefix the classic and binary commands, not the meta ones.
+    if stats.prefixes.enabled() && !to.is_some_and(ReplyTo::is_meta) {
+        stats.prefixes.record(cmd, &outcome);
+    }
     if let Some(to) = to {
         to.write_outcome_with(out, key, &outcome, info.as_ref());
         if let Some(then) = to.then(key, &outcome) {

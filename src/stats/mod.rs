@@ -8,6 +8,7 @@
 mod counter;
 pub mod latency;
 pub mod names;
+pub mod prefix;
 
 pub use counter::Counter;
 
@@ -23,6 +24,8 @@ macro_rules! core_stats {
         #[derive(Debug, Default)]
         pub struct CoreStats {
             $(pub $field: Counter,)*
+            /// `stats detail`: this core's per-prefix counts.
+            pub prefixes: prefix::PrefixStats,
         }
 
         impl CoreStats {

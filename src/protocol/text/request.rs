@@ -254,7 +254,18 @@ fn decode_inner<'a>(buf: &'a [u8], limits: &Limits) -> Result<'a> {
             };
             request(Request::Verbosity { level, noreply })
         }
-        b"stats" => request(Request::Stats { group: t.get(1) }),
+        b"stats" => {
+            // `stats detail <on|off|dump>` is one group, as binary STAT's key "detail on".
+            let (first, second) = (t.get(1), t.get(2));
+            let group = if first == b"detail" && !second.is_empty() {
+                let start = first.as_ptr() as usize - line.as_ptr() as usize;
+                let end = second.as_ptr() as usize - line.as_ptr() as usize + second.len();
+                &line[start..end]
+            } else {
+                first
+            };
+            request(Request::Stats { group })
+        }
         b"shutdown" => {
             let graceful = match (n, t.get(1)) {
                 (2, _) => Some(false),
