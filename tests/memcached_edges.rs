@@ -348,3 +348,50 @@ fn stats_detail_counts_per_prefix() {
     assert_eq!(binary_stats(&mut w, "detail off"), (Status::NoError, Vec::new()));
     assert_eq!(binary_stats(&mut w, "detail foo").0, Status::KeyNotFound);
 }
+
+// ---- item 5: numbers as memcached's safe_strto* read them ----
+
+#[test]
+fn numbers_are_read_as_memcached_s_safe_strto_functions_read_them() {
+    let s = server();
+    let mut c = text(&s);
+    // Signs, trailing junk, 32- and 64-bit overflow of flags, lengths and CAS. A refused
+    // store's data line is then read as a command (ERROR).
+    c.send(concat!(
+        "set k 0 0 +3\r\nabc\r\nset k 0 0 3x\r\nabc\r\nset k -1 0 1\r\nx\r\nset k 4294967296 0 1\r\nx\r\n",
+        "set k 18446744073709551616 0 1\r\nx\r\nset k -0 0 1\r\nx\r\nget k\r\n",
+    ));
+    c.expect(concat!(
+        "STORED\r\nCLIENT_ERROR bad command line format\r\nERROR\r\nCLIENT_ERROR bad command line format\r\nERROR\r\n",
+        "STORED\r\nCLIENT_ERROR bad command line format\r\nERROR\r\nSTORED\r\nVALUE k 0 1\r\nx\r\nEND\r\n",
+    ));
+    c.send(concat!(
+        "set n 0 0 1\r\n5\r\nincr n 18446744073709551616\r\nincr n 18446744073709551615\r\nincr n +5\r\n",
+        "decr n -0\r\ndecr n -1\r\nincr n 5x\r\ngat 1x n\r\ncas n 0 0 1 -1\r\nx\r\n",
+        "cas n 0 0 1 18446744073709551616\r\nx\r\nverbosity -1\r\nverbosity 4294967296\r\n",
+    ));
+    c.expect(concat!(
+        "STORED\r\nCLIENT_ERROR invalid numeric delta argument\r\n4\r\n9\r\n9\r\n",
+        "CLIENT_ERROR invalid numeric delta argument\r\nCLIENT_ERROR invalid numeric delta argument\r\n",
+        "CLIENT_ERROR invalid exptime argument\r\nCLIENT_ERROR bad command line format\r\nERROR\r\n",
+        "CLIENT_ERROR bad command line format\r\nERROR\r\nCLIENT_ERROR bad command line format\r\nOK\r\n",
+    ));
+    // A signed 32-bit number is cut from a 64-bit one with no range check: exptime
+    // 2147483648 is -2147483648 (expired at once), -2147483649 is 2147483647 (far future),
+    // a length of 4294967299 is 3.
+    c.send(concat!(
+        "set e 0 2147483648 1\r\nx\r\nget e\r\nset f 0 -2147483649 1\r\nx\r\nget f\r\n",
+        "set g 0 0 4294967299\r\nabc\r\nget g\r\n",
+        "set t 0 0 1\r\nx\r\ntouch t 2147483648\r\nget t\r\nset m 0 0 1\r\nx\r\nmg m T2147483648 v\r\nmg m v\r\n",
+    ));
+    c.expect(concat!(
+        "STORED\r\nEND\r\nSTORED\r\nVALUE f 0 1\r\nx\r\nEND\r\nSTORED\r\nVALUE g 0 3\r\nabc\r\nEND\r\n",
+        "STORED\r\nTOUCHED\r\nEND\r\nSTORED\r\nVA 1\r\nx\r\nEN\r\n",
+    ));
+    // flush_all's delay too: 99999999999 is 1215752191, an absolute time in 2008. (What a
+    // flush at a past time does differs: memcached flushes nothing, caskade flushes now; see
+    // the deviations table.)
+    c.send("flush_all 99999999999\r\n");
+    c.expect("OK\r\n");
+    c.assert_serves("after");
+}
