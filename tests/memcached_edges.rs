@@ -395,3 +395,44 @@ fn numbers_are_read_as_memcached_s_safe_strto_functions_read_them() {
     c.expect("OK\r\n");
     c.assert_serves("after");
 }
+
+/// `stats conns` as fd → (field → value).
+fn conns_by_fd(c: &mut Text) -> std::collections::BTreeMap<String, std::collections::HashMap<String, String>> {
+    let mut by_fd = std::collections::BTreeMap::<String, std::collections::HashMap<String, String>>::new();
+    for (name, value) in stats_list(c, "conns") {
+        let (fd, field) = name.split_once(':').unwrap_or_else(|| panic!("{name}"));
+        by_fd.entry(fd.to_string()).or_default().insert(field.to_string(), value);
+    }
+    by_fd
+}
+
+#[test]
+fn stats_conns_lists_every_connection_and_listener() {
+    let s = server();
+    let mut a = text(&s);
+    // Several other connections (with -t 2 some live on the other core).
+    let mut others: Vec<Text> = (0..4).map(|_| text(&s)).collect();
+    for o in &mut others {
+        o.send("version\r\n");
+        let _ = o.line();
+    }
+    let conns = conns_by_fd(&mut a);
+    let listen = format!("tcp:{}", s.addr());
+    assert!(
+        conns.values().any(|f| f.get("state").map(String::as_str) == Some("conn_listening") && f.get("addr") == Some(&listen)),
+        "no listener on {listen}: {conns:?}"
+    );
+    for o in others.iter().map(|o| format!("tcp:{}", o.stream.local_addr().unwrap())).chain([format!("tcp:{}", a.stream.local_addr().unwrap())]) {
+        let f = conns.values().find(|f| f.get("addr") == Some(&o)).unwrap_or_else(|| panic!("{o} not listed: {conns:?}"));
+        assert_eq!(f.get("listen_addr"), Some(&listen));
+        assert!(f.contains_key("state") && f.contains_key("secs_since_last_cmd"), "{f:?}");
+    }
+    // A closed connection leaves the list.
+    let gone = format!("tcp:{}", others[0].stream.local_addr().unwrap());
+    drop(others.remove(0));
+    let deadline = std::time::Instant::now() + Duration::from_secs(3);
+    while conns_by_fd(&mut a).values().any(|f| f.get("addr") == Some(&gone)) {
+        assert!(std::time::Instant::now() < deadline, "{gone} still listed");
+        thread::sleep(Duration::from_millis(50));
+    }
+}

@@ -74,7 +74,7 @@ pub fn stats(node: &Node, group: &[u8], asker: &Asker) -> Option<Vec<(std::borro
         b"slabs" => Some(fixed(slabs(node))),
         // memcached's per-size histogram is off unless `-o track_sizes`; caskade has none.
         b"sizes" => Some(fixed(vec![("sizes_status", "disabled".to_string())])),
-        b"conns" => Some(conns(asker)),
+        b"conns" => Some(conns(node, asker)),
         b"reset" => {
             node.stats_baseline.reset(node);
             node.core_stats.iter().for_each(|c| c.prefixes.clear());
@@ -120,17 +120,14 @@ pub fn detail(node: &Node, group: &[u8]) -> Option<Detail> {
     })
 }
 
-/// `stats conns` as memcached names it, for the asking connection only: the others live on
-/// their own cores, whose connection tables caskade does not gather.
-fn conns(asker: &Asker) -> Vec<(std::borrow::Cow<'static, str>, String)> {
-    let fd = asker.fd;
-    let addr = |a: Option<std::net::SocketAddr>| a.map_or("tcp:?".to_string(), |a| format!("tcp:{a}"));
-    vec![
-        (format!("{fd}:addr").into(), addr(asker.peer)),
-        (format!("{fd}:listen_addr").into(), addr(asker.local)),
-        (format!("{fd}:state").into(), "conn_parse_cmd".to_string()),
-        (format!("{fd}:secs_since_last_cmd").into(), "0".to_string()),
-    ]
+/// `stats conns` as memcached names it: every core's published copy of its listeners and
+/// connections (`crate::stats::conns`), with the asking connection as it is now.
+fn conns(node: &Node, asker: &Asker) -> Vec<(std::borrow::Cow<'static, str>, String)> {
+    use crate::stats::conns::{list, ConnEntry};
+    let now = unix_now();
+    let entries = node.core_stats.iter().flat_map(|c| c.conns.snapshot()).collect();
+    let me = ConnEntry { fd: asker.fd, addr: asker.peer, listen_addr: asker.local, state: "conn_parse_cmd", last_cmd: now };
+    list(entries, me, now).into_iter().map(|(n, v)| (n.into(), v)).collect()
 }
 
 /// A counter summed over the cores, counted since the last `stats reset`.

@@ -7,6 +7,7 @@
 
 mod counter;
 pub mod latency;
+pub mod conns;
 pub mod names;
 pub mod prefix;
 
@@ -26,6 +27,8 @@ macro_rules! core_stats {
             $(pub $field: Counter,)*
             /// `stats detail`: this core's per-prefix counts.
             pub prefixes: prefix::PrefixStats,
+            /// `stats conns`: this core's connections, as last published.
+            pub conns: conns::ConnTable,
         }
 
         impl CoreStats {
