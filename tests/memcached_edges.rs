@@ -325,9 +325,7 @@ fn stats_detail_counts_per_prefix() {
         "delete a:2\r\ndelete a:1\r\nincr a:3 1\r\ntouch a:1 1\r\ngat 0 a:1\r\n",
         "mg b:1 v\r\nms b:1 1\r\nx\r\nmd b:1\r\nma b:1\r\nset c:x:y 0 0 1\r\nv\r\nset :z 0 0 1\r\nv\r\n",
     ));
-    c.expect(concat!(
-        "STORED\r\nNOT_STORED\r\nVALUE a:1 0 1\r\nv\r\nEND\r\n",
-    ));
+    c.expect("STORED\r\nNOT_STORED\r\nVALUE a:1 0 1\r\nv\r\nEND\r\n");
     let _gets = (c.line(), c.line(), c.line());
     c.expect("NOT_FOUND\r\nDELETED\r\nNOT_FOUND\r\nNOT_FOUND\r\nEND\r\nEN\r\nHD\r\nHD\r\nNF\r\nSTORED\r\nSTORED\r\n");
     let want = ["PREFIX  get 0 hit 0 set 1 del 0", "PREFIX a get 4 hit 2 set 2 del 2", "PREFIX c get 0 hit 0 set 1 del 0"];
