@@ -233,3 +233,51 @@ fn stale_while_revalidate_an_invalidated_key() {
     // md I marks it stale: one reader gets W (with X), the others Z (with X) and the old value.
     stale_while_revalidate("set inv 0 0 3\r\nold\r\nmd inv I q\r\n", "inv", "old");
 }
+
+/// `lru_crawler metadump <what>`'s item lines, sorted by key. Each ends with `\n` alone;
+/// only the `END` after them has `\r\n`.
+fn metadump(c: &mut Text, what: &str) -> Vec<String> {
+    c.send(format!("lru_crawler metadump {what}\r\n"));
+    let block = c.line();
+    let mut lines: Vec<String> = block.split('\n').map(str::to_string).collect();
+    assert_eq!(lines.pop().as_deref(), Some("END"), "{block:?}");
+    lines.sort();
+    lines
+}
+
+#[test]
+fn lru_crawler_metadump_lists_every_key_with_its_state() {
+    let (_s, mut c) = server();
+    c.send("set a%20b 0 100 1\r\nv\r\nset k 0 0 2\r\nvv\r\nget k\r\n");
+    c.expect("STORED\r\nSTORED\r\nVALUE k 0 2\r\nvv\r\nEND\r\n");
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
+    for what in ["all", "hash", "1"] {
+        let lines = metadump(&mut c, what);
+        assert_eq!(lines.len(), 2, "{what}: {lines:?}");
+        // key=… exp=… la=… cas=… fetch=… cls=… size=…, the key URI-encoded.
+        let fields: Vec<Vec<(&str, &str)>> =
+            lines.iter().map(|l| l.split(' ').map(|f| f.split_once('=').unwrap_or_else(|| panic!("{l}"))).collect()).collect();
+        for f in &fields {
+            let names: Vec<&str> = f.iter().map(|(n, _)| *n).collect();
+            assert_eq!(names, ["key", "exp", "la", "cas", "fetch", "cls", "size"], "{lines:?}");
+            let la: i64 = f[2].1.parse().unwrap();
+            assert!((la - now).abs() <= 2, "la is a unix time: {lines:?}");
+            assert!(f[3].1.parse::<u64>().unwrap() > 0 && f[6].1.parse::<u64>().unwrap() > 0);
+        }
+        assert_eq!((fields[0][0].1, fields[0][4].1), ("a%2520b", "no"));
+        let exp: i64 = fields[0][1].1.parse().unwrap();
+        assert!((exp - now - 100).abs() <= 2, "exp is a unix time: {lines:?}");
+        assert_eq!((fields[1][0].1, fields[1][1].1, fields[1][4].1), ("k", "-1", "yes"));
+    }
+    // Many keys, on every core: each once.
+    let mut sets = String::new();
+    for i in 0..500 {
+        sets.push_str(&format!("set many:{i} 0 0 1 noreply\r\nx\r\n"));
+    }
+    c.send(format!("{sets}mn\r\n"));
+    c.expect("MN\r\n");
+    let lines = metadump(&mut c, "all");
+    assert_eq!(lines.len(), 502);
+    lines.windows(2).for_each(|w| assert_ne!(w[0].split(' ').next(), w[1].split(' ').next(), "a key twice"));
+    c.assert_serves("after");
+}

@@ -483,6 +483,7 @@ impl Core {
             cluster,
             links: &mut self.links,
             registry: self.poll.registry(),
+            mailboxes: &self.mailboxes,
         };
         match (protocol, cluster) {
             (Protocol::Binary, _) => binary::process(&mut ctx, conn, key),
@@ -508,6 +509,12 @@ impl Core {
                 }
                 Message::Control(c) => control::answer(self.id, &mut self.shard, &self.latency, self.now, c),
                 Message::AdoptPeer(socket, unread) => self.adopt_peer(socket, &unread),
+                Message::Complete { conn, generation, seq, bytes } => {
+                    if let Some(c) = self.conns.get_mut(conn).filter(|c| c.generation == generation) {
+                        c.complete(seq, &bytes);
+                        self.dirty.push(conn);
+                    }
+                }
                 Message::Replies(batch) => {
                     for reply in &batch.items {
                         let to = reply.to;

@@ -8,6 +8,7 @@ mod data_dir;
 mod held;
 mod listen;
 mod mailbox;
+mod metadump;
 mod notify;
 pub mod peer;
 mod reload;

@@ -37,6 +37,8 @@ pub struct Ctx<'c> {
     /// This core's links to other nodes, and the poll they register with.
     pub links: &'c mut Links,
     pub registry: &'c Registry,
+    /// Every core's mailbox (a helper thread answers `lru_crawler metadump` through them).
+    pub mailboxes: &'c super::mailbox::Mailboxes,
 }
 
 /// Runs `cmd` on `shard`, counts it, and appends the reply for `to` (nothing when `to` is

@@ -109,6 +109,7 @@ fn serve(ctx: &mut Ctx<'_>, conn: &mut Connection, from: ReturnAddress, req: &te
             }
             None => conn.out().extend_from_slice(b"ERROR\r\n"),
         },
+        Action::Metadump => super::metadump::start(ctx, conn, from.conn),
         Action::Shutdown { graceful } => {
             if !ctx.node.config.enable_shutdown {
                 conn.out().extend_from_slice(b"ERROR: shutdown not enabled\r\n");

@@ -8,4 +8,4 @@ pub mod keydir;
 pub mod shard;
 
 pub use command::{Command, Outcome, StoreMode};
-pub use shard::{ItemInfo, MetaOps, Mode, Shard, ShardConfig, ShardCounters};
+pub use shard::{ItemInfo, ItemMeta, MetaOps, Mode, Shard, ShardConfig, ShardCounters};

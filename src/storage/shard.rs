@@ -22,7 +22,7 @@ use super::keydir::{Keydir, Slot};
 use crate::cluster::{partition_of, PARTITIONS};
 
 mod item_state;
-pub use item_state::{ItemInfo, MetaOps};
+pub use item_state::{ItemInfo, ItemMeta, MetaOps};
 
 /// What happens when items no longer fit in memory.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

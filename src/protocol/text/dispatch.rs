@@ -20,6 +20,8 @@ pub enum Action<'r> {
     Quit,
     Stats(&'r [u8]),
     Shutdown { graceful: Option<bool> },
+    /// `lru_crawler metadump`.
+    Metadump,
 }
 
 pub fn action<'r>(req: &'r Request<'_>) -> Action<'r> {
@@ -54,6 +56,7 @@ pub fn action<'r>(req: &'r Request<'_>) -> Action<'r> {
         Request::Quit => Action::Quit,
         Request::Stats { group } => Action::Stats(group),
         Request::Shutdown { graceful } => Action::Shutdown { graceful },
+        Request::Metadump => Action::Metadump,
         Request::MetaNoop => Action::Reply(b"MN\r\n"),
         Request::MetaGet { ref key, flags } => {
             let key = key.as_bytes();

@@ -99,6 +99,8 @@ pub enum Request<'a> {
     Quit,
     /// `stats` with its first argument ("" for none).
     Stats { group: &'a [u8] },
+    /// `lru_crawler metadump <all|hash|class>`: every item's key and state (one class: all).
+    Metadump,
     /// `shutdown` (`Some(false)`), `shutdown graceful` (`Some(true)`), anything else `None`.
     Shutdown { graceful: Option<bool> },
     MetaNoop,
@@ -254,6 +256,9 @@ fn decode_inner<'a>(buf: &'a [u8], limits: &Limits) -> Result<'a> {
             };
             request(Request::Verbosity { level, noreply })
         }
+        // Of the crawler's subcommands only `metadump` is served (with any class or `all` or
+        // `hash`: caskade has one class); the others are `ERROR`, as for a crawler not built.
+        b"lru_crawler" if t.get(1) == b"metadump" && !t.get(2).is_empty() => request(Request::Metadump),
         b"stats" => {
             // `stats detail <on|off|dump>` is one group, as binary STAT's key "detail on".
             let (first, second) = (t.get(1), t.get(2));

@@ -82,7 +82,39 @@ fn detach(o: Outcome<&[u8]>) -> Outcome<&'static [u8]> {
     }
 }
 
+/// One item as `lru_crawler metadump` lists it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ItemMeta {
+    /// Absolute unix seconds; 0 = never.
+    pub expiry: u32,
+    /// Last access, unix seconds.
+    pub atime: u32,
+    pub cas: u64,
+    pub fetched: bool,
+    /// Bytes charged for the item.
+    pub size: u64,
+}
+
 impl Shard {
+    /// Hands `each` the key and state of live items from keydir slot `from` on, at most
+    /// `max_items` of them (and four times as many slots), without reading any value; returns
+    /// the slot to go on from, or `None` at the end. Like [`scan`](Self::scan), not a snapshot.
+    pub fn scan_meta(&mut self, from: Slot, max_items: usize, now: u32, mut each: impl FnMut(&[u8], &ItemMeta)) -> Option<Slot> {
+        self.tick(now);
+        let end = self.keydir.slot_end();
+        let stop = from.saturating_add(max_items.saturating_mul(4)).min(end);
+        let (mut slot, mut n) = (from, 0);
+        while slot < stop && n < max_items {
+            let s = slot;
+            slot += 1;
+            let Some(it) = self.keydir.try_get(s).filter(|it| !it.is_expired(now)) else { continue };
+            n += 1;
+            let meta = ItemMeta { expiry: it.expiry(), atime: it.atime(), cas: it.cas(), fetched: it.has(BIT_FETCHED), size: it.charge() as u64 };
+            each(it.key(), &meta);
+        }
+        (slot < end).then_some(slot)
+    }
+
     /// Marks the item in `slot` read at `now` (every read does, classic or meta); returns
     /// its state after.
     pub(super) fn note_read(&mut self, slot: Slot, now: u32) -> ClientState {
@@ -265,6 +297,24 @@ mod tests {
         let (_, i) = mg(&mut s, "u", MetaOps { no_update: true, ..MetaOps::default() }, NOW + 3);
         let (_, i2) = mg(&mut s, "u", MetaOps::default(), NOW + 4);
         assert!(!i.fetched && !i2.fetched && i2.last_access == 4, "u leaves the item as it was");
+    }
+
+    #[test]
+    fn scan_meta_lists_every_live_item_in_bounded_steps() {
+        let mut s = shard();
+        for i in 0..10 {
+            set(&mut s, &format!("k{i}"), if i == 3 { 1 } else { 0 });
+        }
+        mg(&mut s, "k5", MetaOps::default(), NOW + 1);
+        let (mut from, mut seen, mut steps) = (Some(0), Vec::new(), 0);
+        while let Some(f) = from {
+            from = s.scan_meta(f, 3, NOW + 2, |k, m| seen.push((String::from_utf8_lossy(k).into_owned(), m.fetched, m.atime)));
+            steps += 1;
+        }
+        seen.sort();
+        assert_eq!(seen.len(), 9, "k3 expired: {seen:?}");
+        assert!(steps >= 3);
+        assert!(seen.iter().all(|(k, fetched, atime)| (k == "k5") == *fetched && *atime == if k == "k5" { NOW + 1 } else { NOW }));
     }
 
     #[test]
