@@ -294,3 +294,143 @@ fn binary_stat_groups() {
     }
     assert_eq!(binary_stats(&mut w, "no-such-group").0, Status::KeyNotFound);
 }
+
+/// The `PREFIX` lines of `stats detail dump`, sorted (memcached lists them in its hash
+/// table's order), up to `END`.
+fn detail_dump(c: &mut Text) -> Vec<String> {
+    c.send("stats detail dump\r\n");
+    let mut lines = Vec::new();
+    loop {
+        let line = c.line();
+        if line == "END" {
+            lines.sort();
+            return lines;
+        }
+        assert!(line.starts_with("PREFIX "), "{line}");
+        lines.push(line);
+    }
+}
+
+#[test]
+fn stats_detail_counts_per_prefix() {
+    let s = server();
+    let mut c = text(&s);
+    c.send("stats detail\r\nstats detail foo\r\nstats detail on\r\n");
+    c.expect("CLIENT_ERROR usage: stats detail on|off|dump\r\nCLIENT_ERROR usage: stats detail on|off|dump\r\nOK\r\n");
+    assert_eq!(c.stats("settings")["detail_enabled"], "yes");
+    // Gets (hit or not, GAT too), stores (stored or not), deletes (found or not) of keys with
+    // a `:`; not touch, incr, keys without the delimiter, or meta commands.
+    c.send(concat!(
+        "set a:1 0 0 1\r\nv\r\nadd a:1 0 0 1\r\nv\r\nget a:1 a:2 nodelim\r\ngets a:1\r\n",
+        "delete a:2\r\ndelete a:1\r\nincr a:3 1\r\ntouch a:1 1\r\ngat 0 a:1\r\n",
+        "mg b:1 v\r\nms b:1 1\r\nx\r\nmd b:1\r\nma b:1\r\nset c:x:y 0 0 1\r\nv\r\nset :z 0 0 1\r\nv\r\n",
+    ));
+    c.expect("STORED\r\nNOT_STORED\r\nVALUE a:1 0 1\r\nv\r\nEND\r\n");
+    let _gets = (c.line(), c.line(), c.line());
+    c.expect("NOT_FOUND\r\nDELETED\r\nNOT_FOUND\r\nNOT_FOUND\r\nEND\r\nEN\r\nHD\r\nHD\r\nNF\r\nSTORED\r\nSTORED\r\n");
+    let want = ["PREFIX  get 0 hit 0 set 1 del 0", "PREFIX a get 4 hit 2 set 2 del 2", "PREFIX c get 0 hit 0 set 1 del 0"];
+    assert_eq!(detail_dump(&mut c), want);
+    // Off stops counting and keeps the counts.
+    c.send("stats detail off\r\nget a:9\r\n");
+    c.expect("OK\r\nEND\r\n");
+    assert_eq!(detail_dump(&mut c), want);
+    assert_eq!(c.stats("settings")["detail_enabled"], "no");
+    // Binary STAT knows the same group: on/off answer the terminator, dump one "detailed".
+    let mut w = Wire::connect(s.addr());
+    assert_eq!(binary_stats(&mut w, "detail on"), (Status::NoError, Vec::new()));
+    let (status, dump) = binary_stats(&mut w, "detail dump");
+    assert_eq!(status, Status::NoError);
+    assert_eq!(dump.len(), 1);
+    assert_eq!(dump[0].0, "detailed");
+    assert!(dump[0].1.contains("PREFIX a get 4 hit 2 set 2 del 2\r\n") && dump[0].1.ends_with("END\r\n"), "{dump:?}");
+    assert_eq!(binary_stats(&mut w, "detail off"), (Status::NoError, Vec::new()));
+    assert_eq!(binary_stats(&mut w, "detail foo").0, Status::KeyNotFound);
+}
+
+// ---- item 5: numbers as memcached's safe_strto* read them ----
+
+#[test]
+fn numbers_are_read_as_memcached_s_safe_strto_functions_read_them() {
+    let s = server();
+    let mut c = text(&s);
+    // Signs, trailing junk, 32- and 64-bit overflow of flags, lengths and CAS. A refused
+    // store's data line is then read as a command (ERROR).
+    c.send(concat!(
+        "set k 0 0 +3\r\nabc\r\nset k 0 0 3x\r\nabc\r\nset k -1 0 1\r\nx\r\nset k 4294967296 0 1\r\nx\r\n",
+        "set k 18446744073709551616 0 1\r\nx\r\nset k -0 0 1\r\nx\r\nget k\r\n",
+    ));
+    c.expect(concat!(
+        "STORED\r\nCLIENT_ERROR bad command line format\r\nERROR\r\nCLIENT_ERROR bad command line format\r\nERROR\r\n",
+        "STORED\r\nCLIENT_ERROR bad command line format\r\nERROR\r\nSTORED\r\nVALUE k 0 1\r\nx\r\nEND\r\n",
+    ));
+    c.send(concat!(
+        "set n 0 0 1\r\n5\r\nincr n 18446744073709551616\r\nincr n 18446744073709551615\r\nincr n +5\r\n",
+        "decr n -0\r\ndecr n -1\r\nincr n 5x\r\ngat 1x n\r\ncas n 0 0 1 -1\r\nx\r\n",
+        "cas n 0 0 1 18446744073709551616\r\nx\r\nverbosity -1\r\nverbosity 4294967296\r\n",
+    ));
+    c.expect(concat!(
+        "STORED\r\nCLIENT_ERROR invalid numeric delta argument\r\n4\r\n9\r\n9\r\n",
+        "CLIENT_ERROR invalid numeric delta argument\r\nCLIENT_ERROR invalid numeric delta argument\r\n",
+        "CLIENT_ERROR invalid exptime argument\r\nCLIENT_ERROR bad command line format\r\nERROR\r\n",
+        "CLIENT_ERROR bad command line format\r\nERROR\r\nCLIENT_ERROR bad command line format\r\nOK\r\n",
+    ));
+    // A signed 32-bit number is cut from a 64-bit one with no range check: exptime
+    // 2147483648 is -2147483648 (expired at once), -2147483649 is 2147483647 (far future),
+    // a length of 4294967299 is 3.
+    c.send(concat!(
+        "set e 0 2147483648 1\r\nx\r\nget e\r\nset f 0 -2147483649 1\r\nx\r\nget f\r\n",
+        "set g 0 0 4294967299\r\nabc\r\nget g\r\n",
+        "set t 0 0 1\r\nx\r\ntouch t 2147483648\r\nget t\r\nset m 0 0 1\r\nx\r\nmg m T2147483648 v\r\nmg m v\r\n",
+    ));
+    c.expect(concat!(
+        "STORED\r\nEND\r\nSTORED\r\nVALUE f 0 1\r\nx\r\nEND\r\nSTORED\r\nVALUE g 0 3\r\nabc\r\nEND\r\n",
+        "STORED\r\nTOUCHED\r\nEND\r\nSTORED\r\nVA 1\r\nx\r\nEN\r\n",
+    ));
+    // flush_all's delay too: 99999999999 is 1215752191, an absolute time in 2008. (What a
+    // flush at a past time does differs: memcached flushes nothing, caskade flushes now; see
+    // the deviations table.)
+    c.send("flush_all 99999999999\r\n");
+    c.expect("OK\r\n");
+    c.assert_serves("after");
+}
+
+/// `stats conns` as fd → (field → value).
+fn conns_by_fd(c: &mut Text) -> std::collections::BTreeMap<String, std::collections::HashMap<String, String>> {
+    let mut by_fd = std::collections::BTreeMap::<String, std::collections::HashMap<String, String>>::new();
+    for (name, value) in stats_list(c, "conns") {
+        let (fd, field) = name.split_once(':').unwrap_or_else(|| panic!("{name}"));
+        by_fd.entry(fd.to_string()).or_default().insert(field.to_string(), value);
+    }
+    by_fd
+}
+
+#[test]
+fn stats_conns_lists_every_connection_and_listener() {
+    let s = server();
+    let mut a = text(&s);
+    // Several other connections (with -t 2 some live on the other core).
+    let mut others: Vec<Text> = (0..4).map(|_| text(&s)).collect();
+    for o in &mut others {
+        o.send("version\r\n");
+        let _ = o.line();
+    }
+    let conns = conns_by_fd(&mut a);
+    let listen = format!("tcp:{}", s.addr());
+    assert!(
+        conns.values().any(|f| f.get("state").map(String::as_str) == Some("conn_listening") && f.get("addr") == Some(&listen)),
+        "no listener on {listen}: {conns:?}"
+    );
+    for o in others.iter().map(|o| format!("tcp:{}", o.stream.local_addr().unwrap())).chain([format!("tcp:{}", a.stream.local_addr().unwrap())]) {
+        let f = conns.values().find(|f| f.get("addr") == Some(&o)).unwrap_or_else(|| panic!("{o} not listed: {conns:?}"));
+        assert_eq!(f.get("listen_addr"), Some(&listen));
+        assert!(f.contains_key("state") && f.contains_key("secs_since_last_cmd"), "{f:?}");
+    }
+    // A closed connection leaves the list.
+    let gone = format!("tcp:{}", others[0].stream.local_addr().unwrap());
+    drop(others.remove(0));
+    let deadline = std::time::Instant::now() + Duration::from_secs(3);
+    while conns_by_fd(&mut a).values().any(|f| f.get("addr") == Some(&gone)) {
+        assert!(std::time::Instant::now() < deadline, "{gone} still listed");
+        thread::sleep(Duration::from_millis(50));
+    }
+}

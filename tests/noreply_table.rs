@@ -106,6 +106,7 @@ fn kind(req: &Request<'_>) -> Option<(&'static str, bool)> {
         | Request::Version
         | Request::Quit
         | Request::Stats { .. }
+        | Request::Metadump
         | Request::Shutdown { .. }
         | Request::MetaNoop
         | Request::MetaDebug { .. } => return None,

@@ -61,6 +61,30 @@ impl ReplyTo {
         }
     }
 
+    /// Whether this answers a meta command (`mg ms md ma me`).
+    #[inline]
+    pub fn is_meta(&self) -> bool {
+        matches!(self, ReplyTo::Text(text::ReplyTo::Meta(_) | text::ReplyTo::Debug { .. }))
+    }
+
+    /// What the shard must do with, or tell of, the item's per-item state (meta commands).
+    #[inline]
+    pub fn meta_ops(&self) -> Option<crate::storage::MetaOps> {
+        match self {
+            ReplyTo::Text(to) => to.meta_ops(),
+            _ => None,
+        }
+    }
+
+    /// [`write_outcome`](Self::write_outcome) with what the shard told of the item.
+    #[inline]
+    pub fn write_outcome_with<V: AsRef<[u8]>>(&self, out: &mut Vec<u8>, key: &[u8], outcome: &Outcome<V>, info: Option<&crate::storage::ItemInfo>) {
+        match self {
+            ReplyTo::Text(to) => text::reply::write_outcome_with(out, to, key, outcome, info),
+            other => other.write_outcome(out, key, outcome),
+        }
+    }
+
     /// A command the same shard runs right after, given the first one's outcome.
     #[inline]
     pub fn then<'k, V>(&self, key: &'k [u8], outcome: &Outcome<V>) -> Option<Command<&'k [u8]>> {

@@ -66,6 +66,10 @@ pub struct Connection {
     /// When the connection was accepted (unix seconds): a peer connection must finish its
     /// handshake within [`HANDSHAKE_SECONDS`](crate::server::peer::HANDSHAKE_SECONDS).
     pub accepted_at: u32,
+    /// Unix seconds of the last bytes read (`stats conns`' `secs_since_last_cmd`).
+    pub last_read: u32,
+    /// The client's address and the listener's, kept from the accept for `stats conns`.
+    pub addrs: Option<(std::net::SocketAddr, Option<std::net::SocketAddr>)>,
 }
 
 pub enum ReadStatus {
@@ -98,6 +102,8 @@ impl Connection {
             peer: None,
             max_outstanding: MAX_OUTSTANDING,
             accepted_at: 0,
+            last_read: 0,
+            addrs: None,
         }
     }
 

@@ -22,6 +22,9 @@ use crate::storage::disk::merge::MergePolicy;
 use crate::storage::disk::Fsync;
 use crate::storage::Shard;
 
+/// Items a core lists in one metadump chunk: a few milliseconds of the loop at most.
+pub const METADUMP_CHUNK_ITEMS: usize = 10_000;
+
 /// Bytes of items (keys and values) a core puts in one dump chunk, about.
 pub const DUMP_CHUNK_BYTES: usize = 1 << 20;
 
@@ -31,6 +34,9 @@ pub enum Control {
     Latency(Sender<Latencies>),
     /// Write the live items from keydir slot `from` on in the dump format (`crate::dump`).
     Dump { from: usize, reply: Sender<DumpChunk> },
+    /// `lru_crawler metadump`: the live items from keydir slot `from` on, in memcached's
+    /// metadump lines (`crate::protocol::text::metadump`).
+    Metadump { from: usize, reply: Sender<DumpChunk> },
     /// A new share of the memory limit, in bytes (a reload).
     MemoryLimit(usize),
     /// A new fsync policy (a reload).
@@ -52,6 +58,14 @@ pub struct DumpChunk {
 /// Answers one control message on the core that owns `shard` and `latency`.
 pub fn answer(core: usize, shard: &mut Shard, latency: &Recorder, now: u32, msg: Control) {
     match msg {
+        Control::Metadump { from, reply } => {
+            let mut chunk = DumpChunk::default();
+            chunk.next = shard.scan_meta(from, METADUMP_CHUNK_ITEMS, now, |key, meta| {
+                crate::protocol::text::metadump::line(&mut chunk.bytes, key, meta);
+                chunk.items += 1;
+            });
+            let _ = reply.send(chunk);
+        }
         Control::Latency(reply) => {
             let mut copy = latency.snapshot();
             if let Some(log) = shard.log() {

@@ -64,6 +64,8 @@ pub struct Core {
     drained: bool,
     /// When the per-segment disk figures were last summed.
     stats_published_at: u32,
+    /// A connection opened or closed this turn: `stats conns`' copy is published again.
+    conns_changed: bool,
     /// This core's latency histograms (`stats::latency`).
     pub latency: Recorder,
     /// Replies waiting for this turn's commit (`held.rs`).
@@ -124,6 +126,7 @@ impl Core {
             dirty: Vec::new(),
             drained: false,
             stats_published_at: 0,
+            conns_changed: false,
             latency: Recorder::new(),
             held: Held::default(),
             waiting: VecDeque::new(),
@@ -217,6 +220,9 @@ impl Core {
             }
             // Counters first, so a STAT answered after these replies sees them.
             self.publish_stats();
+            if self.conns_changed || self.now != self.stats_published_at {
+                self.publish_conns();
+            }
             self.stats_published_at = self.now;
             self.write_dirty();
             self.latency.end_turn();
@@ -287,7 +293,10 @@ impl Core {
             }
             let generation = self.next_generation;
             self.next_generation += 1;
-            entry.insert(Connection::new(socket, generation));
+            let conn = entry.insert(Connection::new(socket, generation));
+            conn.addrs = Some((peer, self.listeners[listener].local_addr().ok()));
+            conn.last_read = self.now;
+            self.conns_changed = true;
             node_stats.curr_connections.fetch_add(1, Relaxed);
             node_stats.total_connections.fetch_add(1, Relaxed);
             self.stats.total_connections.incr();
@@ -297,6 +306,7 @@ impl Core {
 
     fn close(&mut self, key: usize) {
         if let Some(mut conn) = self.conns.try_remove(key) {
+            self.conns_changed = true;
             let _ = self.poll.registry().deregister(&mut conn.socket);
             if conn.protocol != Some(Protocol::Peer) {
                 self.node.stats.curr_connections.fetch_sub(1, Relaxed);
@@ -415,6 +425,7 @@ impl Core {
             };
             match conn.read_some(want) {
                 ReadStatus::Data(n) => {
+                    conn.last_read = self.now;
                     self.stats.bytes_read.add(n as u64);
                     self.process(key);
                 }
@@ -494,6 +505,7 @@ impl Core {
             gate: &mut self.gate,
             replication: self.replication.as_ref(),
             now_ms: self.started.elapsed().as_millis() as u64,
+            mailboxes: &self.mailboxes,
         };
         match (protocol, cluster) {
             (Protocol::Binary, _) => binary::process(&mut ctx, conn, key),
@@ -549,6 +561,12 @@ impl Core {
                 }
                 Message::Control(c) => control::answer(self.id, &mut self.shard, &self.latency, self.now, c),
                 Message::AdoptPeer(socket, unread) => self.adopt_peer(socket, &unread),
+                Message::Complete { conn, generation, seq, bytes } => {
+                    if let Some(c) = self.conns.get_mut(conn).filter(|c| c.generation == generation) {
+                        c.complete(seq, &bytes);
+                        self.dirty.push(conn);
+                    }
+                }
                 Message::Replies(batch) => {
                     for reply in &batch.items {
                         let to = reply.to;
@@ -705,6 +723,32 @@ impl Core {
         // A connection that resumed reading in `flush` is dirty again, for the next turn.
         dirty.append(&mut self.dirty);
         self.dirty = dirty;
+    }
+
+    /// `stats conns`' copy of this core's listeners and client connections (at most
+    /// [`MAX_PER_CORE`](crate::stats::conns::MAX_PER_CORE); peer links are not listed).
+    fn publish_conns(&mut self) {
+        use crate::stats::conns::{ConnEntry, MAX_PER_CORE};
+        use std::os::fd::AsRawFd;
+        self.conns_changed = false;
+        let started = self.node.stats.started_unix as u32;
+        let mut entries: Vec<ConnEntry> = self
+            .listeners
+            .iter()
+            .map(|l| ConnEntry { fd: l.as_raw_fd(), addr: l.local_addr().ok(), listen_addr: None, state: "conn_listening", last_cmd: started })
+            .collect();
+        for (_, c) in self.conns.iter().filter(|(_, c)| c.protocol != Some(Protocol::Peer)).take(MAX_PER_CORE) {
+            let Some((peer, listen)) = c.addrs else { continue };
+            let state = if c.skip > 0 {
+                "conn_nread"
+            } else if c.unwritten() > 0 {
+                "conn_mwrite"
+            } else {
+                "conn_read"
+            };
+            entries.push(ConnEntry { fd: c.socket.as_raw_fd(), addr: Some(peer), listen_addr: listen, state, last_cmd: c.last_read });
+        }
+        self.stats.conns.publish(entries);
     }
 
     fn publish_stats(&mut self) {

@@ -116,6 +116,9 @@ pub enum Message {
     /// A peer connection whose HELLO names this core, handed over by the core that accepted
     /// it, with what it had read.
     AdoptPeer(mio::net::TcpStream, Vec<u8>),
+    /// The reply to a request a helper thread answered (`lru_crawler metadump`): `bytes` fill
+    /// slot `seq` of connection `conn`, if it is still the same connection.
+    Complete { conn: usize, generation: u64, seq: u64, bytes: Vec<u8> },
 }
 
 /// The sending side of every core's mailbox.

@@ -9,6 +9,7 @@ mod gate;
 mod held;
 mod listen;
 mod mailbox;
+mod metadump;
 mod notify;
 pub mod peer;
 mod reload;

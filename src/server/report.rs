@@ -55,6 +55,14 @@ impl Baseline {
 /// protocol answers it `RESET`).
 pub fn stats(node: &Node, group: &[u8], asker: &Asker) -> Option<Vec<(std::borrow::Cow<'static, str>, String)>> {
     let fixed = |list: Vec<(&'static str, String)>| list.into_iter().map(|(n, v)| (n.into(), v)).collect();
+    match detail(node, group) {
+        // Binary STAT, as memcached's: on/off answer the terminator alone, dump one
+        // statistic "detailed" holding the text dump, anything else not found.
+        Some(Detail::Switched) => return Some(Vec::new()),
+        Some(Detail::Dump(text)) => return Some(vec![("detailed".into(), String::from_utf8_lossy(&text).into_owned())]),
+        Some(Detail::Usage) => return None,
+        None => {}
+    }
     match group {
         b"" => {
             let mut list = general(node);
@@ -66,9 +74,10 @@ pub fn stats(node: &Node, group: &[u8], asker: &Asker) -> Option<Vec<(std::borro
         b"slabs" => Some(fixed(slabs(node))),
         // memcached's per-size histogram is off unless `-o track_sizes`; caskade has none.
         b"sizes" => Some(fixed(vec![("sizes_status", "disabled".to_string())])),
-        b"conns" => Some(conns(asker)),
+        b"conns" => Some(conns(node, asker)),
         b"reset" => {
             node.stats_baseline.reset(node);
+            node.core_stats.iter().for_each(|c| c.prefixes.clear());
             Some(Vec::new())
         }
         // `stats cluster`: the map, each node's state, forwarded requests, link round trips.
@@ -80,17 +89,45 @@ pub fn stats(node: &Node, group: &[u8], asker: &Asker) -> Option<Vec<(std::borro
     }
 }
 
-/// `stats conns` as memcached names it, for the asking connection only: the others live on
-/// their own cores, whose connection tables caskade does not gather.
-fn conns(asker: &Asker) -> Vec<(std::borrow::Cow<'static, str>, String)> {
-    let fd = asker.fd;
-    let addr = |a: Option<std::net::SocketAddr>| a.map_or("tcp:?".to_string(), |a| format!("tcp:{a}"));
-    vec![
-        (format!("{fd}:addr").into(), addr(asker.peer)),
-        (format!("{fd}:listen_addr").into(), addr(asker.local)),
-        (format!("{fd}:state").into(), "conn_parse_cmd".to_string()),
-        (format!("{fd}:secs_since_last_cmd").into(), "0".to_string()),
-    ]
+/// What `stats detail …` did.
+pub enum Detail {
+    /// `on` or `off`: every core counts per prefix from now on, or stops.
+    Switched,
+    /// `dump`: memcached's `PREFIX …` lines and `END`.
+    Dump(Vec<u8>),
+    /// No argument or another one.
+    Usage,
+}
+
+/// `stats detail on|off|dump` (`group` is `detail` and its argument); `None` for any other
+/// group. Turning it off keeps the counts, as memcached (a reset clears them).
+pub fn detail(node: &Node, group: &[u8]) -> Option<Detail> {
+    let mut words = group.split(|&b| b == b' ').filter(|w| !w.is_empty());
+    if words.next() != Some(b"detail") {
+        return None;
+    }
+    Some(match (words.next(), words.next()) {
+        (Some(on @ (b"on" | b"off")), None) => {
+            node.core_stats.iter().for_each(|c| c.prefixes.set_enabled(on == b"on"));
+            Detail::Switched
+        }
+        (Some(b"dump"), None) => {
+            let mut out = Vec::new();
+            crate::stats::prefix::dump(node.core_stats.iter().map(|c| &c.prefixes), &mut out);
+            Detail::Dump(out)
+        }
+        _ => Detail::Usage,
+    })
+}
+
+/// `stats conns` as memcached names it: every core's published copy of its listeners and
+/// connections (`crate::stats::conns`), with the asking connection as it is now.
+fn conns(node: &Node, asker: &Asker) -> Vec<(std::borrow::Cow<'static, str>, String)> {
+    use crate::stats::conns::{list, ConnEntry};
+    let now = unix_now();
+    let entries = node.core_stats.iter().flat_map(|c| c.conns.snapshot()).collect();
+    let me = ConnEntry { fd: asker.fd, addr: asker.peer, listen_addr: asker.local, state: "conn_parse_cmd", last_cmd: now };
+    list(entries, me, now).into_iter().map(|(n, v)| (n.into(), v)).collect()
 }
 
 /// A counter summed over the cores, counted since the last `stats reset`.
@@ -199,7 +236,7 @@ fn settings(node: &Node) -> Vec<(&'static str, String)> {
         ("num_threads", threads.clone()),
         ("num_threads_per_udp", threads),
         ("stat_key_prefix", ":".to_string()),
-        ("detail_enabled", "no".to_string()),
+        ("detail_enabled", yes_no(node.core_stats.first().is_some_and(|c| c.prefixes.enabled()))),
         ("reqs_per_event", "20".to_string()),
         ("cas_enabled", "yes".to_string()),
         ("tcp_backlog", "1024".to_string()),

@@ -18,6 +18,9 @@ use crate::stats::latency::{Op, Recorder};
 use crate::stats::CoreStats;
 use crate::storage::{Command, Shard};
 
+/// The answer to `md <key> I` for a key another node owns.
+const INVALIDATE_NOT_FORWARDED: &[u8] = b"SERVER_ERROR invalidate not served for a key on another node\r\n";
+
 /// What serving a request on a core needs besides its connection.
 pub struct Ctx<'c> {
     pub core: usize,
@@ -42,6 +45,8 @@ pub struct Ctx<'c> {
     pub replication: Option<&'c Replication>,
     /// The core's monotonic clock, in milliseconds (the gate's deadlines).
     pub now_ms: u64,
+    /// Every core's mailbox (a helper thread answers `lru_crawler metadump` through them).
+    pub mailboxes: &'c super::mailbox::Mailboxes,
 }
 
 /// What a durable write of this node must wait for: how many backups, and until when.
@@ -83,10 +88,20 @@ pub fn durable_alternatives(to: &ReplyTo, key: &[u8]) -> (Vec<u8>, Vec<u8>) {
 pub fn execute(shard: &mut Shard, stats: &CoreStats, cmd: &Command<&[u8]>, to: Option<&ReplyTo>, now: u32, out: &mut Vec<u8>) -> bool {
     let appended = shard.records_appended();
     let key = cmd.key().unwrap_or(&[]);
-    let outcome = shard.execute(cmd, now);
+    let (outcome, info) = match to.and_then(ReplyTo::meta_ops) {
+        Some(ops) => {
+            let (o, info) = shard.execute_meta(cmd, &ops, now);
+            (o, Some(info))
+        }
+        None => (shard.execute(cmd, now), None),
+    };
     stats.record(cmd, &outcome);
+    // memcached counts per prefix the classic and binary commands, not the meta ones.
+    if stats.prefixes.enabled() && !to.is_some_and(ReplyTo::is_meta) {
+        stats.prefixes.record(cmd, &outcome);
+    }
     if let Some(to) = to {
-        to.write_outcome(out, key, &outcome);
+        to.write_outcome_with(out, key, &outcome, info.as_ref());
         if let Some(then) = to.then(key, &outcome) {
             shard.execute(&then, now);
         }
@@ -162,6 +177,12 @@ pub fn storage(ctx: &mut Ctx<'_>, conn: &mut Connection, mut from: ReturnAddress
                     ctx.stats.replica_fallback_reads.incr();
                     return replica_get(ctx, conn, from, key, to);
                 }
+            }
+            if matches!(cmd, Command::Delete { .. }) && to.meta_ops().is_some_and(|o| o.invalidate) {
+                // The peer protocol carries no item state: `md I` would arrive as a delete.
+                from.seq = conn.expect_replies(1, Vec::new());
+                conn.complete(from.seq, INVALIDATE_NOT_FORWARDED);
+                return;
             }
             ctx.stats.forwarded_requests.incr();
             from.seq = conn.expect_replies(1, Vec::new());

@@ -85,6 +85,15 @@ fn serve(ctx: &mut Ctx<'_>, conn: &mut Connection, from: ReturnAddress, req: &te
             }
         }
         Action::Quit => conn.closing = true,
+        Action::Stats(group) if group == b"detail" || group.starts_with(b"detail ") => {
+            match report::detail(ctx.node, group) {
+                Some(report::Detail::Switched) => conn.out().extend_from_slice(b"OK\r\n"),
+                Some(report::Detail::Dump(text)) => conn.out().extend_from_slice(&text),
+                Some(report::Detail::Usage) | None => {
+                    conn.out().extend_from_slice(b"CLIENT_ERROR usage: stats detail on|off|dump\r\n")
+                }
+            }
+        }
         Action::Stats(group) => match report::stats(ctx.node, group, &report::Asker::of(&conn.socket)) {
             Some(_) if group == b"reset" => conn.out().extend_from_slice(b"RESET\r\n"),
             Some(list) => {
@@ -100,6 +109,7 @@ fn serve(ctx: &mut Ctx<'_>, conn: &mut Connection, from: ReturnAddress, req: &te
             }
             None => conn.out().extend_from_slice(b"ERROR\r\n"),
         },
+        Action::Metadump => super::metadump::start(ctx, conn, from.conn),
         Action::Shutdown { graceful } => {
             if !ctx.node.config.enable_shutdown {
                 conn.out().extend_from_slice(b"ERROR: shutdown not enabled\r\n");

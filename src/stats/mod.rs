@@ -7,7 +7,9 @@
 
 mod counter;
 pub mod latency;
+pub mod conns;
 pub mod names;
+pub mod prefix;
 
 pub use counter::Counter;
 
@@ -23,6 +25,10 @@ macro_rules! core_stats {
         #[derive(Debug, Default)]
         pub struct CoreStats {
             $(pub $field: Counter,)*
+            /// `stats detail`: this core's per-prefix counts.
+            pub prefixes: prefix::PrefixStats,
+            /// `stats conns`: this core's connections, as last published.
+            pub conns: conns::ConnTable,
         }
 
         impl CoreStats {

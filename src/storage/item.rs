@@ -6,10 +6,11 @@
 //! | 0      | 8    | CAS (native endian)                                        |
 //! | 8      | 4    | flags, verbatim from the client                            |
 //! | 12     | 4    | expiry: absolute unix seconds, 0 = never                   |
-//! | 16     | 1    | bits: 0x01 referenced, 0x02 on disk, 0x04 value in memory, 0x08 compressed on disk |
+//! | 16     | 1    | bits: 0x01 referenced, 0x02 on disk, 0x04 value in memory, 0x08 compressed on disk, 0x10 fetched, 0x20 win token sent, 0x40 stale |
 //! | 17     | 1    | key length (1..=250)                                       |
-//! | 18     | 16   | only when on disk: segment id, offset, stored value length, value length (u32 each) |
-//! | 18/34  | k    | key                                                        |
+//! | 18     | 4    | last access: unix seconds (meta `l`, `me la`)              |
+//! | 22     | 16   | only when on disk: segment id, offset, stored value length, value length (u32 each) |
+//! | 22/38  | k    | key                                                        |
 //! | ...    | v    | value, only when in memory                                 |
 //!
 //! A boxed slice rather than a struct of fields keeps an item to one allocation (and the
@@ -23,14 +24,23 @@ const OFF_FLAGS: usize = 8;
 const OFF_EXPIRY: usize = 12;
 const OFF_BITS: usize = 16;
 const OFF_KEY_LEN: usize = 17;
-const OFF_LOCATION: usize = 18;
-pub const ITEM_HEADER_LEN: usize = 18;
+const OFF_ATIME: usize = 18;
+const OFF_LOCATION: usize = 22;
+pub const ITEM_HEADER_LEN: usize = 22;
 const LOCATION_LEN: usize = 16;
 
 const BIT_REFERENCED: u8 = 0x01;
 const BIT_ON_DISK: u8 = 0x02;
 const BIT_RESIDENT: u8 = 0x04;
 const BIT_COMPRESSED: u8 = 0x08;
+/// Served to a read at least once (meta `h`, `me fetch`).
+pub const BIT_FETCHED: u8 = 0x10;
+/// A meta `mg` was answered `W` for this item: later readers get `Z`.
+pub const BIT_TOKEN_SENT: u8 = 0x20;
+/// Invalidated (`md I`, `ms I`): readers get `X`, and one of them `W`.
+pub const BIT_STALE: u8 = 0x40;
+/// The state bits a client's reads and invalidations set (the rest describe storage).
+const STATE_BITS: u8 = BIT_FETCHED | BIT_TOKEN_SENT | BIT_STALE;
 
 /// Where an item's record is, and how its value is stored there.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -42,6 +52,13 @@ pub struct DiskRef {
 }
 
 pub struct Item(Box<[u8]>);
+
+/// An item's state bits and last access, apart from the item.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ClientState {
+    bits: u8,
+    atime: u32,
+}
 
 impl Item {
     /// An item with room for `value_len` bytes of value (zeroed), or with no value in memory
@@ -176,10 +193,46 @@ impl Item {
         }
     }
 
+    /// Whether a state bit ([`BIT_FETCHED`], [`BIT_TOKEN_SENT`], [`BIT_STALE`]) is set.
+    pub fn has(&self, bit: u8) -> bool {
+        debug_assert_eq!(bit & !STATE_BITS, 0);
+        self.bits() & bit != 0
+    }
+
+    pub fn set(&mut self, bit: u8, on: bool) {
+        debug_assert_eq!(bit & !STATE_BITS, 0);
+        if on {
+            self.0[OFF_BITS] |= bit;
+        } else {
+            self.0[OFF_BITS] &= !bit;
+        }
+    }
+
+    /// Last access, unix seconds (0 until set).
+    pub fn atime(&self) -> u32 {
+        self.u32_at(OFF_ATIME)
+    }
+
+    pub fn set_atime(&mut self, now: u32) {
+        self.0[OFF_ATIME..OFF_ATIME + 4].copy_from_slice(&now.to_ne_bytes());
+    }
+
+    /// The state clients' reads and invalidations gave this item, to carry onto the item
+    /// that replaces it when only its storage changes.
+    pub fn state(&self) -> ClientState {
+        ClientState { bits: self.bits() & STATE_BITS, atime: self.atime() }
+    }
+
+    pub fn set_state(&mut self, state: ClientState) {
+        self.0[OFF_BITS] = (self.bits() & !STATE_BITS) | state.bits;
+        self.set_atime(state.atime);
+    }
+
     /// The same item without its value in memory (it stays on disk).
     pub fn without_value(&self) -> Item {
         let d = self.disk().expect("only an item on disk can drop its value");
         let mut it = Item::new(self.key(), 0, self.flags(), self.expiry(), self.cas(), Some(d), false);
+        it.set_state(self.state());
         it.set_referenced(false);
         it
     }
@@ -187,6 +240,7 @@ impl Item {
     /// The same item holding `value` in memory.
     pub fn with_resident(&self, value: &[u8]) -> Item {
         let mut it = Item::new(self.key(), value.len(), self.flags(), self.expiry(), self.cas(), self.disk(), true);
+        it.set_state(self.state());
         it.value_mut().copy_from_slice(value);
         it
     }
@@ -226,6 +280,25 @@ mod tests {
         assert!(it.referenced());
         assert_eq!((it.cas(), it.expiry(), it.value()), (99, 0, &b"value"[..]));
         assert_eq!(it.charge(), charge_for(3, 5));
+    }
+
+    #[test]
+    fn client_state_survives_dropping_and_regaining_the_value() {
+        let d = DiskRef { loc: Location { segment: 1, offset: 32 }, stored_len: 1, value_len: 1, compressed: false };
+        let mut it = Item::new(b"k", 1, 0, 0, 1, Some(d), true);
+        assert!(!it.has(BIT_FETCHED) && !it.has(BIT_STALE) && it.atime() == 0);
+        it.set(BIT_FETCHED, true);
+        it.set(BIT_STALE, true);
+        it.set_atime(77);
+        let cold = it.without_value();
+        assert!(cold.has(BIT_FETCHED) && cold.has(BIT_STALE) && !cold.has(BIT_TOKEN_SENT));
+        assert_eq!(cold.atime(), 77);
+        assert!(cold.disk().is_some() && !cold.is_resident());
+        let warm = cold.with_resident(b"v");
+        assert!(warm.has(BIT_STALE) && warm.is_resident() && warm.atime() == 77);
+        let mut fresh = Item::with_value(b"k", b"v", 0, 0, 2);
+        fresh.set(BIT_STALE, false);
+        assert!(!fresh.has(BIT_STALE));
     }
 
     #[test]

@@ -22,6 +22,9 @@ use super::item::{charge_for, DiskRef, Item};
 use super::keydir::{Keydir, Slot};
 use crate::cluster::{partition_of, PARTITIONS};
 
+mod item_state;
+pub use item_state::{ItemInfo, ItemMeta, MetaOps};
+
 /// What happens when items no longer fit in memory.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Mode {
@@ -390,6 +393,7 @@ impl Shard {
                 if let Some(v) = warm {
                     item.value_mut().copy_from_slice(v);
                 }
+                item.set_atime(now);
                 match old {
                     Some(slot) => {
                         self.keydir.replace(slot, item);
@@ -930,10 +934,12 @@ impl Shard {
         }
         let mut item = Item::new(key, value.len(), flags, expiry, cas, disk, true);
         item.value_mut().copy_from_slice(value);
+        item.set_atime(now);
         if !self.make_room(item.charge(), now) {
             // In store mode the record is on disk: keep the key with its value there.
             if let Some(d) = disk.filter(|_| self.config.mode == Mode::Store) {
-                let cold = Item::new(key, 0, flags, expiry, cas, Some(d), false);
+                let mut cold = Item::new(key, 0, flags, expiry, cas, Some(d), false);
+                cold.set_atime(now);
                 if self.make_room(cold.charge(), now) {
                     self.counters.total_items += 1;
                     return Ok(self.keydir.insert(cold));
@@ -1001,6 +1007,7 @@ impl Shard {
 
     fn get(&mut self, key: &[u8], touch: Option<u32>, now: u32) -> Outcome<&[u8]> {
         let Some(slot) = self.find(key, now) else { return Outcome::NotFound };
+        let state = self.note_read(slot, now);
         if let Some(exptime) = touch {
             let expiry = expiry::absolute(exptime, now);
             if self.log.is_some() || self.recording {
@@ -1015,6 +1022,7 @@ impl Shard {
                     Ok(s) => s,
                     Err(o) => return o,
                 };
+                self.keydir.get_mut(slot).set_state(state);
                 return self.answer(slot);
             }
             self.keydir.get_mut(slot).set_expiry(expiry);

@@ -5,7 +5,7 @@
 use super::meta::{MetaCmd, MetaFlags};
 use super::reply::{MetaReply, ReplyTo};
 use super::request::{exptime, Keys, Request, StoreKind};
-use crate::storage::{Command, StoreMode};
+use crate::storage::{Command, MetaOps, StoreMode};
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum Action<'r> {
@@ -20,6 +20,8 @@ pub enum Action<'r> {
     Quit,
     Stats(&'r [u8]),
     Shutdown { graceful: Option<bool> },
+    /// `lru_crawler metadump`.
+    Metadump,
 }
 
 pub fn action<'r>(req: &'r Request<'_>) -> Action<'r> {
@@ -54,6 +56,7 @@ pub fn action<'r>(req: &'r Request<'_>) -> Action<'r> {
         Request::Quit => Action::Quit,
         Request::Stats { group } => Action::Stats(group),
         Request::Shutdown { graceful } => Action::Shutdown { graceful },
+        Request::Metadump => Action::Metadump,
         Request::MetaNoop => Action::Reply(b"MN\r\n"),
         Request::MetaGet { ref key, flags } => {
             let key = key.as_bytes();
@@ -115,5 +118,14 @@ fn meta(cmd: MetaCmd, f: &MetaFlags, cas_zero: bool) -> ReplyTo {
         returns: f.returns,
         opaque: f.opaque,
         touch: if cmd == MetaCmd::Arith { f.ttl.map(exptime) } else { None },
+        ops: MetaOps {
+            vivify: f.vivify.filter(|_| cmd == MetaCmd::Get).map(exptime),
+            recache: f.recache.map(exptime),
+            invalidate: f.invalidate && !cas_zero,
+            ttl: f.ttl.filter(|_| cmd == MetaCmd::Delete).map(exptime),
+            peek: false,
+            no_update: f.no_update,
+        },
+        ttl_after_touch: f.ttl_after_touch,
     })
 }

@@ -114,7 +114,8 @@ fn c_decimal(t: &[u8]) -> Option<(bool, u64)> {
     }
 }
 
-/// memcached's `safe_strtol`: a signed 32-bit number (exptimes, lengths).
+/// memcached's `safe_strtol`: a signed 32-bit number (exptimes, lengths), cut from a 64-bit
+/// `long` as memcached cuts it.
 pub fn parse_i32(t: &[u8]) -> Option<i32> {
     let (negative, magnitude) = c_decimal(t)?;
     let v: i64 = if negative {
@@ -125,10 +126,8 @@ pub fn parse_i32(t: &[u8]) -> Option<i32> {
     } else {
         i64::try_from(magnitude).ok()?
     };
-    if v > i64::from(i32::MAX) {
-        return None;
-    }
-    // C stores a long below INT_MIN into an int32_t by truncation.
+    // memcached 1.6.18 stores the long into an int32_t with no range check: C's truncation
+    // (2147483648 reads as -2147483648, 4294967299 as 3).
     Some(v as i32)
 }
 
@@ -195,7 +194,11 @@ mod tests {
         assert_eq!(parse_i32(b"-1"), Some(-1));
         assert_eq!(parse_i32(b"+7"), Some(7));
         assert_eq!(parse_i32(b"2147483647"), Some(i32::MAX));
-        assert_eq!(parse_i32(b"2147483648"), None);
+        assert_eq!(parse_i32(b"2147483648"), Some(i32::MIN));
+        assert_eq!(parse_i32(b"4294967299"), Some(3));
+        assert_eq!(parse_i32(b"-2147483649"), Some(i32::MAX));
+        assert_eq!(parse_i32(b"9223372036854775808"), None);
+        assert_eq!(parse_i32(b"-9223372036854775808"), Some(0));
         assert_eq!(parse_i32(b"12x"), None);
         assert_eq!(parse_i32(b""), None);
         assert_eq!(parse_i32(b"-"), None);

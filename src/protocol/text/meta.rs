@@ -28,7 +28,7 @@ pub enum MetaCmd {
     Arith,
 }
 
-/// The flags a reply echoes (`c f k O s`), in the order the request gave them.
+/// The flags a reply echoes (`c f k O s t h l`), in the order the request gave them.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Returns {
     letters: [u8; 8],
@@ -37,7 +37,7 @@ pub struct Returns {
 
 impl Returns {
     fn push(&mut self, letter: u8) {
-        // No letter comes twice, and at most five letters echo: the array cannot fill.
+        // No letter comes twice, and at most eight letters echo: the array cannot fill.
         if let Some(slot) = self.letters.get_mut(self.len as usize) {
             *slot = letter;
             self.len += 1;
@@ -76,8 +76,16 @@ pub struct MetaFlags {
     pub opaque: Opaque,
     /// `T`: new TTL.
     pub ttl: Option<i32>,
-    /// `N`: create on a miss, with this TTL (`ma`).
+    /// `N`: create on a miss, with this TTL (`mg`: an empty item, and win; `ma`: a counter).
     pub vivify: Option<i32>,
+    /// `R`: win the recache when the TTL left is below this (`mg`).
+    pub recache: Option<i32>,
+    /// `I`: invalidate (`md`: mark stale; `ms`: an older CAS stores as stale).
+    pub invalidate: bool,
+    /// `t` came after `T`: it shows the new TTL (memcached reads flags in order).
+    pub ttl_after_touch: bool,
+    /// `u` (`mg`): the read does not mark the item fetched or accessed.
+    pub no_update: bool,
     /// `F`: client flags to store.
     pub client_flags: u32,
     /// `C`: compare CAS.
@@ -100,6 +108,10 @@ impl Default for MetaFlags {
             opaque: Opaque::default(),
             ttl: None,
             vivify: None,
+            recache: None,
+            invalidate: false,
+            ttl_after_touch: false,
+            no_update: false,
             client_flags: 0,
             cas: None,
             mode: None,
@@ -111,8 +123,7 @@ impl Default for MetaFlags {
 
 /// Reads the flags of `tokens` from `start` on. The error is memcached's line for it.
 ///
-/// Flags caskade does not serve (see the spec) are refused as memcached refuses a flag it does
-/// not know: `h`, `l`, `t`, `N`, `R` on `mg`; `t` on `ma`; `I` on `ms` and `md`; `E` anywhere.
+/// `E` (set a CAS), which memcached 1.6.18 does not know either, is refused as an unknown flag.
 pub fn parse(cmd: MetaCmd, tokens: &Tokens<'_>, start: usize) -> Result<MetaFlags, &'static str> {
     use MetaCmd::*;
     let mut f = MetaFlags::default();
@@ -140,15 +151,18 @@ pub fn parse(cmd: MetaCmd, tokens: &Tokens<'_>, start: usize) -> Result<MetaFlag
         };
         match letter {
             b'b' => f.base64 = true,
-            b'N' if cmd == Get => return Err(INVALID),
             b'N' => f.vivify = ttl(&mut error, &mut errstr),
             b'T' => f.ttl = ttl(&mut error, &mut errstr),
-            b'R' if cmd == Get => return Err(INVALID),
+            b'R' if cmd == Get => f.recache = ttl(&mut error, &mut errstr),
             b'R' => {
                 ttl(&mut error, &mut errstr);
             }
-            b'h' | b'l' if cmd == Get => return Err(INVALID),
-            b't' if matches!(cmd, Get | Arith) => return Err(INVALID),
+            b'h' | b'l' if cmd == Get => f.returns.push(letter),
+            b't' if matches!(cmd, Get | Arith) => {
+                f.ttl_after_touch = seen[b'T' as usize];
+                f.returns.push(b't');
+            }
+            b'u' if cmd == Get => f.no_update = true,
             b'h' | b'l' | b't' | b'u' | b'P' | b'L' => {}
             b'O' => {
                 if tok.len() > MAX_OPAQUE_TOKEN {
@@ -189,7 +203,7 @@ pub fn parse(cmd: MetaCmd, tokens: &Tokens<'_>, start: usize) -> Result<MetaFlag
                 Some(v) => f.delta = v,
                 None => error = Some(set(&mut errstr, "CLIENT_ERROR invalid numeric delta value")),
             },
-            b'I' if matches!(cmd, Set | Delete) => return Err(INVALID),
+            b'I' if matches!(cmd, Set | Delete) => f.invalidate = true,
             b'I' => {}
             _ => return Err(INVALID),
         }
@@ -258,13 +272,19 @@ mod tests {
     }
 
     #[test]
-    fn flags_caskade_does_not_serve_are_refused() {
-        for line in ["mg key t", "mg key h", "mg key l", "mg key N30", "mg key R30", "mg key E5"] {
-            assert_eq!(flags(MetaCmd::Get, line), Err(INVALID), "{line}");
-        }
-        assert_eq!(flags(MetaCmd::Arith, "ma key t"), Err(INVALID));
-        assert_eq!(flags(MetaCmd::Set, "ms key 1 I"), Err(INVALID));
-        assert_eq!(flags(MetaCmd::Delete, "md key I"), Err(INVALID));
+    fn item_state_flags() {
+        let f = flags(MetaCmd::Get, "mg key N30 R20 t h l s f c k O1").unwrap();
+        assert_eq!((f.vivify, f.recache, f.ttl_after_touch), (Some(30), Some(20), false));
+        assert_eq!(f.returns.iter().collect::<Vec<_>>(), b"thlsfckO");
+        assert!(flags(MetaCmd::Get, "mg key T5 t").unwrap().ttl_after_touch);
+        assert!(!flags(MetaCmd::Get, "mg key t T5").unwrap().ttl_after_touch);
+        assert_eq!(flags(MetaCmd::Arith, "ma key t").unwrap().returns.iter().collect::<Vec<_>>(), b"t");
+        assert!(flags(MetaCmd::Set, "ms key 1 I").unwrap().invalidate);
+        assert!(flags(MetaCmd::Delete, "md key I T30").unwrap().invalidate);
+        assert_eq!(flags(MetaCmd::Get, "mg key Rx"), Err(BAD_TOKEN));
+        // memcached 1.6.18 does not know E.
+        assert_eq!(flags(MetaCmd::Get, "mg key E5"), Err(INVALID));
+        assert_eq!(flags(MetaCmd::Set, "ms key 1 E5"), Err(INVALID));
         // Flags memcached ignores on a command stay ignored.
         assert!(flags(MetaCmd::Set, "ms key 1 t h l").is_ok());
         assert!(flags(MetaCmd::Get, "mg key u I D5").is_ok());

@@ -12,6 +12,7 @@ pub mod base64;
 pub mod dispatch;
 pub mod line;
 pub mod meta;
+pub mod metadump;
 pub mod reply;
 pub mod request;
 

@@ -4,7 +4,7 @@
 
 use super::base64;
 use super::meta::{MetaCmd, Opaque, Returns};
-use crate::storage::Outcome;
+use crate::storage::{ItemInfo, MetaOps, Outcome};
 
 pub const NON_NUMERIC: &str = "CLIENT_ERROR cannot increment or decrement non-numeric value";
 pub const OUT_OF_MEMORY_STORING: &str = "SERVER_ERROR out of memory storing object";
@@ -52,9 +52,25 @@ pub struct MetaReply {
     pub opaque: Opaque,
     /// `ma` with `T`: the exptime to set once the counter has changed.
     pub touch: Option<u32>,
+    /// What the shard is asked to do with the item's state (`N R I`, `md I T`).
+    pub ops: MetaOps,
+    /// `t` came after `T`: it shows the TTL the command set.
+    pub ttl_after_touch: bool,
 }
 
 impl ReplyTo {
+    /// What the shard must do with, or tell of, the item's state for this reply: every
+    /// `mg` (it may win or find the item stale), `ms`/`md` with `I`, `ma` with `t`, `me`.
+    /// `None`: a plain [`Command`](crate::storage::Command) will do.
+    pub fn meta_ops(&self) -> Option<MetaOps> {
+        match self {
+            ReplyTo::Meta(m) if m.cmd == MetaCmd::Get || m.ops.invalidate => Some(m.ops),
+            ReplyTo::Meta(m) if m.cmd == MetaCmd::Arith && m.returns.iter().any(|l| l == b't') => Some(m.ops),
+            ReplyTo::Debug { .. } => Some(MetaOps { peek: true, ..MetaOps::default() }),
+            _ => None,
+        }
+    }
+
     /// A command to run on the same shard right after this one, given its outcome (`ma` with
     /// `T` touches the counter it changed).
     pub fn then<'k, V>(&self, key: &'k [u8], outcome: &Outcome<V>) -> Option<crate::storage::Command<&'k [u8]>> {
@@ -89,6 +105,13 @@ pub fn push_u64(out: &mut Vec<u8>, v: u64) {
     out.extend_from_slice(&buf[start..]);
 }
 
+fn push_i64(out: &mut Vec<u8>, v: i64) {
+    if v < 0 {
+        out.push(b'-');
+    }
+    push_u64(out, v.unsigned_abs());
+}
+
 fn line(out: &mut Vec<u8>, text: &str) {
     out.extend_from_slice(text.as_bytes());
     out.extend_from_slice(b"\r\n");
@@ -97,6 +120,13 @@ fn line(out: &mut Vec<u8>, text: &str) {
 /// Appends the reply to a shard's outcome (nothing under `noreply`, for a GET miss, or for
 /// the nominal outcome of a quiet meta command).
 pub fn write_outcome<V: AsRef<[u8]>>(out: &mut Vec<u8>, to: &ReplyTo, key: &[u8], outcome: &Outcome<V>) {
+    write_outcome_with(out, to, key, outcome, None)
+}
+
+/// [`write_outcome`], with what the shard told of the item's state when
+/// [`ReplyTo::meta_ops`] asked for it (`None`: not known, as for a command another node ran;
+/// the flags that need it are left out).
+pub fn write_outcome_with<V: AsRef<[u8]>>(out: &mut Vec<u8>, to: &ReplyTo, key: &[u8], outcome: &Outcome<V>, info: Option<&ItemInfo>) {
     use Outcome::*;
     let text = match (*to, outcome) {
         (ReplyTo::Value { cas: with_cas }, &Value { flags, cas, ref value }) => {
@@ -117,7 +147,7 @@ pub fn write_outcome<V: AsRef<[u8]>>(out: &mut Vec<u8>, to: &ReplyTo, key: &[u8]
             out.extend_from_slice(b"\r\n");
             return;
         }
-        (ReplyTo::Meta(m), _) => return write_meta(out, &m, key, outcome),
+        (ReplyTo::Meta(m), _) => return write_meta(out, &m, key, outcome, info),
         (_, StorageError) => STORAGE_ERROR,
         // A classic get's key whose owner cannot answer reads as a miss: a get response has
         // no per-key error a client can parse (memcached ends a response at an error, and
@@ -129,12 +159,23 @@ pub fn write_outcome<V: AsRef<[u8]>>(out: &mut Vec<u8>, to: &ReplyTo, key: &[u8]
         (_, DurabilityImpossible) => DURABILITY_IMPOSSIBLE,
         (ReplyTo::Value { .. }, _) => return,
         (ReplyTo::Debug { base64: b64 }, &Value { cas, ref value, .. }) => {
+            // memcached: `exp la cas fetch cls size`; one class, size the bytes charged.
             out.extend_from_slice(b"ME ");
             write_key(out, key, b64);
+            if let Some(i) = info {
+                out.extend_from_slice(b" exp=");
+                push_i64(out, i.ttl);
+                out.extend_from_slice(b" la=");
+                push_u64(out, i.last_access.into());
+            }
             out.extend_from_slice(b" cas=");
             push_u64(out, cas);
+            if let Some(i) = info {
+                out.extend_from_slice(if i.fetched { b" fetch=yes" } else { b" fetch=no" });
+                out.extend_from_slice(b" cls=1");
+            }
             out.extend_from_slice(b" size=");
-            push_u64(out, value.as_ref().len() as u64);
+            push_u64(out, info.map_or(value.as_ref().len() as u64, |i| i.size));
             out.extend_from_slice(b"\r\n");
             return;
         }
@@ -180,9 +221,20 @@ fn write_key(out: &mut Vec<u8>, key: &[u8], b64: bool) {
     }
 }
 
-/// The return flags of a meta reply, in request order. `None` leaves a flag out (memcached
-/// echoes only `O` and `k` when there is no item).
-fn write_flags(out: &mut Vec<u8>, m: &MetaReply, key: &[u8], cas: Option<u64>, size: Option<usize>, flags: Option<u32>) {
+/// What a meta reply can return of an item; `None` leaves a flag out (memcached echoes only
+/// `O` and `k` when there is no item).
+#[derive(Default)]
+struct Fields<'i> {
+    cas: Option<u64>,
+    size: Option<usize>,
+    flags: Option<u32>,
+    info: Option<&'i ItemInfo>,
+}
+
+/// The return flags of a meta reply, in request order, then `Z`, `X`, `W` as memcached
+/// appends them.
+fn write_flags(out: &mut Vec<u8>, m: &MetaReply, key: &[u8], f: Fields<'_>) {
+    let Fields { cas, size, flags, info } = f;
     for letter in m.returns.iter() {
         match letter {
             b'O' => {
@@ -214,12 +266,40 @@ fn write_flags(out: &mut Vec<u8>, m: &MetaReply, key: &[u8], cas: Option<u64>, s
                     push_u64(out, flags.into());
                 }
             }
+            b't' => {
+                if let Some(i) = info {
+                    out.extend_from_slice(b" t");
+                    push_i64(out, if m.ttl_after_touch { i.ttl } else { i.ttl_before });
+                }
+            }
+            b'h' => {
+                if let Some(i) = info {
+                    out.extend_from_slice(if i.fetched { b" h1" } else { b" h0" });
+                }
+            }
+            b'l' => {
+                if let Some(i) = info {
+                    out.extend_from_slice(b" l");
+                    push_u64(out, i.last_access.into());
+                }
+            }
             _ => {}
+        }
+    }
+    if let Some(i) = info.filter(|_| m.cmd == MetaCmd::Get) {
+        if i.token_sent {
+            out.extend_from_slice(b" Z");
+        }
+        if i.stale {
+            out.extend_from_slice(b" X");
+        }
+        if i.won {
+            out.extend_from_slice(b" W");
         }
     }
 }
 
-fn write_meta<V: AsRef<[u8]>>(out: &mut Vec<u8>, m: &MetaReply, key: &[u8], outcome: &Outcome<V>) {
+fn write_meta<V: AsRef<[u8]>>(out: &mut Vec<u8>, m: &MetaReply, key: &[u8], outcome: &Outcome<V>, info: Option<&ItemInfo>) {
     use Outcome::*;
     let (code, cas) = match (m.cmd, outcome) {
         (_, NonNumeric) => return line(out, NON_NUMERIC),
@@ -238,7 +318,7 @@ fn write_meta<V: AsRef<[u8]>>(out: &mut Vec<u8>, m: &MetaReply, key: &[u8], outc
             } else {
                 out.extend_from_slice(b"HD");
             }
-            write_flags(out, m, key, Some(cas), Some(value.len()), Some(flags));
+            write_flags(out, m, key, Fields { cas: Some(cas), size: Some(value.len()), flags: Some(flags), info });
             out.extend_from_slice(b"\r\n");
             if m.value {
                 out.extend_from_slice(value);
@@ -260,7 +340,7 @@ fn write_meta<V: AsRef<[u8]>>(out: &mut Vec<u8>, m: &MetaReply, key: &[u8], outc
             } else {
                 out.extend_from_slice(b"HD");
             }
-            write_flags(out, m, key, Some(cas), None, None);
+            write_flags(out, m, key, Fields { cas: Some(cas), info, ..Fields::default() });
             out.extend_from_slice(b"\r\n");
             if m.value {
                 out.extend_from_slice(digits);
@@ -279,6 +359,6 @@ fn write_meta<V: AsRef<[u8]>>(out: &mut Vec<u8>, m: &MetaReply, key: &[u8], outc
     out.extend_from_slice(code);
     // Only `ms` echoes a CAS (0) when it did not store.
     let cas = if m.cmd == MetaCmd::Set { cas } else { None };
-    write_flags(out, m, key, cas, None, None);
+    write_flags(out, m, key, Fields { cas, ..Fields::default() });
     out.extend_from_slice(b"\r\n");
 }

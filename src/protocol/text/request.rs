@@ -99,6 +99,8 @@ pub enum Request<'a> {
     Quit,
     /// `stats` with its first argument ("" for none).
     Stats { group: &'a [u8] },
+    /// `lru_crawler metadump <all|hash|class>`: every item's key and state (one class: all).
+    Metadump,
     /// `shutdown` (`Some(false)`), `shutdown graceful` (`Some(true)`), anything else `None`.
     Shutdown { graceful: Option<bool> },
     MetaNoop,
@@ -254,7 +256,21 @@ fn decode_inner<'a>(buf: &'a [u8], limits: &Limits) -> Result<'a> {
             };
             request(Request::Verbosity { level, noreply })
         }
-        b"stats" => request(Request::Stats { group: t.get(1) }),
+        // Of the crawler's subcommands only `metadump` is served (with any class or `all` or
+        // `hash`: caskade has one class); the others are `ERROR`, as for a crawler not built.
+        b"lru_crawler" if t.get(1) == b"metadump" && !t.get(2).is_empty() => request(Request::Metadump),
+        b"stats" => {
+            // `stats detail <on|off|dump>` is one group, as binary STAT's key "detail on".
+            let (first, second) = (t.get(1), t.get(2));
+            let group = if first == b"detail" && !second.is_empty() {
+                let start = first.as_ptr() as usize - line.as_ptr() as usize;
+                let end = second.as_ptr() as usize - line.as_ptr() as usize + second.len();
+                &line[start..end]
+            } else {
+                first
+            };
+            request(Request::Stats { group })
+        }
         b"shutdown" => {
             let graceful = match (n, t.get(1)) {
                 (2, _) => Some(false),

@@ -157,6 +157,10 @@ fn other_classic_commands() {
     assert_eq!(req("verbosity 1 foo\r\n"), Request::Verbosity { level: 1, noreply: false });
     assert_eq!(req("stats\r\n"), Request::Stats { group: b"" });
     assert_eq!(req("stats settings\r\n"), Request::Stats { group: b"settings" });
+    // `detail` and its argument are one group, as binary STAT's key.
+    assert_eq!(req("stats detail  on\r\n"), Request::Stats { group: b"detail  on" });
+    assert_eq!(req("stats detail\r\n"), Request::Stats { group: b"detail" });
+    assert_eq!(req("stats settings x\r\n"), Request::Stats { group: b"settings" });
     assert_eq!(req("shutdown\r\n"), Request::Shutdown { graceful: Some(false) });
     assert_eq!(req("shutdown graceful\r\n"), Request::Shutdown { graceful: Some(true) });
     assert_eq!(req("shutdown now\r\n"), Request::Shutdown { graceful: None });
