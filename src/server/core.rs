@@ -192,7 +192,7 @@ impl Core {
                     Token(t) if t <= FIRST_LISTENER && FIRST_LISTENER - t < self.listeners.len() => {
                         self.accept(FIRST_LISTENER - t)
                     }
-                    Token(t) if t >= LINK_TOKEN_BASE => self.on_link_event(Token(t)),
+                    Token(t) if t >= LINK_TOKEN_BASE => self.on_link_event(Token(t), event.is_read_closed()),
                     Token(key) => {
                         // Writable first: it sends replies committed in earlier turns, while
                         // the replies to what is read now must wait for this turn's commit.
@@ -387,11 +387,11 @@ impl Core {
         }
     }
 
-    fn on_link_event(&mut self, token: Token) {
+    fn on_link_event(&mut self, token: Token, read_closed: bool) {
         let Some(cluster) = self.node.cluster.as_deref() else { return };
         let registry = self.poll.registry();
         let (conns, dirty, latency) = (&mut self.conns, &mut self.dirty, &mut self.latency);
-        self.links.on_event(token, cluster, registry, self.id, &mut |d| deliver(conns, dirty, latency, d));
+        self.links.on_event(token, read_closed, cluster, registry, self.id, &mut |d| deliver(conns, dirty, latency, d));
     }
 
     fn tick_links(&mut self) {

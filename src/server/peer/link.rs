@@ -329,9 +329,14 @@ impl Links {
     }
 
     /// A readiness event for the link behind `token`.
+    /// `read_closed`: the event says the peer closed its side (then the socket is read to its
+    /// end even after a short read, or that end would go unseen: edge-triggered readiness
+    /// does not report it again).
+    #[allow(clippy::too_many_arguments)]
     pub fn on_event(
         &mut self,
         token: Token,
+        read_closed: bool,
         cluster: &Cluster,
         registry: &Registry,
         this_core: usize,
@@ -342,7 +347,7 @@ impl Links {
         if link.state == State::Down {
             return;
         }
-        if let Err(reason) = link.on_event(cluster, this_core, deliver) {
+        if let Err(reason) = link.on_event(read_closed, cluster, this_core, deliver) {
             link.down(cluster, this_core, &reason, registry, deliver);
         }
     }
@@ -443,7 +448,7 @@ impl Link {
         Ok(())
     }
 
-    fn on_event(&mut self, cluster: &Cluster, this_core: usize, deliver: &mut impl FnMut(Delivery<'_>)) -> Result<(), String> {
+    fn on_event(&mut self, read_closed: bool, cluster: &Cluster, this_core: usize, deliver: &mut impl FnMut(Delivery<'_>)) -> Result<(), String> {
         let Some(socket) = self.socket.as_mut() else { return Ok(()) };
         // Only a connection still being made can have failed silently.
         if self.state == State::Hello {
@@ -454,6 +459,7 @@ impl Link {
         self.write().map_err(|e| format!("write failed: {e}"))?;
         let max_body = if self.authenticated { super::MAX_BODY } else { super::HANDSHAKE_MAX_BODY };
         // `rbuf[..rlen]` holds what was read; the buffer is zero-filled only when it grows.
+        let mut eof = false;
         loop {
             let Some(socket) = self.socket.as_mut() else { return Ok(()) };
             if self.rbuf.len() - self.rlen < READ_CHUNK / 2 {
@@ -461,12 +467,17 @@ impl Link {
             }
             let room = self.rbuf.len() - self.rlen;
             match socket.read(&mut self.rbuf[self.rlen..]) {
-                Ok(0) => return Err("closed by the peer".into()),
+                Ok(0) => {
+                    // What came before the end is answered first.
+                    eof = true;
+                    break;
+                }
                 Ok(n) => {
                     self.rlen += n;
                     // A short read drained the socket (edge-triggered: new bytes raise a new
-                    // event), which saves the read that would return EAGAIN.
-                    if n < room {
+                    // event), which saves the read that would return EAGAIN; unless the peer
+                    // has closed, whose end-of-file raises no new event.
+                    if n < room && !read_closed {
                         break;
                     }
                 }
@@ -498,6 +509,9 @@ impl Link {
         }
         self.rbuf = rbuf;
         result?;
+        if eof {
+            return Err("closed by the peer".into());
+        }
         // What the frames asked to send (AUTH and the queued requests).
         self.write().map_err(|e| format!("write failed: {e}"))
     }
