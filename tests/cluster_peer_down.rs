@@ -91,7 +91,7 @@ fn a_killed_or_hung_peer_gets_temporary_failures_then_serves_again() {
 
     // c hangs (SIGSTOP): its kernel still takes the bytes, nobody answers. The forward
     // timeout answers instead, and once c runs again the link comes back.
-    nodes[2].signal(libc::SIGSTOP);
+    common::sigstop(&nodes[2]);
     let started = Instant::now();
     assert_eq!(get(&nodes[1], &on_c[1]), TEMPORARY_FAILURE, "while c is stopped");
     let waited = started.elapsed();

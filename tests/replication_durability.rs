@@ -76,20 +76,8 @@ fn get_replica(s: &mut TcpStream, key: &str) -> Option<Vec<u8>> {
     }
 }
 
-/// SIGSTOP, and wait until every thread of the process has stopped (the signal is delivered
-/// asynchronously: a thread in the middle of a turn may finish it first).
 fn stop(node: &Server) {
-    node.signal(libc::SIGSTOP);
-    let tasks = format!("/proc/{}/task", node.pid());
-    wait_until("every thread stopped", Duration::from_secs(10), || {
-        std::fs::read_dir(&tasks).is_ok_and(|dir| {
-            dir.flatten().all(|t| {
-                let stat = std::fs::read_to_string(t.path().join("stat")).unwrap_or_default();
-                // The state follows the command name in parentheses.
-                stat.rsplit_once(") ").is_some_and(|(_, rest)| rest.starts_with('T') || rest.starts_with('t'))
-            })
-        })
-    });
+    common::sigstop(node);
 }
 
 fn streams_live(nodes: &[&Server]) {

@@ -517,3 +517,24 @@ fn drain<R: Read + Send + 'static>(mut source: R) -> thread::JoinHandle<String> 
         String::from_utf8_lossy(&bytes).into_owned()
     })
 }
+
+/// SIGSTOP, and wait until every thread of the process has stopped (the signal is delivered
+/// asynchronously: a thread in the middle of a turn may finish it, and answer, first).
+pub fn sigstop(server: &Server) {
+    server.signal(libc::SIGSTOP);
+    let tasks = format!("/proc/{}/task", server.pid());
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let stopped = std::fs::read_dir(&tasks).is_ok_and(|dir| {
+            dir.flatten().all(|t| {
+                let stat = std::fs::read_to_string(t.path().join("stat")).unwrap_or_default();
+                stat.rsplit_once(") ").is_some_and(|(_, rest)| rest.starts_with('T') || rest.starts_with('t'))
+            })
+        });
+        if stopped {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "pid {} not stopped within 10 s", server.pid());
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
