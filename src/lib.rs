@@ -40,7 +40,7 @@
 //!   (0x84 / SERVER_ERROR) if it fails; replies to other cores carry the same choice.
 //!   everysec: a syncer thread per shard fsyncs once a second. always: the shard's commit
 //!   thread fsyncs (storage/disk/group_commit.rs) while the loop goes on; the turn's replies
-//!   (all of them) wait with the turn's epoch until an fsync covers it, then leave.
+//!   (all of them) wait with the turn's sync round until an fsync covers it, then leave.
 //!   replies leave in request order: straight into the write buffer while nothing is
 //!   outstanding, otherwise behind the outstanding slots; one write() per turn and connection
 //!
@@ -53,8 +53,11 @@
 //!   core ─▶ that core's replicate::serve checks each record (stream::check: next seqno) and
 //!   applies it with the primary's seqno and CAS (Shard::apply), and its answer (positions)
 //!   leaves after its own commit, like any held reply ─▶ the stream advances its acks.
-//!   durability = majority: a write's reply waits in the core's Gate (server/gate.rs, no
-//!   I/O) for the turn's commit, then for enough backups' acks, or its deadline (ambiguous).
+//!   A durable write (the cluster's `durability`, or the request's level: a binary frame
+//!   info, a meta `Y` flag, carried in a forwarded request's data type) runs through
+//!   route::execute_gated; its reply waits in the core's Gate (server/gate.rs, no I/O) for
+//!   the turn's commit, then for enough backups' acks, or its deadline (ambiguous). Until
+//!   then its key is pending there, and every other reply on that key waits behind it.
 //!
 //!   main thread: takes SIGTERM, SIGINT and SIGHUP first of all, recovers the shards (one
 //!   thread each; signals meanwhile are noted and acted on after), binds, spawns the cores,

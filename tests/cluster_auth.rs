@@ -122,7 +122,7 @@ fn bad_peers_are_refused_and_logged() {
     let mut bad = Vec::new();
     auth::write_auth(&mut bad, &t.proof(b"not the cluster's secret", Role::Initiator));
     // A forwarded request right behind the bad AUTH must not be served.
-    forward::write_request(&mut bad, 0, 1, &Command::Get { key: b"x" }, None);
+    forward::write_request(&mut bad, 0, 1, &Command::Get { key: b"x" }, None, None);
     p.send(&bad);
     let (code, ..) = p.recv().expect("AUTH refused");
     assert_eq!(code, status::AUTH_ERROR);
@@ -146,7 +146,7 @@ fn bad_peers_are_refused_and_logged() {
     let key = (0..).map(|i| format!("own-{i}")).find(|k| caskade::cluster::partition_of(k.as_bytes()).is_multiple_of(2)).unwrap();
     let p_of = caskade::cluster::partition_of(key.as_bytes());
     let mut req = Vec::new();
-    forward::write_request(&mut req, p_of, 7, &Command::Get { key: key.as_bytes() }, None);
+    forward::write_request(&mut req, p_of, 7, &Command::Get { key: key.as_bytes() }, None, None);
     p.send(&req);
     assert_eq!(p.recv().expect("answered").0, forward::code::NOT_FOUND);
     // A frame that announces more than any item: closed.

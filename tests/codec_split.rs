@@ -110,6 +110,7 @@ impl Owned {
             extras: self.extras,
             key: &self.key,
             value: &self.value,
+            durability: None,
         }
     }
 

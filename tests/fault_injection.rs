@@ -453,19 +453,19 @@ fn with_two_cores_a_failed_write_is_an_error_status_whichever_core_owns_the_key(
     assert!(server.stop().success());
 }
 
-/// Drives turns until `done` says the shard's epochs are where the test wants them; each
+/// Drives turns until `done` says the shard's sync_rounds are where the test wants them; each
 /// wait is for the commit thread's wake-up, as the event loop waits.
-fn turns_until_epochs(shard: &mut Shard, wake: &crossbeam_channel::Receiver<()>, done: impl Fn(caskade::storage::disk::Epochs) -> bool) {
+fn turns_until_sync_rounds(shard: &mut Shard, wake: &crossbeam_channel::Receiver<()>, done: impl Fn(caskade::storage::disk::SyncRounds) -> bool) {
     let deadline = Instant::now() + Duration::from_secs(10);
-    while !done(shard.epochs().expect("group commit is on")) {
-        assert!(Instant::now() < deadline, "epochs stuck at {:?}", shard.epochs());
+    while !done(shard.sync_rounds().expect("group commit is on")) {
+        assert!(Instant::now() < deadline, "sync_rounds stuck at {:?}", shard.sync_rounds());
         let _ = wake.recv_timeout(Duration::from_millis(100));
         let _ = end_turn(shard);
     }
 }
 
 #[test]
-fn under_group_commit_an_epoch_is_durable_once_its_fsync_is_done_and_fails_with_it() {
+fn under_group_commit_a_sync_round_is_durable_once_its_fsync_is_done_and_fails_with_it() {
     let setup = Setup { fsync: Fsync::Always, segment_size: 1 << 20, ..Setup::default() };
     let (dir, mut shard, faults) = faulty(&setup);
     let (tx, wake) = crossbeam_channel::unbounded();
@@ -475,44 +475,44 @@ fn under_group_commit_an_epoch_is_durable_once_its_fsync_is_done_and_fails_with_
     .unwrap();
     let mut book = Book::new();
 
-    // 1. Each turn's records make an epoch; it becomes durable once the commit thread's
+    // 1. Each turn's records make a round; it becomes durable once the commit thread's
     //    fsync is taken in by a later turn, and only then would its replies leave.
     for k in 0..10 {
         let key = format!("k:{k}");
         let v = value(&key, "acked");
         assert!(matches!(set(&mut shard, &key, &v, NOW), Outcome::Done { .. }));
         end_turn(&mut shard).expect("a healthy disk");
-        let epoch = shard.epochs().unwrap().written;
-        assert_eq!(epoch, k + 1, "one epoch per turn that wrote");
-        turns_until_epochs(&mut shard, &wake, |e| e.durable >= epoch);
-        assert!(shard.epochs().unwrap().failed < epoch);
+        let round = shard.sync_rounds().unwrap().written;
+        assert_eq!(round, k + 1, "one round per turn that wrote");
+        turns_until_sync_rounds(&mut shard, &wake, |e| e.durable >= round);
+        assert!(shard.sync_rounds().unwrap().failed < round);
         book.insert(key, v);
     }
-    // What power loss leaves holds every write of a durable epoch.
+    // What power loss leaves holds every write of a durable round.
     faults.power_loss();
     check_reads(&mut shard, &book, "group commit, before the fault");
 
-    // 2. The fsync of an epoch fails: the epoch is failed, not durable, and mutations are
+    // 2. The fsync of a round fails: the round is failed, not durable, and mutations are
     //    refused until a sync works again.
     faults.sync.fail(Errno::Eio);
     let queued = value("queued", "unacknowledged");
     assert!(matches!(set(&mut shard, "queued", &queued, NOW), Outcome::Done { .. }));
     end_turn(&mut shard).expect("the write itself works");
-    let epoch = shard.epochs().unwrap().written;
-    turns_until_epochs(&mut shard, &wake, |e| e.failed >= epoch);
-    assert!(shard.epochs().unwrap().durable < epoch, "a failed epoch counted durable");
+    let round = shard.sync_rounds().unwrap().written;
+    turns_until_sync_rounds(&mut shard, &wake, |e| e.failed >= round);
+    assert!(shard.sync_rounds().unwrap().durable < round, "a failed round counted durable");
     assert_eq!(run(&mut shard, &mutations()[0], NOW), Outcome::StorageError, "a mutation after a failed fsync");
     check_reads(&mut shard, &book, "group commit, while fsync fails");
 
     // 3. The disk heals: the queued record is written again and synced.
     faults.heal();
     end_turn(&mut shard).expect("the first commit after the disk heals");
-    turns_until_epochs(&mut shard, &wake, |e| e.durable >= e.written);
+    turns_until_sync_rounds(&mut shard, &wake, |e| e.durable >= e.written);
     let after = value("after", "acked");
     assert!(matches!(set(&mut shard, "after", &after, NOW), Outcome::Done { .. }));
     end_turn(&mut shard).unwrap();
-    let epoch = shard.epochs().unwrap().written;
-    turns_until_epochs(&mut shard, &wake, |e| e.durable >= epoch);
+    let round = shard.sync_rounds().unwrap().written;
+    turns_until_sync_rounds(&mut shard, &wake, |e| e.durable >= round);
     faults.power_loss();
     drop(shard);
     book.insert("queued".into(), queued);

@@ -175,7 +175,7 @@ fn request(op: Opcode, key: &[u8], cas: u64, opaque: u32) -> Vec<u8> {
         _ => (RequestExtras::None, key, b""),
     };
     let mut out = Vec::new();
-    Request { opcode: op, data_type: 0, vbucket: 0, opaque, cas, extras, key, value }.encode(&mut out);
+    Request { opcode: op, data_type: 0, vbucket: 0, opaque, cas, extras, key, value, durability: None }.encode(&mut out);
     out
 }
 

@@ -166,7 +166,7 @@ fn check_layout(heading: &str, nth: usize, bytes: &[u8], want: &[(&str, Want)]) 
 
 fn request(cmd: &Command<&[u8]>, then_touch: Option<u32>) -> Vec<u8> {
     let mut out = Vec::new();
-    forward::write_request(&mut out, 0x0123, 0x89AB_CDEF, cmd, then_touch);
+    forward::write_request(&mut out, 0x0123, 0x89AB_CDEF, cmd, then_touch, None);
     out
 }
 
@@ -844,7 +844,8 @@ fn forwarded_request_layouts() {
                 partition: 0x0123,
                 opaque: 0x89AB_CDEF,
                 cmd,
-                then_touch
+                then_touch,
+                durability: None
             })
         );
     }
@@ -1100,4 +1101,25 @@ fn verify_layouts() {
         &[("partition", Want::Int(5)), ("seqno", Want::Int(0x11)), ("digest", Want::Int(0x2233_4455_6677_8899)), ("items", Want::Int(0x0102))],
     );
     assert_eq!(repl::parse_digests(f.value), Ok(vec![d]));
+}
+
+#[test]
+fn forwarded_durability_codes() {
+    use caskade::protocol::Durability;
+    let rows = table("Durability of a forwarded request");
+    let levels = [None, Some(Durability::None), Some(Durability::Majority), Some(Durability::PersistMajority)];
+    assert_eq!(rows.len(), levels.len(), "one row per level");
+    let cmd = Command::Delete { key: &b"key-17"[..], cas: 0 };
+    for (row, level) in rows.iter().zip(levels) {
+        let code = num(&row[0]) as u8;
+        assert_eq!(Durability::peer_code(level), code, "{row:?}");
+        let mut out = Vec::new();
+        forward::write_request(&mut out, 0x0123, 1, &cmd, None, level);
+        assert_eq!(out[5], code, "data_type carries the level");
+        assert_eq!(forward::parse_request(&decode(&out)).map(|f| f.durability), Ok(level));
+    }
+    let mut out = Vec::new();
+    forward::write_request(&mut out, 0x0123, 1, &cmd, None, None);
+    out[5] = 4;
+    assert!(forward::parse_request(&decode(&out)).is_err(), "any other code is malformed");
 }

@@ -198,3 +198,93 @@ fn a_silent_backup_gives_ambiguous_and_a_dead_one_impossible() {
     let text = String::from_utf8_lossy(&stats);
     assert!(text.contains("STAT durable_ambiguous 1\r\n") && text.contains("STAT durable_impossible 1\r\n"), "{text}");
 }
+
+/// A binary request with Couchbase's flexible framing (magic 0x08) and the frame infos
+/// `framing`; returns the response's status.
+fn flex_request(s: &mut TcpStream, opcode: u8, framing: &[u8], extras: &[u8], key: &str, value: &[u8]) -> u16 {
+    let body = framing.len() + extras.len() + key.len() + value.len();
+    let mut req = vec![0x08, opcode, framing.len() as u8, key.len() as u8, extras.len() as u8, 0, 0, 0];
+    req.extend_from_slice(&(body as u32).to_be_bytes());
+    req.extend_from_slice(&[0; 12]);
+    req.extend_from_slice(framing);
+    req.extend_from_slice(extras);
+    req.extend_from_slice(key.as_bytes());
+    req.extend_from_slice(value);
+    s.write_all(&req).expect("send");
+    let mut head = [0u8; 24];
+    s.read_exact(&mut head).expect("a header");
+    assert_eq!(head[0], 0x81, "a plain response");
+    let mut b = vec![0u8; u32::from_be_bytes(head[8..12].try_into().expect("4 bytes")) as usize];
+    s.read_exact(&mut b).expect("a body");
+    u16::from_be_bytes([head[6], head[7]])
+}
+
+/// Whether a reply arrives on `s` within `wait` (one byte is read and lost).
+fn answers_within(s: &mut TcpStream, wait: Duration) -> bool {
+    s.set_read_timeout(Some(wait)).expect("timeout");
+    let mut b = [0u8; 1];
+    let got = match s.read(&mut b) {
+        Ok(n) => n > 0,
+        Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => false,
+        Err(e) => panic!("read: {e}"),
+    };
+    s.set_read_timeout(Some(Duration::from_secs(30))).expect("timeout");
+    got
+}
+
+#[test]
+fn a_request_asks_its_own_level_and_a_pending_write_is_seen_by_nobody() {
+    // The cluster's default is `none`: only the requests that ask wait for the backup.
+    let files = ClusterFiles::with_settings(&IDS, "test", SECRET, "durability = \"none\"\ndurability_timeout_ms = 2000\n");
+    let nodes = files.start_all(&["-t", "2"]);
+    streams_live(&[&nodes[0], &nodes[1], &nodes[2]]);
+    let keys = keys_on(0, 1, 5);
+    let mut on_a = connect(&nodes[0]);
+    let mut on_c = connect(&nodes[2]);
+    // A connection speaks one protocol, fixed by its first byte.
+    let mut binary_a = connect(&nodes[0]);
+    assert_eq!(line(&mut on_a, &format!("ms {} 1 Y1\r\n1\r\n", keys[0])), "HD", "a live backup acknowledges");
+    assert_eq!(flex_request(&mut binary_a, 0x01, &[0x11, 3], &[0; 8], &keys[0], b"p"), 0, "persist to majority, live backup");
+
+    stop(&nodes[1]);
+    // No level asked: the default, `none`, answers at once.
+    assert_eq!(line(&mut on_a, &format!("set {} 0 0 1\r\n1\r\n", keys[1])), "STORED");
+    // Asked for, here and through another node (the level travels with the forwarded request).
+    let started = Instant::now();
+    assert_eq!(flex_request(&mut binary_a, 0x01, &[0x11, 1], &[0; 8], &keys[2], b"2"), 0xa3, "binary majority: sync write ambiguous");
+    assert!(started.elapsed() >= Duration::from_millis(1998), "{:?}", started.elapsed());
+    assert_eq!(line(&mut on_c, &format!("ms {} 1 Y1\r\n2\r\n", keys[2])), "SERVER_ERROR sync write ambiguous", "forwarded from c");
+    assert_eq!(line(&mut on_c, &format!("md {} Y3\r\n", keys[2])), "SERVER_ERROR sync write ambiguous", "md persist, forwarded");
+    // Levels no one offers get their own answers, and the connection goes on.
+    assert_eq!(flex_request(&mut binary_a, 0x01, &[0x11, 2], &[0; 8], &keys[3], b"x"), 0xa0, "level 2: invalid");
+    assert_eq!(flex_request(&mut binary_a, 0x00, &[0x11, 1], &[], &keys[3], b""), 0x04, "on a read: invalid arguments");
+    assert_eq!(line(&mut on_a, &format!("ms {} 1 Y2\r\nx\r\n", keys[3])), "CLIENT_ERROR bad durability level");
+    assert_eq!(line(&mut on_a, &format!("mg {} v\r\n", keys[3])), "EN", "refused requests did not run");
+
+    // A durable write pending on a key hides it: a read of the key, on the primary's either
+    // core and through another node, answers only once the write is released.
+    let k = &keys[4];
+    let mut readers: Vec<TcpStream> = vec![connect(&nodes[0]), connect(&nodes[0]), connect(&nodes[2])];
+    let sets = || {
+        let stats = common::cluster::text_round_trip(&nodes[0], b"stats\r\n", b"END\r\n");
+        let text = String::from_utf8_lossy(&stats).into_owned();
+        text.lines().find_map(|l| l.strip_prefix("STAT cmd_set ")).and_then(|v| v.trim().parse::<u64>().ok()).unwrap_or(0)
+    };
+    let before = sets();
+    on_a.write_all(format!("ms {k} 1 Y1\r\nv\r\n").as_bytes()).expect("send");
+    wait_until("the durable write has run", Duration::from_secs(10), || sets() > before);
+    let asked = Instant::now();
+    for r in &mut readers {
+        r.write_all(format!("mg {k} v\r\n").as_bytes()).expect("send");
+    }
+    for (i, r) in readers.iter_mut().enumerate() {
+        assert!(!answers_within(r, Duration::from_millis(250)), "reader {i} saw the pending write");
+    }
+    assert_eq!(line(&mut on_a, ""), "SERVER_ERROR sync write ambiguous");
+    for r in &mut readers {
+        assert_eq!(line(r, ""), "VA 1");
+        assert_eq!(line(r, ""), "v");
+    }
+    assert!(asked.elapsed() >= Duration::from_millis(400), "the reads waited for the write: {:?}", asked.elapsed());
+    nodes[1].signal(libc::SIGCONT);
+}

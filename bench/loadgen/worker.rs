@@ -355,6 +355,7 @@ impl Worker {
                 extras,
                 key: &key[..key_len],
                 value,
+                durability: None,
             }
             .encode(&mut conn.wbuf);
             conn.inflight.push_back(InFlight {

@@ -58,28 +58,7 @@ pub struct ClusterFile {
     pub verify_interval: Option<Duration>,
 }
 
-/// What a write's acknowledgement promises (`durability` in `[cluster]`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Durability {
-    /// Once the primary has it (its own fsync policy applies); backups get it after.
-    None,
-    /// Once a majority of the partition's copies hold it (the backups' answers follow their
-    /// commit: written, synced only under their `--fsync always`).
-    Majority,
-    /// Once a majority of the copies have it on disk (backups fsync before they answer).
-    PersistMajority,
-}
-
-impl Durability {
-    /// Backups that must acknowledge a write, of `replicas`: a majority of the `replicas + 1`
-    /// copies, less the primary's own.
-    pub fn backups_needed(self, replicas: usize) -> usize {
-        match self {
-            Durability::None => 0,
-            Durability::Majority | Durability::PersistMajority => replicas.div_ceil(2),
-        }
-    }
-}
+pub use crate::protocol::Durability;
 
 impl std::fmt::Debug for ClusterFile {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

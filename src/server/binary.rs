@@ -64,7 +64,7 @@ pub fn process(ctx: &mut Ctx<'_>, conn: &mut Connection, key: usize) {
 
 /// Serves one request: storage commands go to the key's shard, the rest is answered here.
 fn serve(ctx: &mut Ctx<'_>, conn: &mut Connection, from: ReturnAddress, req: &Request<'_>) {
-    let to = ReplyTo { opcode: req.opcode, opaque: req.opaque };
+    let to = ReplyTo { opcode: req.opcode, opaque: req.opaque, durability: req.durability };
     let action = dispatch::action(req);
     if !matches!(action, Action::Storage(_)) {
         ctx.latency.served(crate::stats::latency::Op::Other);

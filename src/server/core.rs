@@ -71,7 +71,7 @@ pub struct Core {
     /// Replies waiting for this turn's commit (`held.rs`).
     held: Held,
     /// Under group commit (`--fsync always`): the replies of earlier turns, each turn's with
-    /// the epoch that must be durable before they leave.
+    /// the round that must be durable before they leave.
     waiting: VecDeque<Waiting>,
     /// The streams to this core's backups (a cluster with `replicas` > 0).
     replication: Option<Replication>,
@@ -85,7 +85,7 @@ pub struct Core {
 
 /// One turn's replies that wait for an fsync: to this core's connections, and to others.
 struct Waiting {
-    epoch: u64,
+    round: u64,
     held: Held,
     replies: Vec<(usize, ReplyBatch)>,
 }
@@ -525,38 +525,29 @@ impl Core {
                         let cmd = batch.command(f);
                         let (shard, stats, now) = (&mut self.shard, &*self.stats, self.now);
                         let (reply, key) = (f.reply.as_ref(), cmd.key().unwrap_or(&[]));
-                        let durable = reply.and_then(|_| route::Durable::of(self.node.cluster.as_deref(), &cmd));
-                        let Some(d) = durable else {
-                            self.outbox.replies(f.from.core).push(f.from, reply, key, |out| {
-                                route::execute(shard, stats, &cmd, reply, now, out)
-                            });
+                        let cluster = self.node.cluster.as_deref();
+                        // A flush's share (no reply of its own), and any command when no
+                        // durable write is asked for or pending: the reply goes straight out.
+                        let gated = |to: &crate::protocol::ReplyTo| !self.gate.is_empty() || route::Durable::of(cluster, &cmd, to.durability()).is_some();
+                        let Some(to) = reply.filter(|to| gated(to)) else {
+                            self.outbox.replies(f.from.core).push(f.from, reply, key, |out| route::execute(shard, stats, &cmd, reply, now, out));
                             continue;
                         };
-                        let Some(to) = reply else { continue };
-                        if !d.possible(self.replication.as_ref(), crate::cluster::partition_of(key)) {
-                            stats.durable_impossible.incr();
-                            self.outbox.replies(f.from.core).push(f.from, reply, key, |out| {
-                                to.write_outcome::<&[u8]>(out, key, &crate::storage::Outcome::DurabilityImpossible);
-                                false
-                            });
-                            continue;
-                        }
-                        let mark = shard.changes_len();
                         self.scratch.clear();
-                        let appended = route::execute(shard, stats, &cmd, reply, now, &mut self.scratch);
-                        match shard.change_since(mark) {
-                            Some((p, seqno)) => {
-                                let (disk, ambiguous) = route::durable_alternatives(to, key);
-                                self.gate.hold(Dest::Core(f.from), &self.scratch, &disk, &ambiguous, p, seqno, d.need, now_ms + d.timeout_ms);
+                        let placed = route::execute_gated(shard, stats, &self.gate, cluster, self.replication.as_ref(), &cmd, to, now, now_ms, &mut self.scratch);
+                        let appended = match placed {
+                            route::Placed::Now { appended } => appended,
+                            route::Placed::Impossible => false,
+                            gated => {
+                                gated.hold(&mut self.gate, Dest::Core(f.from), key, &self.scratch);
+                                continue;
                             }
-                            None => {
-                                let bytes = &self.scratch;
-                                self.outbox.replies(f.from.core).push(f.from, reply, key, |out| {
-                                    out.extend_from_slice(bytes);
-                                    appended
-                                });
-                            }
-                        }
+                        };
+                        let bytes = &self.scratch;
+                        self.outbox.replies(f.from.core).push(f.from, reply, key, |out| {
+                            out.extend_from_slice(bytes);
+                            appended
+                        });
                     }
                 }
                 Message::Control(c) => control::answer(self.id, &mut self.shard, &self.latency, self.now, c),
@@ -596,7 +587,7 @@ impl Core {
     /// later mutations get one too until the disk works again, and reads go on.
     ///
     /// Under group commit the fsync runs on the shard's commit thread: this turn's replies
-    /// (held ones, and those to other cores) wait with the turn's epoch, and leave once an
+    /// (held ones, and those to other cores) wait with the turn's round, and leave once an
     /// fsync has covered it, as error statuses if that fsync failed.
     fn commit(&mut self) -> bool {
         let committed = match self.shard.needs_commit() {
@@ -610,12 +601,12 @@ impl Core {
                 }
             },
         };
-        let epochs = self.shard.epochs();
-        if let Some(e) = epochs.filter(|e| committed && e.written > e.durable) {
+        let sync_rounds = self.shard.sync_rounds();
+        if let Some(e) = sync_rounds.filter(|e| committed && e.written > e.durable) {
             let replies = self.outbox.take_replies();
             if !self.held.is_empty() || !replies.is_empty() {
                 let held = std::mem::take(&mut self.held);
-                self.waiting.push_back(Waiting { epoch: e.written, held, replies });
+                self.waiting.push_back(Waiting { round: e.written, held, replies });
             }
         } else {
             let mut held = std::mem::take(&mut self.held);
@@ -624,17 +615,17 @@ impl Core {
         }
         // Without group commit (never, or no more: a reload synced the log before it left
         // `always`) whatever still waits is durable.
-        let e = epochs.unwrap_or(crate::storage::disk::Epochs { written: u64::MAX, durable: u64::MAX, failed: 0 });
+        let e = sync_rounds.unwrap_or(crate::storage::disk::SyncRounds { written: u64::MAX, durable: u64::MAX, failed: 0 });
         {
             while let Some(w) = self.waiting.front() {
-                let ok = match w.epoch {
+                let ok = match w.round {
                     n if n <= e.durable => true,
                     n if n <= e.failed => false,
                     _ => break,
                 };
                 let mut w = self.waiting.pop_front().expect("front exists");
                 if !ok {
-                    log::error!("core {}: an fsync failed; the mutations of epoch {} get an error status", self.id, w.epoch);
+                    log::error!("core {}: an fsync failed; the mutations of round {} get an error status", self.id, w.round);
                 }
                 self.release(&mut w.held, ok);
                 for (core, mut batch) in w.replies {
@@ -654,16 +645,16 @@ impl Core {
             return;
         };
         r.after_commit(&mut self.shard, committed);
-        r.pump(&mut self.shard, &mut self.links, cluster, self.id, self.mailboxes.len(), self.now);
+        r.pump(&mut self.shard, &mut self.links, cluster, self.id, self.mailboxes.len(), self.now, self.gate.wants_persist());
         self.write_links();
         if self.gate.is_empty() {
             return;
         }
         let mut released = Vec::new();
-        let epochs = self.shard.epochs();
-        let epoch = epochs.filter(|e| e.written > e.durable).map(|e| e.written);
-        self.gate.committed(committed, epoch, |d, b, v| released.push((d, b.to_vec(), v)));
-        if let Some(e) = epochs {
+        let sync_rounds = self.shard.sync_rounds();
+        let round = sync_rounds.filter(|e| e.written > e.durable).map(|e| e.written);
+        self.gate.committed(committed, round, |d, b, v| released.push((d, b.to_vec(), v)));
+        if let Some(e) = sync_rounds {
             self.gate.fsynced(e.durable, e.failed, |d, b, v| released.push((d, b.to_vec(), v)));
         }
         let r = self.replication.as_ref().expect("replication is on");
@@ -673,7 +664,7 @@ impl Core {
             match verdict {
                 Verdict::Durable => self.stats.durable_writes.incr(),
                 Verdict::Ambiguous => self.stats.durable_ambiguous.incr(),
-                Verdict::DiskError => {}
+                Verdict::DiskError | Verdict::Behind => {}
             }
             match dest {
                 Dest::Conn { conn, generation, seq } => {

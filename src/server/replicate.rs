@@ -27,8 +27,6 @@ const FRAMES_PER_TURN: usize = 8;
 /// One core's primary side.
 pub struct Replication {
     backlog: Backlog,
-    /// Backups answer only once the changes are on their disk (`persist_majority`).
-    persist: bool,
     streams: Vec<Stream>,
     /// The link generation each stream was opened on.
     opened_on: Vec<u64>,
@@ -76,7 +74,6 @@ impl Replication {
         let n = cluster.map.nodes().len();
         Some(Replication {
             backlog: Backlog::new(cluster.file.backlog_bytes, |p| shard.last_seqno(p)),
-            persist: cluster.file.durability == crate::cluster::config::Durability::PersistMajority,
             streams: Vec::new(),
             opened_on: Vec::new(),
             built: vec![false; n],
@@ -113,7 +110,10 @@ impl Replication {
     /// Makes the streams whose backup's core count is now known, takes their answers and
     /// sends what they have for their links.
     #[allow(clippy::too_many_arguments)]
-    pub fn pump(&mut self, shard: &mut Shard, links: &mut Links, cluster: &Cluster, this_core: usize, cores: usize, now: u32) {
+    /// `persist`: a `persist_majority` write waits, so the frames sent now ask the backups
+    /// to answer only once the changes are on their disks.
+    #[allow(clippy::too_many_arguments)]
+    pub fn pump(&mut self, shard: &mut Shard, links: &mut Links, cluster: &Cluster, this_core: usize, cores: usize, now: u32, persist: bool) {
         self.build(cluster, this_core, cores);
         let now_ms = self.now_ms();
         // Core 0 starts a verification round every `verify_interval_s`.
@@ -201,7 +201,6 @@ impl Replication {
                 });
                 (next.map(|s| s as u64), items)
             };
-            let persist = self.persist;
             for _ in 0..FRAMES_PER_TURN {
                 let Some(frame) = s.next_frame(&self.backlog, &mut scan) else { break };
                 if links.submit_repl(cluster, s.node, s.core, Op::ReplChanges, |out, opaque| repl::write_changes(out, opaque, persist, &frame)).is_err() {
@@ -340,8 +339,8 @@ pub fn serve(ctx: &mut Ctx<'_>, cluster: &Cluster, conn: &mut Connection, key: u
             // The acknowledgement leaves once the backup's own commit has the changes (and,
             // under `--fsync always`, its fsync); a failed commit turns it into a refusal.
             let appended = ctx.shard.records_appended() != appended;
-            if appended || ctx.shard.epochs().is_some() {
-                let to = ReplyTo::Peer(PeerReply { op, opaque, then_touch: None });
+            if appended || ctx.shard.sync_rounds().is_some() {
+                let to = ReplyTo::Peer(PeerReply { op, opaque, then_touch: None, durability: None });
                 ctx.held.hold(conn, key, start, appended, &to, b"");
             }
         }

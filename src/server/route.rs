@@ -4,7 +4,7 @@
 use mio::Registry;
 
 use super::connection::Connection;
-use super::gate::{Dest, Gate};
+use super::gate::{Dest, Gate, Wait};
 use super::held::Held;
 use super::replicate::Replication;
 use super::mailbox::{Outbox, ReturnAddress};
@@ -12,7 +12,7 @@ use super::peer::link::{InFlightReq, Links};
 use super::peer::Cluster;
 use super::Node;
 use crate::cluster::{self, Owner};
-use crate::protocol::{Limits, ReplyTo};
+use crate::protocol::{Durability, Limits, ReplyTo};
 use crate::storage::Outcome;
 use crate::stats::latency::{Op, Recorder};
 use crate::stats::CoreStats;
@@ -49,36 +49,113 @@ pub struct Ctx<'c> {
     pub mailboxes: &'c super::mailbox::Mailboxes,
 }
 
-/// What a durable write of this node must wait for: how many backups, and until when.
+/// What a durable write must wait for: how many backups (on their disks if `persist`, and
+/// then on this node's disk too), and for how long.
 #[derive(Clone, Copy, Debug)]
 pub struct Durable {
     pub need: usize,
+    pub persist: bool,
     pub timeout_ms: u64,
 }
 
+/// How long a durable write waits without a cluster (a single node's `persist_majority`,
+/// which waits only for its own fsync).
+const SINGLE_NODE_TIMEOUT_MS: u64 = 2000;
+
 impl Durable {
-    /// The requirement of `cmd` on a node of `cluster` (none for reads and flushes, and with
-    /// `durability = "none"`).
-    pub fn of(cluster: Option<&Cluster>, cmd: &Command<&[u8]>) -> Option<Durable> {
-        let c = cluster?;
-        let need = c.file.durability.backups_needed(c.map.replicas());
+    /// The requirement of `cmd`: the level `asked` by the request, else the cluster's
+    /// default; a majority of the partition's `replicas + 1` copies, the primary's among
+    /// them. None for reads and flushes, for level `none`, and for `majority` without
+    /// backups (the primary alone is the majority).
+    pub fn of(cluster: Option<&Cluster>, cmd: &Command<&[u8]>, asked: Option<Durability>) -> Option<Durable> {
         let mutation = matches!(cmd, Command::Store { .. } | Command::Delete { .. } | Command::Arith { .. } | Command::Touch { .. } | Command::GetAndTouch { .. });
-        (need > 0 && mutation).then_some(Durable { need, timeout_ms: c.file.durability_timeout.as_millis() as u64 })
+        let level = asked.or(cluster.map(|c| c.file.durability)).filter(|_| mutation)?;
+        let need = level.backups_needed(cluster.map_or(0, |c| c.map.replicas()));
+        let persist = level == Durability::PersistMajority;
+        let timeout_ms = cluster.map_or(SINGLE_NODE_TIMEOUT_MS, |c| c.file.durability_timeout.as_millis() as u64);
+        (need > 0 || persist).then_some(Durable { need, persist, timeout_ms })
     }
 
     /// Whether enough of `p`'s backups are live to try.
     pub fn possible(self, replication: Option<&Replication>, p: u16) -> bool {
-        replication.is_some_and(|r| r.live_backups(p) >= self.need)
+        self.need == 0 || replication.is_some_and(|r| r.live_backups(p) >= self.need)
     }
 }
 
-/// The two other answers a durable write's reply is held with: the disk error, and the
-/// ambiguous one a deadline gives.
-pub fn durable_alternatives(to: &ReplyTo, key: &[u8]) -> (Vec<u8>, Vec<u8>) {
-    let (mut disk, mut ambiguous) = (Vec::new(), Vec::new());
-    to.write_outcome::<&[u8]>(&mut disk, key, &Outcome::StorageError);
-    to.write_outcome::<&[u8]>(&mut ambiguous, key, &Outcome::SyncWriteAmbiguous);
-    (disk, ambiguous)
+/// What to do with a reply [`execute_gated`] wrote.
+pub enum Placed {
+    /// It may go as replies without a durable write go: with the turn's commit if `appended`.
+    Now { appended: bool },
+    /// It waits in the gate: hand it to [`Gate::hold`] (`key` set: the durable write itself)
+    /// or [`Gate::hold_behind`], with these alternatives.
+    Gated { wait: Wait, own: bool, disk: Vec<u8>, ambiguous: Vec<u8> },
+    /// A durable write refused before it ran (too few live backups): the reply is written.
+    Impossible,
+}
+
+/// Runs `cmd` on this core's shard like [`execute`], and says whether the reply it wrote
+/// into `out` (from its length on entry) must wait in the gate: a durable write's own
+/// reply, and any reply to a command on a key with a durable write still pending.
+#[allow(clippy::too_many_arguments)]
+pub fn execute_gated(
+    shard: &mut Shard,
+    stats: &CoreStats,
+    gate: &Gate,
+    cluster: Option<&Cluster>,
+    replication: Option<&Replication>,
+    cmd: &Command<&[u8]>,
+    to: &ReplyTo,
+    now: u32,
+    now_ms: u64,
+    out: &mut Vec<u8>,
+) -> Placed {
+    let key = cmd.key().unwrap_or(&[]);
+    let durable = Durable::of(cluster, cmd, to.durability());
+    if let Some(d) = durable {
+        if !d.possible(replication, cluster::partition_of(key)) {
+            stats.durable_impossible.incr();
+            to.write_outcome::<&[u8]>(out, key, &Outcome::DurabilityImpossible);
+            return Placed::Impossible;
+        }
+        if d.persist {
+            // A majority on disk counts this node's copy: the turn's commit syncs it.
+            shard.request_sync();
+        }
+    }
+    let mark = shard.changes_len();
+    let appended = execute(shard, stats, cmd, Some(to), now, out);
+    let own = durable.and_then(|d| {
+        let (partition, seqno) = shard.change_since(mark)?;
+        Some(Wait { partition, seqno, need: d.need, persist: d.persist, deadline_ms: now_ms + d.timeout_ms })
+    });
+    let (wait, own) = match (own, gate.pending(key)) {
+        (Some(w), _) => (w, true),
+        (None, Some(w)) => (w, false),
+        (None, None) => return Placed::Now { appended },
+    };
+    let mut disk = Vec::new();
+    if appended {
+        to.write_outcome::<&[u8]>(&mut disk, key, &Outcome::StorageError);
+    }
+    let mut ambiguous = Vec::new();
+    if own {
+        to.write_outcome::<&[u8]>(&mut ambiguous, key, &Outcome::SyncWriteAmbiguous);
+    }
+    Placed::Gated { wait, own, disk, ambiguous }
+}
+
+impl Placed {
+    /// Holds the reply `ok` in `gate` for `dest`, if it is gated; `false` if it is not.
+    pub fn hold(self, gate: &mut Gate, dest: Dest, key: &[u8], ok: &[u8]) -> bool {
+        let Placed::Gated { wait, own, disk, ambiguous } = self else { return false };
+        // A command that wrote nothing keeps its reply whatever its turn's commit does.
+        let disk: &[u8] = if disk.is_empty() { ok } else { &disk };
+        match own {
+            true => gate.hold(dest, key, ok, disk, &ambiguous, wait),
+            false => gate.hold_behind(dest, ok, disk, wait),
+        }
+        true
+    }
 }
 
 /// Runs `cmd` on `shard`, counts it, and appends the reply for `to` (nothing when `to` is
@@ -111,32 +188,26 @@ pub fn execute(shard: &mut Shard, stats: &CoreStats, cmd: &Command<&[u8]>, to: O
 
 /// Runs `cmd` on this core's shard for `conn`; a reply that must wait for the commit is held:
 /// one to a command that appended a record, and under group commit every one (a read may
-/// have seen a record not yet durable).
+/// have seen a record not yet durable). One that waits for backups goes to the gate.
 pub(super) fn execute_here(ctx: &mut Ctx<'_>, conn: &mut Connection, key: usize, cmd: &Command<&[u8]>, to: &ReplyTo) {
-    let durable = Durable::of(ctx.cluster, cmd);
     let cmd_key = cmd.key().unwrap_or(&[]);
-    if let Some(d) = durable {
-        if !d.possible(ctx.replication, cluster::partition_of(cmd_key)) {
-            ctx.stats.durable_impossible.incr();
-            to.write_outcome::<&[u8]>(conn.out(), cmd_key, &Outcome::DurabilityImpossible);
-            return;
-        }
-    }
     let start = conn.out().len();
-    let mark = ctx.shard.changes_len();
-    let appended = execute(ctx.shard, ctx.stats, cmd, Some(to), ctx.now, conn.out());
-    if let (Some(d), Some((p, seqno))) = (durable, ctx.shard.change_since(mark)) {
-        // The reply waits in the gate: this turn's commit, then the backups.
-        let ok = conn.out()[start..].to_vec();
-        conn.out().truncate(start);
-        let seq = conn.expect_replies(1, Vec::new());
-        let (disk, ambiguous) = durable_alternatives(to, cmd_key);
-        let dest = Dest::Conn { conn: key, generation: conn.generation, seq };
-        ctx.gate.hold(dest, &ok, &disk, &ambiguous, p, seqno, d.need, ctx.now_ms + d.timeout_ms);
-        return;
-    }
-    if appended || ctx.shard.epochs().is_some() {
-        ctx.held.hold(conn, key, start, appended, to, cmd.key().unwrap_or(&[]));
+    let placed = execute_gated(ctx.shard, ctx.stats, ctx.gate, ctx.cluster, ctx.replication, cmd, to, ctx.now, ctx.now_ms, conn.out());
+    match placed {
+        Placed::Impossible => {}
+        Placed::Now { appended } => {
+            if appended || ctx.shard.sync_rounds().is_some() {
+                ctx.held.hold(conn, key, start, appended, to, cmd_key);
+            }
+        }
+        gated => {
+            // The reply waits in the gate: this turn's commit, then the backups.
+            let ok = conn.out()[start..].to_vec();
+            conn.out().truncate(start);
+            let seq = conn.expect_replies(1, Vec::new());
+            let dest = Dest::Conn { conn: key, generation: conn.generation, seq };
+            gated.hold(ctx.gate, dest, cmd_key, &ok);
+        }
     }
 }
 

@@ -640,7 +640,7 @@ impl Shard {
     }
 
     /// Under `--fsync always`, fsyncs leave the event loop: `notify` wakes it when one
-    /// finishes, and replies wait until [`epochs`](Self::epochs) says theirs is durable.
+    /// finishes, and replies wait until [`sync_rounds`](Self::sync_rounds) says theirs is durable.
     pub fn enable_group_commit(&mut self, notify: super::disk::group_commit::Notify) -> io::Result<()> {
         match &mut self.log {
             Some(log) => log.enable_group_commit(notify),
@@ -650,8 +650,8 @@ impl Shard {
 
     /// Where group commit stands; `None` when a successful [`commit`](Self::commit) is
     /// enough for replies to leave (no log, or a policy other than `always`).
-    pub fn epochs(&self) -> Option<super::disk::Epochs> {
-        self.log.as_ref().filter(|l| l.group_commit()).map(Log::epochs)
+    pub fn sync_rounds(&self) -> Option<super::disk::SyncRounds> {
+        self.log.as_ref().filter(|l| l.group_commit()).map(Log::sync_rounds)
     }
 
     /// Whether records wait for [`commit`](Self::commit).

@@ -24,7 +24,7 @@ pub struct Client {
 
 fn encode(opcode: Opcode, key: &[u8], value: &[u8], extras: RequestExtras, opaque: u32, cas: u64) -> Vec<u8> {
     let mut out = Vec::new();
-    Request { opcode, data_type: 0, vbucket: 0, opaque, cas, extras, key, value }.encode(&mut out);
+    Request { opcode, data_type: 0, vbucket: 0, opaque, cas, extras, key, value, durability: None }.encode(&mut out);
     out
 }
 

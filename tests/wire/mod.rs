@@ -27,7 +27,7 @@ pub struct Reply {
 }
 
 pub fn request<'a>(opcode: Opcode, key: &'a [u8], value: &'a [u8], extras: RequestExtras, opaque: u32) -> Request<'a> {
-    Request { opcode, data_type: 0, vbucket: 0, opaque, cas: 0, extras, key, value }
+    Request { opcode, data_type: 0, vbucket: 0, opaque, cas: 0, extras, key, value, durability: None }
 }
 
 pub fn encode(reqs: &[Request<'_>]) -> Vec<u8> {

@@ -41,7 +41,7 @@ impl Reply {
 }
 
 fn req<'a>(opcode: Opcode, key: &'a [u8], value: &'a [u8], extras: RequestExtras, opaque: u32) -> Request<'a> {
-    Request { opcode, data_type: 0, vbucket: 0, opaque, cas: 0, extras, key, value }
+    Request { opcode, data_type: 0, vbucket: 0, opaque, cas: 0, extras, key, value, durability: None }
 }
 
 impl Client {

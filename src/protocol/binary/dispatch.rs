@@ -18,6 +18,8 @@ pub const ARITH_NO_CREATE: u32 = 0xffff_ffff;
 pub struct ReplyTo {
     pub opcode: Opcode,
     pub opaque: u32,
+    /// The durability the request asked for (`None`: the cluster's default).
+    pub durability: Option<crate::protocol::Durability>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -140,7 +142,7 @@ mod tests {
 
     fn reply(opcode: Opcode, outcome: Outcome<&[u8]>) -> Vec<u8> {
         let mut out = Vec::new();
-        write_outcome(&mut out, ReplyTo { opcode, opaque: 5 }, b"key", &outcome);
+        write_outcome(&mut out, ReplyTo { opcode, opaque: 5, durability: None }, b"key", &outcome);
         out
     }
 
@@ -203,6 +205,7 @@ mod tests {
             extras: RequestExtras::Arith { delta: 1, initial: 5, exptime: ARITH_NO_CREATE },
             key: b"k",
             value: b"",
+            durability: None,
         };
         assert!(matches!(action(&req), Action::Storage(Command::Arith { initial: None, .. })));
     }
@@ -210,7 +213,7 @@ mod tests {
     #[test]
     fn stats_end_with_an_empty_frame() {
         let mut out = Vec::new();
-        write_stats(&mut out, ReplyTo { opcode: Opcode::Stat, opaque: 1 }, [("pid", "1".to_string())]);
+        write_stats(&mut out, ReplyTo { opcode: Opcode::Stat, opaque: 1, durability: None }, [("pid", "1".to_string())]);
         let (first, used) = Response::decode(&out).unwrap().unwrap();
         assert_eq!((first.key, first.value), (&b"pid"[..], &b"1"[..]));
         let last = decoded(&out[used..]);

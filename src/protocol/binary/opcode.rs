@@ -155,6 +155,16 @@ impl Opcode {
         )
     }
 
+    /// Commands that change an item: those a durability requirement may go with.
+    pub fn is_mutation(self) -> bool {
+        use Opcode::*;
+        matches!(
+            self,
+            Set | SetQ | Add | AddQ | Replace | ReplaceQ | Append | AppendQ | Prepend | PrependQ | Delete | DeleteQ
+                | Increment | IncrementQ | Decrement | DecrementQ | Touch | Gat | GatQ | GatK | GatKQ
+        )
+    }
+
     /// Commands whose successful reply carries the key (GETK, GETKQ, GATK, GATKQ).
     pub fn returns_key(self) -> bool {
         matches!(self, Opcode::GetK | Opcode::GetKQ | Opcode::GatK | Opcode::GatKQ)

@@ -4,6 +4,16 @@
 use super::header::{Header, HEADER_LEN, REQUEST_MAGIC};
 use super::opcode::{Extras, Key, Opcode};
 use super::status::Status;
+use crate::protocol::Durability;
+
+/// Couchbase's "alternative request" magic: a request with flexible framing extras. Its
+/// header's byte 2 is the framing extras' length and byte 3 the key's (one byte each); the
+/// framing extras come first in the body, before the extras.
+pub const ALT_REQUEST_MAGIC: u8 = 0x08;
+
+/// The frame info id of a durability requirement (Couchbase's `DurabilityRequirement`): a
+/// level byte, optionally followed by a 2-byte timeout in milliseconds.
+pub const FRAME_INFO_DURABILITY: u8 = 1;
 
 /// memcached's `KEY_MAX_LENGTH`.
 pub const MAX_KEY_LEN: usize = 250;
@@ -39,6 +49,9 @@ pub struct Request<'a> {
     pub extras: RequestExtras,
     pub key: &'a [u8],
     pub value: &'a [u8],
+    /// The durability a flexibly framed request asks for (`None`: none asked, the cluster's
+    /// default applies).
+    pub durability: Option<Durability>,
 }
 
 /// Why a frame cannot be served as a request.
@@ -54,12 +67,51 @@ pub enum DecodeError {
 /// The key of a SET or SETQ at the front of `buf` that was refused as too large (its
 /// [`DecodeError::Reject`] comes only once the key has arrived): memcached unlinks it.
 pub fn refused_set_key(buf: &[u8]) -> Option<&[u8]> {
-    let header = Header::peek(buf)?;
+    let (header, framing) = peek(buf)?;
     if !matches!(Opcode::from_u8(header.opcode), Opcode::Set | Opcode::SetQ) {
         return None;
     }
-    let start = HEADER_LEN + header.extras_len as usize;
+    let start = HEADER_LEN + framing + header.extras_len as usize;
     buf.get(start..start + header.key_len as usize)
+}
+
+/// The header at the front of `buf`, read as its magic lays it out, and the length of its
+/// flexible framing extras (0 for a plain request).
+fn peek(buf: &[u8]) -> Option<(Header, usize)> {
+    let mut header = Header::peek(buf)?;
+    if header.magic != ALT_REQUEST_MAGIC {
+        return Some((header, 0));
+    }
+    header.key_len = u16::from(buf[3]);
+    Some((header, usize::from(buf[2])))
+}
+
+/// Why flexible framing extras cannot be served: the status to answer with.
+fn frame_infos(mut b: &[u8]) -> Result<Option<Durability>, Status> {
+    let mut durability = None;
+    while let Some((&first, rest)) = b.split_first() {
+        let (mut id, mut len, mut rest) = (first >> 4, usize::from(first & 0x0f), rest);
+        // Ids and lengths of 15 are escapes: one more byte each, added to 15.
+        if id == 15 {
+            let (&more, r) = rest.split_first().ok_or(Status::InvalidArguments)?;
+            (id, rest) = (15u8.saturating_add(more), r);
+        }
+        if len == 15 {
+            let (&more, r) = rest.split_first().ok_or(Status::InvalidArguments)?;
+            (len, rest) = (15 + usize::from(more), r);
+        }
+        let data = rest.get(..len).ok_or(Status::InvalidArguments)?;
+        match (id, len) {
+            // The timeout (2 more bytes) is read and not used: the cluster's
+            // `durability_timeout_ms` applies (protocol-spec/memcached-binary.md).
+            (FRAME_INFO_DURABILITY, 1 | 3) => {
+                durability = Some(Durability::from_level(data[0]).ok_or(Status::DurabilityInvalidLevel)?);
+            }
+            _ => return Err(Status::InvalidArguments),
+        }
+        b = &rest[len..];
+    }
+    Ok(durability)
 }
 
 impl<'a> Request<'a> {
@@ -68,13 +120,13 @@ impl<'a> Request<'a> {
     /// A frame is judged by its header alone before the body is awaited, so a header that
     /// announces a huge body never makes the caller buffer it.
     pub fn decode(buf: &'a [u8], limits: &Limits) -> Result<Option<(Request<'a>, usize)>, DecodeError> {
-        let Some(header) = Header::peek(buf) else {
-            if buf.first().is_some_and(|&m| m != REQUEST_MAGIC) {
+        let Some((header, framing)) = peek(buf) else {
+            if buf.first().is_some_and(|&m| m != REQUEST_MAGIC && m != ALT_REQUEST_MAGIC) {
                 return Err(DecodeError::Close { header: None, status: Status::InvalidArguments });
             }
             return Ok(None);
         };
-        if header.magic != REQUEST_MAGIC {
+        if header.magic != REQUEST_MAGIC && header.magic != ALT_REQUEST_MAGIC {
             return Err(DecodeError::Close { header: None, status: Status::InvalidArguments });
         }
         let invalid = DecodeError::Close { header: Some(header), status: Status::InvalidArguments };
@@ -87,7 +139,7 @@ impl<'a> Request<'a> {
         if matches!(opcode, Opcode::Unknown(_) | Opcode::SaslListMechs | Opcode::SaslAuth | Opcode::SaslStep) {
             return Err(DecodeError::Reject { header, status: Status::UnknownCommand, skip: frame_len });
         }
-        let Some(value_len) = header.value_len() else { return Err(invalid) };
+        let Some(value_len) = header.value_len().and_then(|v| v.checked_sub(framing as u32)) else { return Err(invalid) };
         let extras_ok = match shape.extras {
             Extras::Exactly(n) => header.extras_len == n,
             Extras::ZeroOr(n) => header.extras_len == 0 || header.extras_len == n,
@@ -116,9 +168,18 @@ impl<'a> Request<'a> {
         if buf.len() < frame_len {
             return Ok(None);
         }
-        let extras_end = HEADER_LEN + header.extras_len as usize;
+        let durability = match frame_infos(&buf[HEADER_LEN..HEADER_LEN + framing]) {
+            Ok(d) => d,
+            Err(status) => return Err(DecodeError::Reject { header, status, skip: frame_len as u64 }),
+        };
+        if durability.is_some() && !opcode.is_mutation() {
+            // Couchbase answers a durability requirement on a read with EINVAL.
+            return Err(DecodeError::Reject { header, status: Status::InvalidArguments, skip: frame_len as u64 });
+        }
+        let extras_start = HEADER_LEN + framing;
+        let extras_end = extras_start + header.extras_len as usize;
         let key_end = extras_end + header.key_len as usize;
-        let extras = decode_extras(opcode, &buf[HEADER_LEN..extras_end]);
+        let extras = decode_extras(opcode, &buf[extras_start..extras_end]);
         Ok(Some((
             Request {
                 opcode,
@@ -129,6 +190,7 @@ impl<'a> Request<'a> {
                 extras,
                 key: &buf[extras_end..key_end],
                 value: &buf[key_end..frame_len],
+                durability,
             },
             frame_len,
         )))
@@ -155,18 +217,26 @@ impl<'a> Request<'a> {
                 4
             }
         };
+        // A durability requirement goes in a frame info: id 1, length 1, the level.
+        let framing: &[u8] = match self.durability {
+            None => &[],
+            Some(Durability::None) => &[0x11, 0],
+            Some(Durability::Majority) => &[0x11, 1],
+            Some(Durability::PersistMajority) => &[0x11, 3],
+        };
         let header = Header {
-            magic: REQUEST_MAGIC,
+            magic: if framing.is_empty() { REQUEST_MAGIC } else { ALT_REQUEST_MAGIC },
             opcode: self.opcode.to_u8(),
-            key_len: self.key.len() as u16,
+            key_len: if framing.is_empty() { self.key.len() as u16 } else { (framing.len() as u16) << 8 | self.key.len() as u16 },
             extras_len: extras_len as u8,
             data_type: self.data_type,
             vbucket_or_status: self.vbucket,
-            body_len: (extras_len + self.key.len() + self.value.len()) as u32,
+            body_len: (framing.len() + extras_len + self.key.len() + self.value.len()) as u32,
             opaque: self.opaque,
             cas: self.cas,
         };
         header.write_to(out);
+        out.extend_from_slice(framing);
         out.extend_from_slice(&extras[..extras_len]);
         out.extend_from_slice(self.key);
         out.extend_from_slice(self.value);
@@ -394,5 +464,77 @@ mod tests {
         let mut f = frame(0x00, &[], b"key", b"", 1, 0);
         f[8..12].copy_from_slice(&u32::MAX.to_be_bytes());
         assert!(matches!(decode(&f), Err(DecodeError::Close { .. })));
+    }
+
+    /// A flexibly framed request (magic 0x08) written out by hand.
+    fn alt_frame(opcode: u8, framing: &[u8], extras: &[u8], key: &[u8], value: &[u8]) -> Vec<u8> {
+        let mut f = vec![ALT_REQUEST_MAGIC, opcode, framing.len() as u8, key.len() as u8, extras.len() as u8, 0, 0, 0];
+        f.extend_from_slice(&((framing.len() + extras.len() + key.len() + value.len()) as u32).to_be_bytes());
+        f.extend_from_slice(&7u32.to_be_bytes());
+        f.extend_from_slice(&0u64.to_be_bytes());
+        f.extend_from_slice(framing);
+        f.extend_from_slice(extras);
+        f.extend_from_slice(key);
+        f.extend_from_slice(value);
+        f
+    }
+
+    #[test]
+    fn a_durability_frame_info_is_read_in_both_forms() {
+        let extras = [0, 0, 0, 1, 0, 0, 0, 0];
+        for (framing, level) in [
+            (&[0x11u8, 1][..], Durability::Majority),
+            (&[0x11, 3][..], Durability::PersistMajority),
+            (&[0x11, 0][..], Durability::None),
+            // With a timeout (read, not used).
+            (&[0x13, 1, 0x01, 0xf4][..], Durability::Majority),
+        ] {
+            let f = alt_frame(0x01, framing, &extras, b"key", b"value");
+            let (r, used) = decode(&f).unwrap().unwrap();
+            assert_eq!(used, f.len());
+            assert_eq!((r.key, r.value, r.durability, r.opaque), (&b"key"[..], &b"value"[..], Some(level), 7));
+            assert_eq!(r.extras, RequestExtras::Store { flags: 1, exptime: 0 });
+            // Cut anywhere, it waits for the rest.
+            for cut in 0..f.len() {
+                assert_eq!(decode(&f[..cut]), Ok(None), "cut at {cut}");
+            }
+        }
+        // `encode` writes what `decode` reads.
+        let f = alt_frame(0x04, &[0x11, 1], &[], b"k", b"");
+        let (r, _) = decode(&f).unwrap().unwrap();
+        let mut again = Vec::new();
+        r.encode(&mut again);
+        assert_eq!(again, f);
+        // No frame info: a plain request.
+        let f = alt_frame(0x00, &[], &[], b"k", b"");
+        let (r, _) = decode(&f).unwrap().unwrap();
+        assert_eq!(r.durability, None);
+    }
+
+    #[test]
+    fn a_bad_frame_info_is_refused_and_the_connection_goes_on() {
+        let extras = [0u8; 8];
+        for (framing, status) in [
+            (&[0x11u8, 2][..], Status::DurabilityInvalidLevel),
+            (&[0x11, 9][..], Status::DurabilityInvalidLevel),
+            (&[0x21, 1][..], Status::InvalidArguments),
+            (&[0x12, 1][..], Status::InvalidArguments),
+            (&[0x13, 1][..], Status::InvalidArguments),
+            (&[0xf1][..], Status::InvalidArguments),
+            (&[0x1f][..], Status::InvalidArguments),
+        ] {
+            let f = alt_frame(0x01, framing, &extras, b"key", b"v");
+            match decode(&f) {
+                Err(DecodeError::Reject { status: s, skip, .. }) => assert_eq!((s, skip), (status, f.len() as u64), "{framing:?}"),
+                other => panic!("{framing:?}: {other:?}"),
+            }
+        }
+        // A durability requirement on a read.
+        let f = alt_frame(0x00, &[0x11, 1], &[], b"key", b"");
+        assert!(matches!(decode(&f), Err(DecodeError::Reject { status: Status::InvalidArguments, .. })));
+        // Framing longer than the body.
+        let mut f = alt_frame(0x01, &[0x11, 1], &extras, b"key", b"");
+        f[2] = 200;
+        assert!(matches!(decode(&f), Err(DecodeError::Close { status: Status::InvalidArguments, .. })));
     }
 }

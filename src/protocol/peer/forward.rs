@@ -10,6 +10,7 @@
 
 use super::{write_frame, Fields, Frame, Op};
 use crate::protocol::binary::{MAX_KEY_LEN, REQUEST_MAGIC, RESPONSE_MAGIC};
+use crate::protocol::Durability;
 use crate::storage::{Command, Outcome, StoreMode};
 
 /// Extras lengths of forwarded requests.
@@ -52,13 +53,16 @@ pub struct Forwarded<'a> {
     pub opaque: u32,
     pub cmd: Command<&'a [u8]>,
     pub then_touch: Option<u32>,
+    /// The durability the client asked for (`None`: the cluster's default).
+    pub durability: Option<Durability>,
 }
 
 /// Why a request frame is not a forwarded command.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Malformed(pub &'static str);
 
-pub fn write_request(out: &mut Vec<u8>, partition: u16, opaque: u32, cmd: &Command<&[u8]>, then_touch: Option<u32>) {
+pub fn write_request(out: &mut Vec<u8>, partition: u16, opaque: u32, cmd: &Command<&[u8]>, then_touch: Option<u32>, durability: Option<Durability>) {
+    let start = out.len();
     let frame = |out: &mut Vec<u8>, op, cas, extras: &[u8], key: &[u8], value: &[u8]| {
         write_frame(out, REQUEST_MAGIC, op, partition, opaque, cas, extras, key, value)
     };
@@ -93,6 +97,8 @@ pub fn write_request(out: &mut Vec<u8>, partition: u16, opaque: u32, cmd: &Comma
         }
         Command::Flush { delay } => frame(out, Op::Flush, 0, &delay.to_be_bytes(), &[], &[]),
     }
+    // The client's durability level rides in `data_type` (0: the cluster's default).
+    out[start + crate::protocol::binary::header::OFF_DATA_TYPE] = Durability::peer_code(durability);
 }
 
 /// The command a forwarded request frame carries.
@@ -169,7 +175,8 @@ pub fn parse_request<'a>(f: &Frame<'a>) -> Result<Forwarded<'a>, Malformed> {
         Op::Hello | Op::Auth => return Err(Malformed("a handshake frame on an open link")),
         Op::ReplOpen | Op::ReplChanges | Op::ReplVerify => return Err(Malformed("a replication frame is not a forwarded command")),
     };
-    Ok(Forwarded { partition: f.partition(), opaque: f.header.opaque, cmd, then_touch })
+    let durability = Durability::from_peer_code(f.header.data_type).map_err(|_| Malformed("a durability level no level has"))?;
+    Ok(Forwarded { partition: f.partition(), opaque: f.header.opaque, cmd, then_touch, durability })
 }
 
 /// Appends the response to a forwarded request: `op` and `opaque` of the request, its key
@@ -248,10 +255,10 @@ mod tests {
 
     fn round_trip(cmd: Command<&[u8]>, then_touch: Option<u32>) {
         let mut out = Vec::new();
-        write_request(&mut out, 513, 99, &cmd, then_touch);
+        write_request(&mut out, 513, 99, &cmd, then_touch, None);
         let (f, used) = Frame::decode(&out, 1 << 20).unwrap().unwrap();
         assert_eq!(used, out.len());
-        assert_eq!(parse_request(&f), Ok(Forwarded { partition: 513, opaque: 99, cmd, then_touch }));
+        assert_eq!(parse_request(&f), Ok(Forwarded { partition: 513, opaque: 99, cmd, then_touch, durability: None }));
     }
 
     #[test]
@@ -317,7 +324,7 @@ mod tests {
                 Command::Arith { incr: true, key, delta: 1, initial: Some(0), exptime: 0, cas: 0 },
             ] {
                 let mut out = Vec::new();
-                write_request(&mut out, 0, 1, &cmd, None);
+                write_request(&mut out, 0, 1, &cmd, None, None);
                 let (f, _) = Frame::decode(&out, 1 << 20).unwrap().unwrap();
                 assert_eq!(parse_request(&f).is_ok(), fine, "{} bytes: {cmd:?}", key.len());
             }
@@ -327,7 +334,7 @@ mod tests {
     #[test]
     fn requests_and_responses_are_not_taken_for_each_other() {
         let mut out = Vec::new();
-        write_request(&mut out, 0, 1, &Command::Get { key: b"k" }, None);
+        write_request(&mut out, 0, 1, &Command::Get { key: b"k" }, None, None);
         let (f, _) = Frame::decode(&out, 1 << 20).unwrap().unwrap();
         assert!(parse_outcome(&f).is_err(), "a GET request (status field 0) is no VALUE");
         let mut out = Vec::new();

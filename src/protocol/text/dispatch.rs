@@ -127,5 +127,6 @@ fn meta(cmd: MetaCmd, f: &MetaFlags, cas_zero: bool) -> ReplyTo {
             no_update: f.no_update,
         },
         ttl_after_touch: f.ttl_after_touch,
+        durability: f.durability,
     })
 }

@@ -10,6 +10,8 @@ pub const DUPLICATE: &str = "CLIENT_ERROR duplicate flag";
 pub const INVALID: &str = "CLIENT_ERROR invalid flag";
 pub const BAD_TOKEN: &str = "CLIENT_ERROR bad token in command line format";
 pub const OPAQUE_TOO_LONG: &str = "CLIENT_ERROR opaque token too long";
+/// caskade's own: a `Y` flag whose level is not 0, 1 or 3.
+pub const BAD_DURABILITY: &str = "CLIENT_ERROR bad durability level";
 /// What `md` and `ma` answer for any flag error.
 pub const INVALID_OR_DUPLICATE: &str = "CLIENT_ERROR invalid or duplicate flag";
 pub const DECODING_KEY: &str = "CLIENT_ERROR error decoding key";
@@ -96,6 +98,9 @@ pub struct MetaFlags {
     pub delta: u64,
     /// `J`: initial counter on a miss with `N` (default 0).
     pub initial: u64,
+    /// `Y<level>` (`ms md ma`, caskade's own; memcached keeps `L` and `P` for its proxy): the durability this write asks for, numbered
+    /// as Couchbase's levels (0 none, 1 majority, 3 persist to majority).
+    pub durability: Option<crate::protocol::Durability>,
 }
 
 impl Default for MetaFlags {
@@ -117,6 +122,7 @@ impl Default for MetaFlags {
             mode: None,
             delta: 1,
             initial: 0,
+            durability: None,
         }
     }
 }
@@ -203,6 +209,12 @@ pub fn parse(cmd: MetaCmd, tokens: &Tokens<'_>, start: usize) -> Result<MetaFlag
                 Some(v) => f.delta = v,
                 None => error = Some(set(&mut errstr, "CLIENT_ERROR invalid numeric delta value")),
             },
+            b'Y' if matches!(cmd, Set | Delete | Arith) => {
+                match std::str::from_utf8(arg).ok().and_then(|a| a.parse::<u8>().ok()).and_then(crate::protocol::Durability::from_level) {
+                    Some(level) => f.durability = Some(level),
+                    None => error = Some(set(&mut errstr, BAD_DURABILITY)),
+                }
+            }
             b'I' if matches!(cmd, Set | Delete) => f.invalidate = true,
             b'I' => {}
             _ => return Err(INVALID),
@@ -288,5 +300,18 @@ mod tests {
         // Flags memcached ignores on a command stay ignored.
         assert!(flags(MetaCmd::Set, "ms key 1 t h l").is_ok());
         assert!(flags(MetaCmd::Get, "mg key u I D5").is_ok());
+    }
+
+    #[test]
+    fn y_asks_a_durability_level_of_a_write() {
+        use crate::protocol::Durability;
+        assert_eq!(flags(MetaCmd::Set, "ms key 1 Y1").unwrap().durability, Some(Durability::Majority));
+        assert_eq!(flags(MetaCmd::Delete, "md key Y3").unwrap().durability, Some(Durability::PersistMajority));
+        assert_eq!(flags(MetaCmd::Arith, "ma key Y0").unwrap().durability, Some(Durability::None));
+        assert_eq!(flags(MetaCmd::Set, "ms key 1").unwrap().durability, None);
+        assert_eq!(flags(MetaCmd::Set, "ms key 1 Y2"), Err(BAD_DURABILITY));
+        assert_eq!(flags(MetaCmd::Set, "ms key 1 Y"), Err(BAD_DURABILITY));
+        assert_eq!(flags(MetaCmd::Set, "ms key 1 Yx"), Err(BAD_DURABILITY));
+        assert_eq!(flags(MetaCmd::Get, "mg key Y1"), Err(INVALID), "a read asks no durability");
     }
 }

@@ -56,6 +56,8 @@ pub struct MetaReply {
     pub ops: MetaOps,
     /// `t` came after `T`: it shows the TTL the command set.
     pub ttl_after_touch: bool,
+    /// `Y`: the durability this write asks for (`None`: the cluster's default).
+    pub durability: Option<crate::protocol::Durability>,
 }
 
 impl ReplyTo {

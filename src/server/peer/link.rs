@@ -215,7 +215,7 @@ impl Links {
         link.next_opaque = link.next_opaque.wrapping_add(1);
         let out = if link.state == State::Up { &mut link.wbuf } else { &mut link.queued };
         let at = out.len();
-        forward::write_request(out, p, opaque, cmd, req.reply.then_touch());
+        forward::write_request(out, p, opaque, cmd, req.reply.then_touch(), req.reply.durability());
         if replica {
             // The same frame as a forwarded GET, under GET_REPLICA's opcode (byte 1).
             out[at + 1] = Op::GetReplica.to_u8();
@@ -230,7 +230,7 @@ impl Links {
             flush: req.flush,
             hops,
             sent: now,
-            deadline: now + cluster.file.forward_timeout,
+            deadline: now + forward_deadline(cluster),
             repl: false,
         });
         peer.forwarded.fetch_add(1, Relaxed);
@@ -293,7 +293,7 @@ impl Links {
         link.in_flight.push_back(InFlight {
             opaque,
             to: ReturnAddress { core: 0, conn: 0, generation: 0, seq: 0, read_at: 0, op: None },
-            reply: ReplyTo::Peer(crate::protocol::PeerReply { op, opaque, then_touch: None }),
+            reply: ReplyTo::Peer(crate::protocol::PeerReply { op, opaque, then_touch: None, durability: None }),
             flush: false,
             hops: false,
             sent: now,
@@ -360,13 +360,14 @@ impl Links {
         }
     }
 
-    /// Fails the links whose oldest request has waited past its deadline, and reconnects
+    /// Fails the links whose oldest request has waited past its deadline (see
+    /// [`forward_deadline`]), and reconnects
     /// the kept ones whose backoff is over.
     pub fn tick(&mut self, cluster: &Cluster, registry: &Registry, this_core: usize, deliver: &mut impl FnMut(Delivery<'_>)) {
         let now = Instant::now();
         for (idx, link) in self.links.iter_mut() {
             if link.in_flight.front().is_some_and(|r| r.deadline <= now) {
-                let reason = format!("no answer within {:?}", cluster.file.forward_timeout);
+                let reason = format!("no answer within {:?}", link.in_flight.front().map_or(cluster.file.forward_timeout, |r| r.deadline - r.sent));
                 link.down(cluster, this_core, &reason, registry, deliver);
             }
             let wanted = link.keep || !link.in_flight.is_empty();
@@ -626,5 +627,18 @@ impl Link {
         self.rlen = 0;
         self.retry_at = Instant::now() + self.backoff;
         self.backoff = (self.backoff * 2).min(BACKOFF_MAX);
+    }
+}
+
+/// How long a forwarded request may wait for its answer: the forward timeout, and in a
+/// cluster with backups the durability timeout on top. There the owner answers a durable
+/// write only once its backups have it or its deadline passed ("sync write ambiguous"), and
+/// any request on the same key waits behind it (its answer would show the write); and the
+/// owner answers in order. A link failed sooner would turn those answers into false temporary
+/// failures. (A hung owner is found that much later; a closed or reset link at once.)
+fn forward_deadline(cluster: &Cluster) -> Duration {
+    match cluster.map.replicas() {
+        0 => cluster.file.forward_timeout,
+        _ => cluster.file.forward_timeout + cluster.file.durability_timeout,
     }
 }

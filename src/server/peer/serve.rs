@@ -5,7 +5,7 @@
 //! version or map, or a proof that does not check out, gets a refusal (its reason in the
 //! value), a log line and the connection closed. After AUTH, each frame is a forwarded
 //! storage command, served by the same routing as a client's (`route::storage`) with a
-//! [`ReplyTo::Peer`], so held replies, commits and fsync epochs keep their promises for it
+//! [`ReplyTo::Peer`], so held replies, commits and fsync sync_rounds keep their promises for it
 //! as they do for a client.
 
 use std::sync::atomic::Ordering::Relaxed;
@@ -92,7 +92,7 @@ fn serve(ctx: &mut Ctx<'_>, cluster: &Cluster, conn: &mut Connection, key: usize
                 Ok(fwd) => fwd,
                 Err(e) => return refuse(ctx, cluster, conn, None, &format!("malformed {op:?} request: {}", e.0)),
             };
-            let to = ReplyTo::Peer(PeerReply { op, opaque: fwd.opaque, then_touch: fwd.then_touch });
+            let to = ReplyTo::Peer(PeerReply { op, opaque: fwd.opaque, then_touch: fwd.then_touch, durability: fwd.durability });
             if let Some(k) = fwd.cmd.key() {
                 let p = crate::cluster::partition_of(k);
                 if p != fwd.partition {

@@ -1,12 +1,13 @@
 //! Group commit for `--fsync always` off the event loop.
 //!
-//! Each event-loop turn that writes records to the log is one *epoch*. The loop does not wait
-//! for the fsync: it hands one to this thread (one at a time, covering every epoch written
-//! before it started), keeps serving, and holds the replies of each epoch until that epoch is
+//! Each event-loop turn that writes records to the log is one *sync round* ("epoch" is kept
+//! for the cluster's per-partition epoch). The loop does not wait
+//! for the fsync: it hands one to this thread (one at a time, covering every round written
+//! before it started), keeps serving, and holds the replies of each round until that round is
 //! durable (`server/held.rs`). So while one fsync runs, the next turns' writes gather for the
 //! next one, and many clients share each fsync without the loop ever blocking on the disk.
 //!
-//! The thread only syncs and reports: which epoch it finished and whether it failed. What a
+//! The thread only syncs and reports: which round it finished and whether it failed. What a
 //! failure means for the log (write the unsynced bytes again, refuse writes until a sync
 //! works) is decided on the loop, in `Log`.
 
@@ -67,7 +68,7 @@ impl SyncStats {
 /// What the thread tells the loop.
 #[derive(Default)]
 struct Shared {
-    /// The highest epoch whose fsync succeeded / failed.
+    /// The highest round whose fsync succeeded / failed.
     done: AtomicU64,
     failed: AtomicU64,
     stats: SyncStats,
@@ -76,15 +77,15 @@ struct Shared {
 /// The outcome of the fsync in flight, once there is one.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Finished {
-    /// Every byte up to `mark` of the segment that was active is durable, as is `epoch`.
-    Synced { epoch: u64, mark: u64 },
-    Failed { epoch: u64 },
+    /// Every byte up to `mark` of the segment that was active is durable, as is `round`.
+    Synced { round: u64, mark: u64 },
+    Failed { round: u64 },
 }
 
 pub struct GroupCommit {
     jobs: Sender<(Box<dyn SyncHandle>, u64)>,
     shared: Arc<Shared>,
-    /// The fsync running: its epoch and the segment length it covers.
+    /// The fsync running: its round and the segment length it covers.
     in_flight: Option<(u64, u64)>,
 }
 
@@ -94,12 +95,12 @@ impl GroupCommit {
         let shared = Arc::new(Shared::default());
         let s = shared.clone();
         std::thread::Builder::new().name(format!("caskade-commit-{shard}")).spawn(move || {
-            for (mut handle, epoch) in rx {
+            for (mut handle, round) in rx {
                 match s.stats.sync(&mut *handle) {
-                    Ok(()) => s.done.store(epoch, Release),
+                    Ok(()) => s.done.store(round, Release),
                     Err(e) => {
                         log::error!("shard {shard}: fsync failed: {e}");
-                        s.failed.store(epoch, Release);
+                        s.failed.store(round, Release);
                     }
                 }
                 notify();
@@ -112,31 +113,31 @@ impl GroupCommit {
         self.in_flight.is_none()
     }
 
-    /// Starts an fsync of `handle` covering `epoch` and the segment up to `mark`. The caller
+    /// Starts an fsync of `handle` covering `round` and the segment up to `mark`. The caller
     /// checks [`is_idle`](Self::is_idle) first.
-    pub fn start(&mut self, handle: Box<dyn SyncHandle>, epoch: u64, mark: u64) -> io::Result<()> {
+    pub fn start(&mut self, handle: Box<dyn SyncHandle>, round: u64, mark: u64) -> io::Result<()> {
         debug_assert!(self.in_flight.is_none());
-        self.jobs.try_send((handle, epoch)).map_err(|_| io::Error::other("the commit thread is gone"))?;
-        self.in_flight = Some((epoch, mark));
+        self.jobs.try_send((handle, round)).map_err(|_| io::Error::other("the commit thread is gone"))?;
+        self.in_flight = Some((round, mark));
         Ok(())
     }
 
     /// Waits until the fsync in flight (if any) has finished, without taking its result in:
     /// for the rare fsync on the loop (a roll, a reload, a stop), which must not run beside it.
     pub fn wait(&self) {
-        let Some((epoch, _)) = self.in_flight else { return };
-        while self.shared.done.load(Acquire) < epoch && self.shared.failed.load(Acquire) < epoch {
+        let Some((round, _)) = self.in_flight else { return };
+        while self.shared.done.load(Acquire) < round && self.shared.failed.load(Acquire) < round {
             std::thread::sleep(std::time::Duration::from_micros(50));
         }
     }
 
     /// The fsync in flight, if it has finished.
     pub fn poll(&mut self) -> Option<Finished> {
-        let (epoch, mark) = self.in_flight?;
-        let finished = if self.shared.done.load(Acquire) >= epoch {
-            Finished::Synced { epoch, mark }
-        } else if self.shared.failed.load(Acquire) >= epoch {
-            Finished::Failed { epoch }
+        let (round, mark) = self.in_flight?;
+        let finished = if self.shared.done.load(Acquire) >= round {
+            Finished::Synced { round, mark }
+        } else if self.shared.failed.load(Acquire) >= round {
+            Finished::Failed { round }
         } else {
             return None;
         };

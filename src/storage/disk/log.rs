@@ -126,17 +126,17 @@ pub struct Log {
     group: Option<GroupCommit>,
     /// How the commit thread wakes the loop; kept to start a new thread after a reload.
     notify: Option<Notify>,
-    /// Epochs: commits that wrote bytes (under `Always`), the last of them known durable,
+    /// SyncRounds: commits that wrote bytes (under `Always`), the last of them known durable,
     /// and the last whose fsync failed.
-    epochs: Epochs,
+    sync_rounds: SyncRounds,
     /// How long the fsyncs on the event loop took (the syncer keeps its own).
     fsync_times: FsyncTimes,
 }
 
-/// Where group commit stands: replies made in epoch `e` may leave once `durable >= e`, and
+/// Where group commit stands: replies made in round `e` may leave once `durable >= e`, and
 /// get an error status if `failed >= e` first.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Epochs {
+pub struct SyncRounds {
     pub written: u64,
     pub durable: u64,
     pub failed: u64,
@@ -209,7 +209,7 @@ impl Log {
             hint: None,
             group: None,
             notify: None,
-            epochs: Epochs::default(),
+            sync_rounds: SyncRounds::default(),
             fsync_times: FsyncTimes::default(),
         };
         if log.config.fsync == Fsync::EverySec {
@@ -335,7 +335,7 @@ impl Log {
         // Always: it also brings the unsynced-bytes bookkeeping `always` needs up to date.
         self.sync()?;
         // `EverySec` syncs on its own thread; `Always` on the commit thread once the loop
-        // asked for it (replies wait for their epoch), else on the loop.
+        // asked for it (replies wait for their round), else on the loop.
         match (fsync, self.syncer.is_some()) {
             (Fsync::EverySec, false) => self.syncer = Some(Syncer::spawn(self.config.shard)?),
             (Fsync::Always | Fsync::Never, true) => {
@@ -360,7 +360,7 @@ impl Log {
 
     /// Under `Always`, syncs off the event loop from now on: [`commit`](Self::commit) only
     /// writes and starts an fsync, `notify` is called when one finishes, and the loop releases
-    /// the replies of the epochs [`epochs`](Self::epochs) says are durable.
+    /// the replies of the sync_rounds [`sync_rounds`](Self::sync_rounds) says are durable.
     pub fn enable_group_commit(&mut self, notify: Notify) -> io::Result<()> {
         self.notify = Some(notify.clone());
         if self.config.fsync == Fsync::Always && self.group.is_none() {
@@ -369,13 +369,13 @@ impl Log {
         Ok(())
     }
 
-    /// Whether fsyncs run off the loop, so that replies must wait for [`epochs`](Self::epochs).
+    /// Whether fsyncs run off the loop, so that replies must wait for [`sync_rounds`](Self::sync_rounds).
     pub fn group_commit(&self) -> bool {
         self.group.is_some()
     }
 
-    pub fn epochs(&self) -> Epochs {
-        self.epochs
+    pub fn sync_rounds(&self) -> SyncRounds {
+        self.sync_rounds
     }
 
     /// Takes in the result of the fsync in flight, if it has finished. A failure is handled
@@ -387,9 +387,9 @@ impl Log {
             // Older than what a sync on the loop already made durable: nothing to learn from
             // it. (A failure is never ignored: the loop waits for the thread's fsync before
             // one of its own, since an fsync error is reported to one file handle only.)
-            Finished::Synced { epoch, .. } if epoch <= self.epochs.durable => {}
-            Finished::Synced { epoch, mark } => {
-                self.epochs.durable = epoch;
+            Finished::Synced { round, .. } if round <= self.sync_rounds.durable => {}
+            Finished::Synced { round, mark } => {
+                self.sync_rounds.durable = round;
                 self.last_sync = Instant::now();
                 // The bytes up to `mark` need no rewrite should a later fsync fail.
                 if mark > self.unsynced_from {
@@ -400,7 +400,7 @@ impl Log {
             }
             Finished::Failed { .. } => {
                 self.failed = true;
-                self.epochs.failed = self.epochs.written;
+                self.sync_rounds.failed = self.sync_rounds.written;
                 let active = self.segments.get_mut(&self.active).expect("the active segment exists");
                 let redo = active.file.truncate(self.unsynced_from).and_then(|_| active.file.append(&self.unsynced));
                 self.rewrite = redo.is_err();
@@ -450,7 +450,7 @@ impl Log {
             active.len += self.pending.len() as u64;
             if self.config.fsync == Fsync::Always {
                 self.unsynced.extend_from_slice(&self.pending);
-                self.epochs.written += 1;
+                self.sync_rounds.written += 1;
             }
             self.pending.clear();
             self.dirty = true;
@@ -465,9 +465,9 @@ impl Log {
             // for everything written meanwhile, once this one is done).
             let idle = self.group.as_ref().is_some_and(GroupCommit::is_idle);
             if idle {
-                let (epoch, mark) = (self.epochs.written, self.active().len);
+                let (round, mark) = (self.sync_rounds.written, self.active().len);
                 let started = self.active().file.sync_handle().and_then(|h| match &mut self.group {
-                    Some(g) => g.start(h, epoch, mark),
+                    Some(g) => g.start(h, round, mark),
                     None => Ok(()),
                 });
                 match started {
@@ -522,7 +522,7 @@ impl Log {
                 self.counters.fsyncs += 1;
                 self.counters.fsync_micros += took.as_micros() as u64;
                 self.fsync_times.record(took);
-                self.epochs.durable = self.epochs.written;
+                self.sync_rounds.durable = self.sync_rounds.written;
                 self.dirty = false;
                 self.last_sync = Instant::now();
                 self.unsynced.clear();
@@ -531,7 +531,7 @@ impl Log {
             }
             Err(e) => {
                 self.failed = true;
-                self.epochs.failed = self.epochs.written;
+                self.sync_rounds.failed = self.sync_rounds.written;
                 self.counters.fsync_errors += 1;
                 if self.config.fsync == Fsync::Always {
                     let redo = active.file.truncate(self.unsynced_from).and_then(|_| active.file.append(&self.unsynced));

@@ -12,5 +12,5 @@ pub mod recovery;
 pub mod watermark;
 
 pub use fs::{Fs, LogFile, RealFs, SharedFs};
-pub use log::{Epochs, Fsync, Log, LogConfig, LogError, Segment};
+pub use log::{SyncRounds, Fsync, Log, LogConfig, LogError, Segment};
 pub use segment::Location;

@@ -148,7 +148,7 @@ fn check_frame(buf: &[u8], max_body: u32, f: &Frame<'_>, used: usize, parsed: &m
         assert!(fwd.cmd.key().is_none_or(|k| (1..=MAX_KEY_LEN).contains(&k.len())), "a key of 1..=250 bytes");
         assert_eq!((fwd.partition, fwd.opaque), (h.vbucket_or_status, h.opaque));
         let mut out = Vec::new();
-        forward::write_request(&mut out, fwd.partition, fwd.opaque, &fwd.cmd, fwd.then_touch);
+        forward::write_request(&mut out, fwd.partition, fwd.opaque, &fwd.cmd, fwd.then_touch, fwd.durability);
         if f.op() == Some(Op::GetReplica) {
             // GET_REPLICA is a GET under its own opcode (byte 1), as the link writes it.
             out[1] = Op::GetReplica.to_u8();
