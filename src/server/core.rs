@@ -1,7 +1,6 @@
 //! One core: a mio event loop owning its listeners (one per address `-l` names), its
 //! connections and its shard.
 
-use std::collections::VecDeque;
 use std::io::{self, Write};
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
@@ -15,7 +14,7 @@ use slab::Slab;
 use super::connection::{Connection, ReadStatus};
 use super::control;
 use super::gate::{Dest, Gate, Verdict};
-use super::held::Held;
+use super::held::{Held, Rounds};
 use super::mailbox::{Mailboxes, Message, Outbox, ReplyBatch};
 use super::peer::link::{Delivery, Links, LINK_TOKEN_BASE};
 use super::peer::serve::{self, Session};
@@ -72,7 +71,7 @@ pub struct Core {
     held: Held,
     /// Under group commit (`--fsync always`): the replies of earlier turns, each turn's with
     /// the round that must be durable before they leave.
-    waiting: VecDeque<Waiting>,
+    waiting: Rounds<Waiting>,
     /// The streams to this core's backups (a cluster with `replicas` > 0).
     replication: Option<Replication>,
     /// Replies to durable writes waiting for backups (`gate.rs`).
@@ -85,7 +84,6 @@ pub struct Core {
 
 /// One turn's replies that wait for an fsync: to this core's connections, and to others.
 struct Waiting {
-    round: u64,
     held: Held,
     replies: Vec<(usize, ReplyBatch)>,
 }
@@ -129,7 +127,7 @@ impl Core {
             conns_changed: false,
             latency: Recorder::new(),
             held: Held::default(),
-            waiting: VecDeque::new(),
+            waiting: Rounds::default(),
             replication,
             gate: Gate::default(),
             started: Instant::now(),
@@ -601,37 +599,31 @@ impl Core {
                 }
             },
         };
-        let sync_rounds = self.shard.sync_rounds();
-        if let Some(e) = sync_rounds.filter(|e| committed && e.written > e.durable) {
-            let replies = self.outbox.take_replies();
-            if !self.held.is_empty() || !replies.is_empty() {
-                let held = std::mem::take(&mut self.held);
-                self.waiting.push_back(Waiting { round: e.written, held, replies });
+        let progress = self.shard.sync_rounds();
+        match Rounds::<Waiting>::wait_for(committed, progress) {
+            Some(round) => {
+                let replies = self.outbox.take_replies();
+                if !self.held.is_empty() || !replies.is_empty() {
+                    let held = std::mem::take(&mut self.held);
+                    self.waiting.push(round, Waiting { held, replies });
+                }
             }
-        } else {
-            let mut held = std::mem::take(&mut self.held);
-            self.release(&mut held, committed);
-            self.held = held;
+            None => {
+                let mut held = std::mem::take(&mut self.held);
+                self.release(&mut held, committed);
+                self.held = held;
+            }
         }
-        // Without group commit (never, or no more: a reload synced the log before it left
-        // `always`) whatever still waits is durable.
-        let e = sync_rounds.unwrap_or(crate::storage::disk::SyncRounds { written: u64::MAX, durable: u64::MAX, failed: 0 });
-        {
-            while let Some(w) = self.waiting.front() {
-                let ok = match w.round {
-                    n if n <= e.durable => true,
-                    n if n <= e.failed => false,
-                    _ => break,
-                };
-                let mut w = self.waiting.pop_front().expect("front exists");
-                if !ok {
-                    log::error!("core {}: an fsync failed; the mutations of round {} get an error status", self.id, w.round);
-                }
-                self.release(&mut w.held, ok);
-                for (core, mut batch) in w.replies {
-                    batch.failed |= !ok;
-                    self.outbox.push_ready(core, batch);
-                }
+        let mut settled = Vec::new();
+        self.waiting.settle(progress, |round, w, ok| settled.push((round, w, ok)));
+        for (round, mut w, ok) in settled {
+            if !ok {
+                log::error!("core {}: an fsync failed; the mutations of sync round {round} get an error status", self.id);
+            }
+            self.release(&mut w.held, ok);
+            for (core, mut batch) in w.replies {
+                batch.failed |= !ok;
+                self.outbox.push_ready(core, batch);
             }
         }
         committed

@@ -1,4 +1,5 @@
-//! Replies held until the commit of their records.
+//! Replies held until the commit of their records, and under group commit until the fsync
+//! of their turn's sync round ([`Rounds`]).
 //!
 //! A mutation's reply must not leave before the record it appended is written (and, under
 //! `--fsync always`, synced), and if that write fails the client must get an error status,
@@ -15,10 +16,12 @@
 //!
 //! [`ReplyBatch`]: super::mailbox::ReplyBatch
 
+use std::collections::VecDeque;
 use std::ops::Range;
 
 use super::connection::Connection;
 use crate::protocol::ReplyTo;
+use crate::storage::disk::SyncRounds;
 use crate::storage::Outcome;
 
 /// What a reply becomes when the commit of its turn fails.
@@ -122,5 +125,98 @@ impl Held {
         }
         self.entries.clear();
         self.arena.clear();
+    }
+}
+
+/// Under group commit, the turns whose replies wait for an fsync, in order. No I/O: the
+/// core tells it each commit's result and group commit's progress; it says which turns may
+/// now leave, and whether as written (`true`) or as error statuses (`false`: the fsync that
+/// covered them failed).
+pub struct Rounds<T> {
+    waiting: VecDeque<(u64, T)>,
+}
+
+impl<T> Default for Rounds<T> {
+    fn default() -> Self {
+        Rounds { waiting: VecDeque::new() }
+    }
+}
+
+impl<T> Rounds<T> {
+    /// The sync round a turn just committed must wait for: `None` when its replies may leave
+    /// now, as the commit turned out (no group commit, everything written is synced already,
+    /// or the commit failed, which no fsync will change).
+    pub fn wait_for(committed: bool, progress: Option<SyncRounds>) -> Option<u64> {
+        progress.filter(|p| committed && p.written > p.durable).map(|p| p.written)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.waiting.is_empty()
+    }
+
+    /// Keeps a turn's replies until round `round` is decided.
+    pub fn push(&mut self, round: u64, turn: T) {
+        self.waiting.push_back((round, turn));
+    }
+
+    /// Hands out, oldest first, each waiting turn whose round group commit has decided:
+    /// synced (`true`) or failed (`false`). A later turn never leaves before an earlier one.
+    /// Without group commit (never, or no more: a reload synced the log before it left
+    /// `always`) whatever still waits is durable.
+    pub fn settle(&mut self, progress: Option<SyncRounds>, mut each: impl FnMut(u64, T, bool)) {
+        let p = progress.unwrap_or(SyncRounds { written: u64::MAX, durable: u64::MAX, failed: 0 });
+        while let Some(&(round, _)) = self.waiting.front() {
+            let ok = match round {
+                n if n <= p.durable => true,
+                n if n <= p.failed => false,
+                _ => break,
+            };
+            if let Some((round, turn)) = self.waiting.pop_front() {
+                each(round, turn, ok);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rounds(written: u64, durable: u64, failed: u64) -> Option<SyncRounds> {
+        Some(SyncRounds { written, durable, failed })
+    }
+
+    fn settled(r: &mut Rounds<&'static str>, progress: Option<SyncRounds>) -> Vec<(u64, &'static str, bool)> {
+        let mut out = Vec::new();
+        r.settle(progress, |n, t, ok| out.push((n, t, ok)));
+        out
+    }
+
+    #[test]
+    fn a_turn_waits_for_its_round_and_leaves_in_order() {
+        assert_eq!(Rounds::<()>::wait_for(true, None), None, "no group commit: at once");
+        assert_eq!(Rounds::<()>::wait_for(true, rounds(3, 3, 0)), None, "all synced already");
+        assert_eq!(Rounds::<()>::wait_for(false, rounds(4, 3, 0)), None, "a failed commit answers now");
+        assert_eq!(Rounds::<()>::wait_for(true, rounds(4, 3, 0)), Some(4));
+        let mut r = Rounds::default();
+        r.push(4, "a");
+        r.push(5, "b");
+        r.push(6, "c");
+        assert!(settled(&mut r, rounds(6, 3, 0)).is_empty(), "nothing synced");
+        assert_eq!(settled(&mut r, rounds(6, 4, 0)), vec![(4, "a", true)]);
+        // Round 5's fsync failed, 6 not decided: 5 leaves as errors, 6 waits.
+        assert_eq!(settled(&mut r, rounds(6, 4, 5)), vec![(5, "b", false)]);
+        assert_eq!(settled(&mut r, rounds(6, 6, 5)), vec![(6, "c", true)]);
+    }
+
+    #[test]
+    fn a_later_round_never_leaves_before_an_earlier_one() {
+        let mut r = Rounds::default();
+        r.push(7, "a");
+        r.push(8, "b");
+        // Progress that names 8 failed and 7 neither: both wait (7 is first).
+        assert!(settled(&mut r, rounds(8, 6, 6)).is_empty());
+        // Group commit turned off (a reload synced the log): what waits is durable.
+        assert_eq!(settled(&mut r, None), vec![(7, "a", true), (8, "b", true)]);
     }
 }
