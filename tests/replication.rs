@@ -158,6 +158,21 @@ fn every_write_through_every_node_reaches_the_backup() {
     let present = assert_copies_equal(&nodes[1], &keys);
     assert!(present > 1000, "only {present} keys present");
     println!("20000 writes through 3 nodes in {took:?}; backups caught up {caught_up:?} later; {present} keys equal on both copies");
+    // Lag is measured per acknowledged frame: every node streamed to both others.
+    let stats = cluster_stats(&nodes[0]);
+    for id in ["b", "c"] {
+        let samples: u64 = stat(&stats, &format!("node:{id}:repl_lag_samples")).and_then(|v| v.parse().ok()).unwrap_or(0);
+        let p99 = stat(&stats, &format!("node:{id}:repl_lag_p99_us")).unwrap_or_default();
+        println!("a -> {id}: {samples} lag samples, p99 <= {p99} us");
+        assert!(samples > 0, "no lag sample toward {id}");
+        assert!(p99 == "inf" || p99.parse::<u64>().is_ok_and(|v| v > 0), "p99 {p99:?}");
+        assert_eq!(stat(&stats, &format!("node:{id}:repl_worst_partitions")).as_deref(), Some(""), "caught up: no partition behind");
+    }
+    let (status, metrics) = nodes[0].http_get("/metrics");
+    assert_eq!(status, 200);
+    let count = metrics.lines().find_map(|l| l.strip_prefix("caskade_replication_lag_seconds_count{node=\"b\"} ")).and_then(|v| v.trim().parse::<u64>().ok());
+    assert!(count.is_some_and(|c| c > 0), "the lag histogram in /metrics: {count:?}");
+    assert!(metrics.contains("caskade_replication_lag_seconds_bucket{node=\"c\",le=\"+Inf\"}"));
     // Flush reaches the backups too.
     let mut s = connect(&nodes[2]);
     assert_eq!(text_batch(&mut s, &["flush_all\r\n".to_string()]), vec!["OK".to_string()]);

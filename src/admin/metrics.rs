@@ -18,7 +18,8 @@
 //!   `caskade_peer_connects_total`, and `caskade_peer_rtt_seconds`, a histogram of forwarded
 //!   requests' round trips; `caskade_peer_connections_refused_total`. With replicas, per
 //!   backup node: `caskade_replication_live`, `_lag_max`, `_lag_changes`, `_unacked_bytes`,
-//!   `_ack_age_seconds`, `_resyncs_total`, `_bytes_total`; and `caskade_replication_backlog_bytes`.
+//!   `_ack_age_seconds`, `_resyncs_total`, `_bytes_total`, the histogram `_lag_seconds`; and
+//!   `caskade_replication_backlog_bytes`.
 //! * `caskade_fsync_duration_seconds`: a histogram of how long each fsync of the logs took
 //!   (every shard's, the same fsyncs as `caskade_fsyncs_total`), with the same buckets.
 
@@ -103,6 +104,17 @@ fn cluster(out: &mut String, handle: &Handle) {
                 let _ = writeln!(out, "{name}{{node=\"{id}\"}} {v}");
             }
         }
+    }
+    family(out, "caskade_replication_lag_seconds", "histogram", "Time from a change's commit on this node to the backup's acknowledgement of it (per acknowledged frame, its oldest change).");
+    for (id, r) in &summaries {
+        let mut cumulative = 0;
+        for (i, bound) in crate::cluster::replication::lag::BOUNDS_US.iter().enumerate() {
+            cumulative += r.lag.counts[i];
+            let _ = writeln!(out, "caskade_replication_lag_seconds_bucket{{node=\"{id}\",le=\"{}\"}} {cumulative}", *bound as f64 / 1e6);
+        }
+        let _ = writeln!(out, "caskade_replication_lag_seconds_bucket{{node=\"{id}\",le=\"+Inf\"}} {}", r.lag.count());
+        let _ = writeln!(out, "caskade_replication_lag_seconds_sum{{node=\"{id}\"}} {}", r.lag.sum_us as f64 / 1e6);
+        let _ = writeln!(out, "caskade_replication_lag_seconds_count{{node=\"{id}\"}} {}", r.lag.count());
     }
     family(out, "caskade_replication_backlog_bytes", "gauge", "Bytes of recent changes the cores keep for backups that fall behind.");
     let _ = writeln!(out, "caskade_replication_backlog_bytes {}", c.backlog_bytes());

@@ -13,7 +13,7 @@ use super::peer::{printable, Cluster};
 use super::route::Ctx;
 use crate::cluster::replication::backlog::EntryKind;
 use crate::cluster::replication::stream::{check, Copy};
-use crate::cluster::replication::{Backlog, Stream, StreamState};
+use crate::cluster::replication::{Backlog, LagHistogram, Stream, StreamState};
 use crate::cluster::{partition_of, PartitionSet, PARTITIONS};
 use crate::protocol::peer::repl::{self, status, Position, Record, RecordType, Records};
 use crate::protocol::peer::{Frame, Op};
@@ -34,6 +34,8 @@ pub struct Replication {
     built: Vec<bool>,
     changes: Changes,
     answers: Vec<ReplAnswer>,
+    /// Each stream's replication lag (`cluster::replication::lag`), since the start.
+    lags: Vec<LagHistogram>,
     started: Instant,
     published_at: u64,
     /// When core 0 starts the next verification round by itself.
@@ -51,6 +53,10 @@ pub struct StreamReport {
     /// partition's and the sum.
     pub lag_max: u64,
     pub lag_sum: u64,
+    /// The partitions that lag most: (partition, changes unacknowledged), worst first.
+    pub worst: Vec<(u16, u64)>,
+    /// Time from a change's commit to its acknowledgement, since the start.
+    pub lag: LagHistogram,
     pub unacked_bytes: usize,
     /// Milliseconds since the backup last acknowledged (or the stream opened).
     pub ack_age_ms: u64,
@@ -79,6 +85,7 @@ impl Replication {
             built: vec![false; n],
             changes: Changes::default(),
             answers: Vec::new(),
+            lags: Vec::new(),
             started: Instant::now(),
             published_at: 0,
             next_verify_ms: 0,
@@ -93,6 +100,7 @@ impl Replication {
     /// commit wrote them; else they are lost to the backups, which will need a resync).
     pub fn after_commit(&mut self, shard: &mut Shard, committed: bool) {
         shard.take_changes(&mut self.changes);
+        self.backlog.set_clock(self.started.elapsed().as_micros() as u64);
         for c in &self.changes.items {
             let kind = match c.kind {
                 ChangeKind::Put => EntryKind::Put,
@@ -109,7 +117,6 @@ impl Replication {
 
     /// Makes the streams whose backup's core count is now known, takes their answers and
     /// sends what they have for their links.
-    #[allow(clippy::too_many_arguments)]
     /// `persist`: a `persist_majority` write waits, so the frames sent now ask the backups
     /// to answer only once the changes are on their disks.
     #[allow(clippy::too_many_arguments)]
@@ -162,7 +169,16 @@ impl Replication {
                         }
                         Err(_) => Err("a bad verification answer"),
                     },
-                    (status::OK, _) => repl::parse_positions_value(&a.value).and_then(|ps| s.on_ack(&ps, now_ms).map_err(|_| "out of turn")),
+                    (status::OK, _) => match repl::parse_positions_value(&a.value).and_then(|ps| s.on_ack(&ps, now_ms).map_err(|_| "out of turn")) {
+                        Ok(oldest_us) => {
+                            if let Some(committed_us) = oldest_us {
+                                let now_us = self.started.elapsed().as_micros() as u64;
+                                self.lags[i].record(now_us.saturating_sub(committed_us));
+                            }
+                            Ok(())
+                        }
+                        Err(e) => Err(e),
+                    },
                     _ => {
                         let why = format!("node {} refused ({:#06x}): {}", cluster.node_id(s.node), a.status, printable(&a.value));
                         if s.last_error.as_deref() != Some(why.as_str()) {
@@ -248,6 +264,7 @@ impl Replication {
                 if !set.is_empty() {
                     self.streams.push(Stream::new(node, core as u16, set));
                     self.opened_on.push(0);
+                    self.lags.push(LagHistogram::default());
                 }
             }
         }
@@ -257,8 +274,9 @@ impl Replication {
         let reports = self
             .streams
             .iter()
-            .map(|s| {
-                let lags: Vec<u64> = s.partitions.iter().map(|p| s.lag(&self.backlog, p)).collect();
+            .zip(&self.lags)
+            .map(|(s, lag)| {
+                let lags: Vec<(u16, u64)> = s.partitions.iter().map(|p| (p, s.lag(&self.backlog, p))).collect();
                 StreamReport {
                     node: s.node,
                     core: s.core,
@@ -269,8 +287,10 @@ impl Replication {
                         StreamState::Running => "live",
                     },
                     partitions: lags.len(),
-                    lag_max: lags.iter().copied().max().unwrap_or(0),
-                    lag_sum: lags.iter().sum(),
+                    lag_max: lags.iter().map(|&(_, l)| l).max().unwrap_or(0),
+                    lag_sum: lags.iter().map(|&(_, l)| l).sum(),
+                    worst: worst_partitions(lags),
+                    lag: *lag,
                     unacked_bytes: s.unacked_bytes(),
                     ack_age_ms: now_ms.saturating_sub(s.last_ack_ms),
                     opens: s.counters.opens,
@@ -288,6 +308,18 @@ impl Replication {
             .collect();
         cluster.publish_replication(this_core, reports, self.backlog.bytes());
     }
+}
+
+/// How many of a stream's partitions `stats cluster` names, worst lag first.
+pub const WORST_PARTITIONS: usize = 5;
+
+/// The partitions with the most changes unacknowledged (none that lag by nothing), worst
+/// first.
+pub fn worst_partitions(mut lags: Vec<(u16, u64)>) -> Vec<(u16, u64)> {
+    lags.retain(|&(_, l)| l > 0);
+    lags.sort_unstable_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    lags.truncate(WORST_PARTITIONS);
+    lags
 }
 
 /// Serves a replication frame from `node` on this (backup) core.

@@ -127,12 +127,20 @@ fn cluster_status(server: &str) -> Result<(), String> {
             "replication: {replicas} backup(s) per partition; streams from the asked node to each backup, backlog {} bytes",
             get("cluster_replication_backlog_bytes").unwrap_or("?")
         );
-        println!("{:<12} {:<12} {:>10} {:>9} {:>10} {:>12} {:>11} {:>8} {:>8}", "backup", "state", "partitions", "lag max", "lag total", "unacked B", "ack age ms", "resyncs", "partial");
+        println!(
+            "{:<12} {:<12} {:>10} {:>9} {:>10} {:>12} {:>11} {:>8} {:>8} {:>11} {:>11}",
+            "backup", "state", "partitions", "lag max", "lag total", "unacked B", "ack age ms", "resyncs", "partial", "lag p50 us", "lag p99 us"
+        );
         let ids: Vec<&str> = stats.iter().filter_map(|(k, _)| k.strip_prefix("node:")?.strip_suffix(":repl_state")).collect();
-        for id in ids {
+        for id in &ids {
             let f = |what: &str| get(&format!("node:{id}:{what}")).unwrap_or("-").to_string();
+            // A quantile is the bound of its bucket: "<= 500" means at most 500 us.
+            let q = |what: &str| match f(what).as_str() {
+                "0" => "-".to_string(),
+                v => format!("<= {v}"),
+            };
             println!(
-                "{:<12} {:<12} {:>10} {:>9} {:>10} {:>12} {:>11} {:>8} {:>8}",
+                "{:<12} {:<12} {:>10} {:>9} {:>10} {:>12} {:>11} {:>8} {:>8} {:>11} {:>11}",
                 id,
                 f("repl_state"),
                 f("repl_partitions"),
@@ -141,8 +149,16 @@ fn cluster_status(server: &str) -> Result<(), String> {
                 f("repl_unacked_bytes"),
                 f("repl_ack_age_ms"),
                 f("repl_resyncs"),
-                f("repl_partial_catchups")
+                f("repl_partial_catchups"),
+                q("repl_lag_p50_us"),
+                q("repl_lag_p99_us")
             );
+        }
+        for id in &ids {
+            let worst = get(&format!("node:{id}:repl_worst_partitions")).unwrap_or("");
+            if !worst.is_empty() {
+                println!("  worst partitions toward {id} (partition:changes behind): {}", worst.replace(',', " "));
+            }
         }
     }
     Ok(())

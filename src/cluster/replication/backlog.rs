@@ -33,6 +33,8 @@ pub struct Entry {
     pub key_len: u16,
     /// A flush's position in each partition's order.
     pub after: Option<Box<[u64]>>,
+    /// When the primary committed it (the caller's clock, µs; see [`Backlog::set_clock`]).
+    pub at_us: u64,
 }
 
 impl Entry {
@@ -58,6 +60,8 @@ pub struct Backlog {
     last: Vec<u64>,
     /// Per partition: the lowest seqno a backup must hold to be caught up from here.
     evicted: Vec<u64>,
+    /// The time stamped on changes pushed now.
+    clock_us: u64,
 }
 
 impl Backlog {
@@ -67,7 +71,13 @@ impl Backlog {
         let last: Vec<u64> = (0..PARTITIONS).map(last).collect();
         // What happened before this process started is not here.
         let evicted = last.clone();
-        Backlog { entries: VecDeque::new(), base: 0, bytes: 0, budget, last, evicted }
+        Backlog { entries: VecDeque::new(), base: 0, bytes: 0, budget, last, evicted, clock_us: 0 }
+    }
+
+    /// The time (µs, the caller's clock) the changes pushed from now on were committed at:
+    /// what replication lag is measured from.
+    pub fn set_clock(&mut self, now_us: u64) {
+        self.clock_us = now_us;
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -81,7 +91,7 @@ impl Backlog {
             }
         };
         let data = [key, value].concat().into_boxed_slice();
-        let e = Entry { kind, partition, seqno, cas, flags, expiry, data, key_len: key.len() as u16, after };
+        let e = Entry { kind, partition, seqno, cas, flags, expiry, data, key_len: key.len() as u16, after, at_us: self.clock_us };
         self.bytes += e.cost();
         self.entries.push_back(e);
         while self.bytes > self.budget && self.entries.len() > 1 {

@@ -14,9 +14,11 @@
 //! - a flush is a marker placed after the seqno each partition had when it ran.
 
 pub mod backlog;
+pub mod lag;
 pub mod stream;
 
 pub use backlog::Backlog;
+pub use lag::LagHistogram;
 pub use stream::{Stream, StreamState};
 
 #[cfg(test)]

@@ -36,8 +36,9 @@ pub enum StreamState {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Flight {
     Open,
-    /// REPL_CHANGES of this many bytes.
-    Changes(usize),
+    /// REPL_CHANGES of this many bytes, and when its oldest change (not snapshot items) was
+    /// committed.
+    Changes { bytes: usize, oldest_us: Option<u64> },
     Verify,
 }
 
@@ -197,12 +198,14 @@ impl Stream {
         Ok(())
     }
 
-    /// The backup's answer to REPL_CHANGES: where the partitions it named now stand.
-    pub fn on_ack(&mut self, positions: &[Position], now_ms: u64) -> Result<(), String> {
+    /// The backup's answer to REPL_CHANGES: where the partitions it named now stand. Returns
+    /// when the oldest change it acknowledges was committed (the backlog's clock), if it
+    /// carried changes: the caller's replication lag.
+    pub fn on_ack(&mut self, positions: &[Position], now_ms: u64) -> Result<Option<u64>, String> {
         if self.state != StreamState::Running {
             return Err("an acknowledgement out of turn".into());
         }
-        let Some(Flight::Changes(bytes)) = self.in_flight.pop_front() else { return Err("an acknowledgement out of turn".into()) };
+        let Some(Flight::Changes { bytes, oldest_us }) = self.in_flight.pop_front() else { return Err("an acknowledgement out of turn".into()) };
         self.unacked -= bytes;
         for pos in positions {
             if !self.partitions.contains(pos.partition) {
@@ -212,7 +215,7 @@ impl Stream {
             *a = (*a).max(pos.seqno);
         }
         self.last_ack_ms = now_ms;
-        Ok(())
+        Ok(oldest_us)
     }
 
     /// The next REPL_CHANGES value to send, if the window has room and there is something
@@ -223,11 +226,11 @@ impl Stream {
         }
         let mut buf = Vec::new();
         self.resync_step(backlog, scan, &mut buf);
-        self.live_step(backlog, &mut buf);
+        let oldest_us = self.live_step(backlog, &mut buf);
         if buf.is_empty() {
             return None;
         }
-        self.in_flight.push_back(Flight::Changes(buf.len()));
+        self.in_flight.push_back(Flight::Changes { bytes: buf.len(), oldest_us });
         self.unacked += buf.len();
         self.counters.frames += 1;
         self.counters.bytes += buf.len() as u64;
@@ -277,7 +280,9 @@ impl Stream {
         self.cursor = self.cursor.min(r.resume);
     }
 
-    fn live_step(&mut self, backlog: &Backlog, buf: &mut Vec<u8>) {
+    /// Appends the changes from the cursor on; returns when the first of them was committed.
+    fn live_step(&mut self, backlog: &Backlog, buf: &mut Vec<u8>) -> Option<u64> {
+        let mut oldest_us = None;
         if self.cursor < backlog.base() {
             for p in self.partitions.iter() {
                 if self.mode[p as usize] == Mode::Live && !backlog.covers(p, self.sent[p as usize]) {
@@ -301,6 +306,7 @@ impl Stream {
                     if !set.is_empty() {
                         Record { kind: RecordType::Flush, partition: 0, seqno: 0, cas: 0, flags: 0, expiry: 0, key: &set.0, value: b"" }.write(buf);
                         self.counters.records += 1;
+                        oldest_us.get_or_insert(e.at_us);
                     }
                 }
                 EntryKind::Put | EntryKind::Delete => {
@@ -318,9 +324,11 @@ impl Stream {
                         .write(buf);
                     self.sent[p] = e.seqno;
                     self.counters.records += 1;
+                    oldest_us.get_or_insert(e.at_us);
                 }
             }
         }
+        oldest_us
     }
 
     /// Whether a verification may be sent now: every change the backlog holds has been sent

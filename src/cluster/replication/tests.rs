@@ -187,7 +187,9 @@ fn run(seed: u64, budget: usize) -> (Stream, usize) {
                 while !wire.is_empty() && rng.below(3) != 0 {
                     let f = wire.pop_front().expect("a frame");
                     match backup.apply(&f) {
-                        Ok(pos) => stream.on_ack(&pos, step).expect("a good acknowledgement"),
+                        Ok(pos) => {
+                            stream.on_ack(&pos, step).expect("a good acknowledgement");
+                        }
                         Err(why) => {
                             stream.down(why);
                             break;
@@ -218,7 +220,9 @@ fn run(seed: u64, budget: usize) -> (Stream, usize) {
                 let mut scan = |set: &PartitionSet, from: u64, _budget: usize, out: &mut Vec<u8>| primary.scan(set, from, out);
                 if let Some(f) = wire.pop_front().or_else(|| stream.next_frame(&backlog, &mut scan)) {
                     match backup.apply(&f) {
-                        Ok(pos) => stream.on_ack(&pos, step).expect("ack"),
+                        Ok(pos) => {
+                            stream.on_ack(&pos, step).expect("ack");
+                        }
                         Err(why) => stream.down(why),
                     }
                 } else if !stream.resyncing() {
@@ -274,6 +278,26 @@ fn partial_catch_up_sends_only_what_the_backup_lacks() {
     assert_eq!(seqnos, vec![8, 9, 10]);
     assert_eq!(stream.counters.partial_catchups, 1);
     assert!(stream.next_frame(&backlog, &mut no_scan).is_none());
+}
+
+#[test]
+fn an_acknowledgement_tells_when_its_oldest_change_was_committed() {
+    let mut backlog = Backlog::new(1 << 20, |_| 0);
+    let mut stream = Stream::new(1, 0, set_of(&[1]));
+    stream.open();
+    stream.on_open(&[Position { partition: 1, seqno: 0, whole: true }], &backlog, 0).unwrap();
+    let mut no_scan = |_: &PartitionSet, _: u64, _: usize, _: &mut Vec<u8>| -> (Option<u64>, u64) { (None, 0) };
+    backlog.set_clock(1_000);
+    backlog.push(EntryKind::Put, 1, 1, 1, 0, 0, b"k", b"v");
+    backlog.set_clock(2_000);
+    backlog.push(EntryKind::Put, 1, 2, 2, 0, 0, b"k", b"v");
+    stream.next_frame(&backlog, &mut no_scan).unwrap();
+    backlog.set_clock(3_000);
+    backlog.push(EntryKind::Put, 1, 3, 3, 0, 0, b"k", b"v");
+    stream.next_frame(&backlog, &mut no_scan).unwrap();
+    let ack = |s: u64| [Position { partition: 1, seqno: s, whole: true }];
+    assert_eq!(stream.on_ack(&ack(2), 5), Ok(Some(1_000)), "the frame's first change");
+    assert_eq!(stream.on_ack(&ack(3), 6), Ok(Some(3_000)));
 }
 
 #[test]

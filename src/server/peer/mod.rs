@@ -165,6 +165,8 @@ impl Cluster {
             s.partitions += r.partitions;
             s.lag_max = s.lag_max.max(r.lag_max);
             s.lag_sum += r.lag_sum;
+            s.worst.extend_from_slice(&r.worst);
+            s.lag.merge(&r.lag);
             s.unacked_bytes += r.unacked_bytes;
             s.ack_age_ms = s.ack_age_ms.max(r.ack_age_ms);
             s.resyncs += r.resyncs;
@@ -179,6 +181,7 @@ impl Cluster {
                 s.last_error = r.last_error.clone();
             }
         }
+        s.worst = crate::server::replicate::worst_partitions(std::mem::take(&mut s.worst));
         s
     }
 
@@ -233,6 +236,11 @@ impl Cluster {
                     (format!("{prefix}:repl_partitions"), r.partitions.to_string()),
                     (format!("{prefix}:repl_lag_max"), r.lag_max.to_string()),
                     (format!("{prefix}:repl_lag_sum"), r.lag_sum.to_string()),
+                    (format!("{prefix}:repl_worst_partitions"), r.worst.iter().map(|(p, l)| format!("{p}:{l}")).collect::<Vec<_>>().join(",")),
+                    (format!("{prefix}:repl_lag_samples"), r.lag.count().to_string()),
+                    (format!("{prefix}:repl_lag_p50_us"), bound(r.lag.quantile_bound_us(0.5))),
+                    (format!("{prefix}:repl_lag_p99_us"), bound(r.lag.quantile_bound_us(0.99))),
+                    (format!("{prefix}:repl_lag_p999_us"), bound(r.lag.quantile_bound_us(0.999))),
                     (format!("{prefix}:repl_unacked_bytes"), r.unacked_bytes.to_string()),
                     (format!("{prefix}:repl_ack_age_ms"), r.ack_age_ms.to_string()),
                     (format!("{prefix}:repl_resyncs"), r.resyncs.to_string()),
@@ -259,6 +267,10 @@ pub struct ReplicationSummary {
     pub partitions: usize,
     pub lag_max: u64,
     pub lag_sum: u64,
+    /// The partitions that lag most, worst first: (partition, changes unacknowledged).
+    pub worst: Vec<(u16, u64)>,
+    /// Time from a change's commit on this node to the backup's acknowledgement.
+    pub lag: crate::cluster::replication::LagHistogram,
     pub unacked_bytes: usize,
     pub ack_age_ms: u64,
     pub resyncs: u64,
@@ -271,6 +283,15 @@ pub struct ReplicationSummary {
     pub verified_partitions: u64,
     pub mismatches: u64,
     pub last_error: Option<String>,
+}
+
+/// A lag quantile's bucket bound for `stats cluster`: 0 without samples, `inf` past the last.
+fn bound(b: Option<u64>) -> String {
+    match b {
+        None => "0".into(),
+        Some(u64::MAX) => "inf".into(),
+        Some(us) => us.to_string(),
+    }
 }
 
 fn worse(a: &'static str, b: &'static str) -> &'static str {
