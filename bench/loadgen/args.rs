@@ -69,6 +69,11 @@ pub struct Args {
     #[arg(long, default_value = "binary", value_parser = ["binary", "text"])]
     pub protocol: String,
 
+    /// Requests per second in all, spread evenly over the threads (default: as fast as
+    /// the connections go). A latency is measured from when a request is sent.
+    #[arg(long, value_parser = parse_rate)]
+    pub rate: Option<f64>,
+
     /// Seed of the key and operation choice.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
@@ -152,5 +157,12 @@ mod tests {
         assert!(parse_seconds("-1").is_err());
         assert!(parse_seconds("inf").is_err());
         assert_eq!(parse_seconds("0.5"), Ok(0.5));
+    }
+}
+
+fn parse_rate(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(r) if r.is_finite() && r > 0.0 => Ok(r),
+        _ => Err(format!("'{s}' is not a positive number of requests per second")),
     }
 }

@@ -147,7 +147,7 @@ fn run(args: &Args, addr: SocketAddr) -> Report {
                     ready.wait();
                     go.wait();
                     let mut worker = worker?;
-                    worker.measure(depth, args.duration(), budget);
+                    worker.measure(depth, args.duration(), budget, args.rate.map(|r| r / threads as f64));
                     Some(ThreadResult { worker, prefill })
                 })
                 .expect("spawn a loadgen thread")

@@ -18,6 +18,9 @@ use crate::text;
 
 /// After the deadline, how long answers to requests already sent are awaited.
 const DRAIN: Duration = Duration::from_secs(2);
+/// How often a rate-limited run looks for requests that became due.
+const RATE_TICK: Duration = Duration::from_micros(200);
+
 /// The longest the loop sleeps without looking at the clock.
 const MAX_POLL_WAIT: Duration = Duration::from_millis(100);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -93,6 +96,9 @@ struct Phase {
     budget: u64,
     /// Whether latencies go into the histogram.
     record: bool,
+    /// `Plan::Mix` requests per second this thread may send, counted from `start`.
+    rate: Option<f64>,
+    start: Instant,
 }
 
 pub struct Worker {
@@ -180,6 +186,8 @@ impl Worker {
             deadline: Instant::now() + timeout,
             budget: 0,
             record: false,
+            rate: None,
+            start: Instant::now(),
         };
         self.run(phase);
         for c in &mut self.conns {
@@ -192,12 +200,15 @@ impl Worker {
     }
 
     /// The measured run: random keys and operations until `duration` or `budget` requests.
-    pub fn measure(&mut self, depth: usize, duration: Duration, budget: u64) {
+    /// With `rate`, at most that many requests per second (from this thread).
+    pub fn measure(&mut self, depth: usize, duration: Duration, budget: u64, rate: Option<f64>) {
         let phase = Phase {
             depth,
             deadline: Instant::now() + duration,
             budget,
             record: true,
+            rate,
+            start: Instant::now(),
         };
         self.run(phase);
     }
@@ -239,7 +250,11 @@ impl Worker {
             } else {
                 drain_deadline
             };
-            let wait = until.saturating_duration_since(now).min(MAX_POLL_WAIT);
+            let mut wait = until.saturating_duration_since(now).min(MAX_POLL_WAIT);
+            if phase.rate.is_some() {
+                // Requests become due with time, not only with replies.
+                wait = wait.min(RATE_TICK);
+            }
             if let Err(e) = self.poll.poll(&mut events, Some(wait)) {
                 if e.kind() == io::ErrorKind::Interrupted {
                     continue;
@@ -265,6 +280,12 @@ impl Worker {
                     }
                 }
                 self.top_up(i, &phase, &mut issued, Instant::now());
+            }
+            if phase.rate.is_some() {
+                let now = Instant::now();
+                for i in 0..self.conns.len() {
+                    self.top_up(i, &phase, &mut issued, now);
+                }
             }
         }
         self.events = events;
@@ -313,6 +334,9 @@ impl Worker {
                 }
                 Plan::Mix => {
                     if *issued >= phase.budget {
+                        break;
+                    }
+                    if phase.rate.is_some_and(|r| *issued as f64 >= r * now.duration_since(phase.start).as_secs_f64()) {
                         break;
                     }
                     *issued += 1;
