@@ -288,3 +288,24 @@ fn a_request_asks_its_own_level_and_a_pending_write_is_seen_by_nobody() {
     assert!(asked.elapsed() >= Duration::from_millis(400), "the reads waited for the write: {:?}", asked.elapsed());
     nodes[1].signal(libc::SIGCONT);
 }
+
+#[test]
+fn a_single_node_is_its_own_majority() {
+    // On disk: majority is a plain write, persist_majority one answered once fsynced.
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let data = dir.path().display().to_string();
+    let node = Server::start_caskade(&["--data-dir", &data, "--fsync", "never"], &[]);
+    let mut s = connect(&node);
+    assert_eq!(line(&mut s, "ms k1 1 Y1\r\n1\r\n"), "HD");
+    assert_eq!(line(&mut s, "ms k2 1 Y3\r\n2\r\n"), "HD");
+    assert_eq!(line(&mut s, "md k1 Y3\r\n"), "HD");
+    // In memory there is no disk to persist to: refused, not run.
+    let memory = Server::start_caskade(&["--in-memory"], &[]);
+    let mut m = connect(&memory);
+    assert_eq!(line(&mut m, "ms k 1 Y3\r\nx\r\n"), "SERVER_ERROR durability impossible");
+    assert_eq!(line(&mut m, "ms k 1 Y1\r\ny\r\n"), "HD");
+    assert_eq!(line(&mut m, "mg k v\r\n"), "VA 1");
+    assert_eq!(line(&mut m, ""), "y");
+    let mut b = connect(&memory);
+    assert_eq!(flex_request(&mut b, 0x01, &[0x11, 3], &[0; 8], "k", b"z"), 0xa1, "binary: durability impossible");
+}

@@ -118,7 +118,13 @@ pub fn execute_gated(
             return Placed::Impossible;
         }
         if d.persist {
-            // A majority on disk counts this node's copy: the turn's commit syncs it.
+            if shard.log().is_none() {
+                // A majority on disk counts this node's copy, and `--in-memory` has no disk.
+                stats.durable_impossible.incr();
+                to.write_outcome::<&[u8]>(out, key, &Outcome::DurabilityImpossible);
+                return Placed::Impossible;
+            }
+            // The turn's commit syncs this node's copy.
             shard.request_sync();
         }
     }
