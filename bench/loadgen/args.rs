@@ -138,6 +138,13 @@ fn parse_seconds(s: &str) -> Result<f64, String> {
     Ok(v)
 }
 
+fn parse_rate(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(r) if r.is_finite() && r > 0.0 => Ok(r),
+        _ => Err(format!("'{s}' is not a positive number of requests per second")),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -157,12 +164,5 @@ mod tests {
         assert!(parse_seconds("-1").is_err());
         assert!(parse_seconds("inf").is_err());
         assert_eq!(parse_seconds("0.5"), Ok(0.5));
-    }
-}
-
-fn parse_rate(s: &str) -> Result<f64, String> {
-    match s.parse::<f64>() {
-        Ok(r) if r.is_finite() && r > 0.0 => Ok(r),
-        _ => Err(format!("'{s}' is not a positive number of requests per second")),
     }
 }
