@@ -36,6 +36,8 @@ pub struct Replication {
     answers: Vec<ReplAnswer>,
     /// Each stream's replication lag (`cluster::replication::lag`), since the start.
     lags: Vec<LagHistogram>,
+    /// The frame being filled (kept: a fresh one per frame costs page faults).
+    frame: Vec<u8>,
     started: Instant,
     published_at: u64,
     /// When core 0 starts the next verification round by itself.
@@ -86,6 +88,7 @@ impl Replication {
             changes: Changes::default(),
             answers: Vec::new(),
             lags: Vec::new(),
+            frame: Vec::new(),
             started: Instant::now(),
             published_at: 0,
             next_verify_ms: 0,
@@ -218,7 +221,10 @@ impl Replication {
                 (next.map(|s| s as u64), items)
             };
             for _ in 0..FRAMES_PER_TURN {
-                let Some(frame) = s.next_frame(&self.backlog, &mut scan) else { break };
+                if !s.next_frame_into(&self.backlog, &mut scan, &mut self.frame) {
+                    break;
+                }
+                let frame = &self.frame;
                 if links.submit_repl(cluster, s.node, s.core, Op::ReplChanges, |out, opaque| repl::write_changes(out, opaque, persist, &frame)).is_err() {
                     s.down("cannot send on the link".into());
                     break;

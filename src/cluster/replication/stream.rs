@@ -221,20 +221,27 @@ impl Stream {
     /// The next REPL_CHANGES value to send, if the window has room and there is something
     /// to send.
     pub fn next_frame(&mut self, backlog: &Backlog, scan: &mut Scan<'_>) -> Option<Vec<u8>> {
-        if self.state != StreamState::Running || self.unacked >= self.window {
-            return None;
-        }
         let mut buf = Vec::new();
-        self.resync_step(backlog, scan, &mut buf);
-        let oldest_us = self.live_step(backlog, &mut buf);
+        self.next_frame_into(backlog, scan, &mut buf).then_some(buf)
+    }
+
+    /// [`next_frame`](Self::next_frame) into `buf` (cleared first), so that the caller can
+    /// keep one buffer for every frame: a fresh 256 KiB one each time costs page faults.
+    pub fn next_frame_into(&mut self, backlog: &Backlog, scan: &mut Scan<'_>, buf: &mut Vec<u8>) -> bool {
+        buf.clear();
+        if self.state != StreamState::Running || self.unacked >= self.window {
+            return false;
+        }
+        self.resync_step(backlog, scan, buf);
+        let oldest_us = self.live_step(backlog, buf);
         if buf.is_empty() {
-            return None;
+            return false;
         }
         self.in_flight.push_back(Flight::Changes { bytes: buf.len(), oldest_us });
         self.unacked += buf.len();
         self.counters.frames += 1;
         self.counters.bytes += buf.len() as u64;
-        Some(buf)
+        true
     }
 
     fn resync_step(&mut self, backlog: &Backlog, scan: &mut Scan<'_>, buf: &mut Vec<u8>) {
