@@ -167,13 +167,18 @@ impl Core {
                 || self.shard.needs_commit()
                 || self.links.busy()
                 || self.replication.as_ref().is_some_and(Replication::busy)
-                || !self.gate.is_empty()
             {
                 Duration::from_millis(1)
             } else if self.links.reconnecting() {
                 Duration::from_millis(50)
             } else {
                 Duration::from_secs(1)
+            };
+            // Held durable replies: acknowledgements wake the loop (link events), a group
+            // commit's fsync too (its waker); only a deadline needs the clock.
+            let timeout = match self.gate.next_deadline_ms() {
+                Some(d) => timeout.min(Duration::from_millis(d.saturating_sub(self.started.elapsed().as_millis() as u64) + 1)),
+                None => timeout,
             };
             if let Err(e) = self.poll.poll(&mut events, Some(timeout)) {
                 if e.kind() != io::ErrorKind::Interrupted {

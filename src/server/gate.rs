@@ -127,6 +127,12 @@ impl Gate {
         self.entries.push(Entry { dest, ok, disk_error, ambiguous, key, wait, state: State::Commit });
     }
 
+    /// The earliest deadline of a held reply: the loop must turn by then even if no
+    /// acknowledgement wakes it.
+    pub fn next_deadline_ms(&self) -> Option<u64> {
+        self.entries.iter().map(|e| e.wait.deadline_ms).min()
+    }
+
     /// Whether a durable write waits for backups' disks: the frames sent now ask for them.
     pub fn wants_persist(&self) -> bool {
         self.entries.iter().any(|e| e.wait.persist)
@@ -319,6 +325,15 @@ mod tests {
         g.committed(true, None, |_, _, _| {});
         assert_eq!(released(&mut g, |g, f| g.poll(1, |_, s| usize::from(s <= 10), f)), vec![(conn(1), b"A".to_vec(), Verdict::Durable)]);
         assert_eq!(g.pending(b"k").map(|w| w.seqno), Some(11));
+    }
+
+    #[test]
+    fn the_next_deadline_is_the_earliest_held() {
+        let mut g = Gate::default();
+        assert_eq!(g.next_deadline_ms(), None);
+        g.hold(conn(1), b"k", b"A", b"DA", b"XA", wait(7, 10, 1, 900));
+        g.hold(conn(2), b"j", b"B", b"DB", b"XB", wait(7, 11, 1, 700));
+        assert_eq!(g.next_deadline_ms(), Some(700));
     }
 
     #[test]
