@@ -225,7 +225,7 @@ impl Replication {
                     break;
                 }
                 let frame = &self.frame;
-                if links.submit_repl(cluster, s.node, s.core, Op::ReplChanges, |out, opaque| repl::write_changes(out, opaque, persist, &frame)).is_err() {
+                if links.submit_repl(cluster, s.node, s.core, Op::ReplChanges, |out, opaque| repl::write_changes(out, opaque, persist, frame)).is_err() {
                     s.down("cannot send on the link".into());
                     break;
                 }

@@ -11,12 +11,15 @@ use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
 
+mod commit;
+mod peers;
+
 use super::connection::{Connection, ReadStatus};
 use super::control;
-use super::gate::{Dest, Gate, Verdict};
+use super::gate::{Dest, Gate};
 use super::held::{Held, Rounds};
 use super::mailbox::{Mailboxes, Message, Outbox, ReplyBatch};
-use super::peer::link::{Delivery, Links, LINK_TOKEN_BASE};
+use super::peer::link::{Links, LINK_TOKEN_BASE};
 use super::peer::serve::{self, Session};
 use super::replicate::Replication;
 use super::route::{self, Ctx};
@@ -317,100 +320,6 @@ impl Core {
         }
     }
 
-    /// Accepts connections to the peer port; each must start with HELLO.
-    fn accept_peers(&mut self) {
-        loop {
-            let Some(listener) = self.peer_listener.as_ref() else { return };
-            let socket = match listener.accept() {
-                Ok((socket, _)) => socket,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    log::warn!("core {}: accept on the peer port failed: {e}", self.id);
-                    return;
-                }
-            };
-            self.adopt_peer(socket, &[]);
-        }
-    }
-
-    /// Serves a peer connection on this core, with what another core read of it.
-    fn adopt_peer(&mut self, mut socket: mio::net::TcpStream, unread: &[u8]) {
-        let _ = socket.set_nodelay(true);
-        let entry = self.conns.vacant_entry();
-        let key = entry.key();
-        if let Err(e) = self.poll.registry().register(&mut socket, Token(key), Interest::READABLE | Interest::WRITABLE) {
-            log::warn!("core {}: cannot register a peer connection: {e}", self.id);
-            return;
-        }
-        let mut conn = Connection::new(socket, self.next_generation);
-        self.next_generation += 1;
-        conn.protocol = Some(Protocol::Peer);
-        conn.peer = Some(Session::AwaitHello);
-        conn.accepted_at = self.now;
-        if let Some(cluster) = self.node.cluster.as_deref() {
-            conn.max_outstanding = cluster.file.max_in_flight + 1;
-        }
-        conn.prefill(unread);
-        entry.insert(conn);
-        if !unread.is_empty() {
-            self.process(key);
-            self.dirty.push(key);
-        }
-    }
-
-    /// Closes peer connections that have not authenticated within `HANDSHAKE_SECONDS`.
-    fn close_slow_handshakes(&mut self) {
-        let now = self.now;
-        let slow: Vec<usize> = self
-            .conns
-            .iter()
-            .filter(|(_, c)| matches!(c.peer, Some(Session::AwaitHello | Session::AwaitAuth { .. })))
-            .filter(|(_, c)| now.saturating_sub(c.accepted_at) >= super::peer::HANDSHAKE_SECONDS)
-            .map(|(key, _)| key)
-            .collect();
-        for key in slow {
-            let from = self.conns.get(key).and_then(|c| c.socket.peer_addr().ok()).map_or("?".into(), |a| a.to_string());
-            log::warn!("core {}: peer connection from {from} closed: no handshake within {} s", self.id, super::peer::HANDSHAKE_SECONDS);
-            if let Some(c) = self.node.cluster.as_deref() {
-                c.refused.fetch_add(1, Relaxed);
-            }
-            self.close(key);
-        }
-    }
-
-    /// Hands a peer connection whose HELLO names core `core` over to it.
-    fn hand_over(&mut self, key: usize, core: usize) {
-        let Some(conn) = self.conns.try_remove(key) else { return };
-        let unread = conn.unread().to_vec();
-        let mut socket = conn.socket;
-        let _ = self.poll.registry().deregister(&mut socket);
-        if self.mailboxes.try_send(core, Message::AdoptPeer(socket, unread)).is_err() {
-            log::warn!("core {}: core {core}'s mailbox is full; a peer connection is dropped (the peer reconnects)", self.id);
-        }
-    }
-
-    fn on_link_event(&mut self, token: Token, read_closed: bool) {
-        let Some(cluster) = self.node.cluster.as_deref() else { return };
-        let registry = self.poll.registry();
-        let (conns, dirty, latency) = (&mut self.conns, &mut self.dirty, &mut self.latency);
-        self.links.on_event(token, read_closed, cluster, registry, self.id, &mut |d| deliver(conns, dirty, latency, d));
-    }
-
-    fn tick_links(&mut self) {
-        let Some(cluster) = self.node.cluster.as_deref() else { return };
-        let registry = self.poll.registry();
-        let (conns, dirty, latency) = (&mut self.conns, &mut self.dirty, &mut self.latency);
-        self.links.tick(cluster, registry, self.id, &mut |d| deliver(conns, dirty, latency, d));
-    }
-
-    fn write_links(&mut self) {
-        let Some(cluster) = self.node.cluster.as_deref() else { return };
-        let registry = self.poll.registry();
-        let (conns, dirty, latency) = (&mut self.conns, &mut self.dirty, &mut self.latency);
-        self.links.write_dirty(cluster, registry, self.id, &mut |d| deliver(conns, dirty, latency, d));
-    }
-
     fn on_readable(&mut self, key: usize) {
         loop {
             let Some(conn) = self.conns.get_mut(key) else { return };
@@ -584,122 +493,6 @@ impl Core {
         }
     }
 
-    /// Writes (and per the policy syncs) the records of this turn, then lets the replies that
-    /// waited for it go. If that fails, every reply to a command that appended a record this
-    /// turn becomes an error status (here and in the batches going back to other cores);
-    /// later mutations get one too until the disk works again, and reads go on.
-    ///
-    /// Under group commit the fsync runs on the shard's commit thread: this turn's replies
-    /// (held ones, and those to other cores) wait with the turn's round, and leave once an
-    /// fsync has covered it, as error statuses if that fsync failed.
-    fn commit(&mut self) -> bool {
-        let committed = match self.shard.needs_commit() {
-            false => true,
-            true => match self.shard.commit() {
-                Ok(()) => true,
-                Err(e) => {
-                    log::error!("core {}: cannot write the log: {e}; the mutations of this turn get an error status", self.id);
-                    self.outbox.fail_replies();
-                    false
-                }
-            },
-        };
-        let progress = self.shard.sync_rounds();
-        match Rounds::<Waiting>::wait_for(committed, progress) {
-            Some(round) => {
-                let replies = self.outbox.take_replies();
-                if !self.held.is_empty() || !replies.is_empty() {
-                    let held = std::mem::take(&mut self.held);
-                    self.waiting.push(round, Waiting { held, replies });
-                }
-            }
-            None => {
-                let mut held = std::mem::take(&mut self.held);
-                self.release(&mut held, committed);
-                self.held = held;
-            }
-        }
-        let mut settled = Vec::new();
-        self.waiting.settle(progress, |round, w, ok| settled.push((round, w, ok)));
-        for (round, mut w, ok) in settled {
-            if !ok {
-                log::error!("core {}: an fsync failed; the mutations of sync round {round} get an error status", self.id);
-            }
-            self.release(&mut w.held, ok);
-            for (core, mut batch) in w.replies {
-                batch.failed |= !ok;
-                self.outbox.push_ready(core, batch);
-            }
-        }
-        committed
-    }
-
-    /// Hands the changes of the turn to the replication streams, sends what they have, and
-    /// releases the replies to durable writes that are now durable (or past their deadline).
-    fn replicate(&mut self, committed: bool) {
-        let (Some(r), Some(cluster)) = (self.replication.as_mut(), self.node.cluster.as_deref()) else {
-            // No backups: nothing is ever held in the gate (a durable write is impossible).
-            return;
-        };
-        r.after_commit(&mut self.shard, committed);
-        r.pump(&mut self.shard, &mut self.links, cluster, self.id, self.mailboxes.len(), self.now, self.gate.wants_persist());
-        self.write_links();
-        if self.gate.is_empty() {
-            return;
-        }
-        let mut released = Vec::new();
-        let sync_rounds = self.shard.sync_rounds();
-        let round = sync_rounds.filter(|e| e.written > e.durable).map(|e| e.written);
-        self.gate.committed(committed, round, |d, b, v| released.push((d, b.to_vec(), v)));
-        if let Some(e) = sync_rounds {
-            self.gate.fsynced(e.durable, e.failed, |d, b, v| released.push((d, b.to_vec(), v)));
-        }
-        let r = self.replication.as_ref().expect("replication is on");
-        let now_ms = self.started.elapsed().as_millis() as u64;
-        self.gate.poll(now_ms, |p, s| r.acked_count(p, s), |d, b, v| released.push((d, b.to_vec(), v)));
-        for (dest, bytes, verdict) in released {
-            match verdict {
-                Verdict::Durable => self.stats.durable_writes.incr(),
-                Verdict::Ambiguous => self.stats.durable_ambiguous.incr(),
-                Verdict::DiskError | Verdict::Behind => {}
-            }
-            match dest {
-                Dest::Conn { conn, generation, seq } => {
-                    let Some(c) = self.conns.get_mut(conn).filter(|c| c.generation == generation) else { continue };
-                    c.complete(seq, &bytes);
-                    self.dirty.push(conn);
-                }
-                Dest::Core(to) => self.outbox.replies(to.core).push(to, None, b"", |out| {
-                    out.extend_from_slice(&bytes);
-                    false
-                }),
-            }
-        }
-    }
-
-    /// Puts held replies in their connections' order, as the commit turned out.
-    fn release(&mut self, held: &mut Held, committed: bool) {
-        if held.is_empty() {
-            return;
-        }
-        let (conns, dirty) = (&mut self.conns, &mut self.dirty);
-        let mut close = Vec::new();
-        held.release(committed, |r| {
-            let Some(conn) = conns.get_mut(r.conn).filter(|c| c.generation == r.generation) else { return };
-            conn.held = conn.held.saturating_sub(r.held);
-            match r.bytes {
-                Some(bytes) => {
-                    conn.complete(r.seq, bytes);
-                    dirty.push(r.conn);
-                }
-                None => close.push(r.conn),
-            }
-        });
-        for key in close {
-            self.close(key);
-        }
-    }
-
     fn write_dirty(&mut self) {
         let mut dirty = std::mem::take(&mut self.dirty);
         dirty.sort_unstable();
@@ -770,27 +563,5 @@ impl Core {
             }
         }
         self.stats.disk_errors.set(disk_errors);
-    }
-}
-
-/// Puts the outcome a peer link brought back into its connection's reply order, encoded in
-/// the connection's protocol.
-fn deliver(conns: &mut Slab<Connection>, dirty: &mut Vec<usize>, latency: &mut Recorder, d: Delivery<'_>) {
-    let to = d.req.to;
-    let Some(conn) = conns.get_mut(to.conn).filter(|c| c.generation == to.generation) else { return };
-    let mut bytes = Vec::new();
-    if d.req.flush {
-        if !matches!(d.outcome, crate::storage::Outcome::Done { .. }) {
-            d.req.reply.write_outcome::<&[u8]>(&mut bytes, &[], &crate::storage::Outcome::TemporaryFailure);
-            conn.replace_head(to.seq, &bytes);
-            bytes.clear();
-        }
-    } else {
-        d.req.reply.write_outcome(&mut bytes, d.key, &d.outcome);
-    }
-    conn.complete(to.seq, &bytes);
-    dirty.push(to.conn);
-    if let Some(op) = to.op {
-        latency.returned(op, to.read_at);
     }
 }
