@@ -178,8 +178,13 @@ impl Stream {
             }
             seen.insert(pos.partition);
             let p = pos.partition as usize;
-            self.acked[p] = if pos.whole { pos.seqno } else { 0 };
+            // What the backup holds counts for durable writes only when it is a prefix of
+            // this primary's history: a copy ahead of it (the primary lost its tail: a power
+            // loss under everysec) holds other changes under the seqnos this primary gives
+            // next, and is resynced.
+            self.acked[p] = 0;
             if pos.whole && backlog.covers(pos.partition, pos.seqno) {
+                self.acked[p] = pos.seqno;
                 self.mode[p] = Mode::Live;
                 self.sent[p] = pos.seqno;
                 if pos.seqno < backlog.last(pos.partition) {

@@ -301,6 +301,17 @@ fn an_acknowledgement_tells_when_its_oldest_change_was_committed() {
 }
 
 #[test]
+fn a_backup_ahead_of_the_primary_acknowledges_nothing_until_resynced() {
+    // The primary restarted at seqno 5 of partition 1 (its tail lost); the backup has 9.
+    let backlog = Backlog::new(1 << 20, |p| if p == 1 { 5 } else { 0 });
+    let mut stream = Stream::new(1, 0, set_of(&[1]));
+    stream.open();
+    stream.on_open(&[Position { partition: 1, seqno: 9, whole: true }], &backlog, 0).unwrap();
+    assert_eq!(stream.acked(1), 0, "seqnos 6..9 of the backup are not this primary's");
+    assert!(!stream.is_live(1), "resynced");
+}
+
+#[test]
 fn reordered_duplicated_and_dropped_frames_are_refused() {
     let mut backlog = Backlog::new(1 << 20, |_| 0);
     let mut stream = Stream::new(1, 0, set_of(&[1]));
