@@ -43,6 +43,12 @@
 //!   (all of them) wait with the turn's sync round until an fsync covers it, then leave.
 //!   replies leave in request order: straight into the write buffer while nothing is
 //!   outstanding, otherwise behind the outstanding slots; one write() per turn and connection
+//!   (core/commit.rs: the end of a turn; held::Rounds decides what a sync round lets go).
+//!
+//!   watch: a text connection that sent `watch` gets log lines only. route::execute offers
+//!   each outcome to server::watch (one atomic load while nobody watches); the line goes into
+//!   each watcher's bounded buffer, whatever core it happens on; the watcher's core moves the
+//!   buffer into its connection each turn (at most 10 ms apart) once the socket took the last.
 //!
 //!   replication (a cluster with replicas >= 1), after each turn's commit:
 //!   Shard records each mutation as a Change (partition, seqno, CAS, key, value; flushes as

@@ -107,6 +107,7 @@ fn kind(req: &Request<'_>) -> Option<(&'static str, bool)> {
         | Request::Quit
         | Request::Stats { .. }
         | Request::Metadump
+        | Request::Watch { .. }
         | Request::Shutdown { .. }
         | Request::MetaNoop
         | Request::MetaDebug { .. } => return None,

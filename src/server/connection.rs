@@ -70,6 +70,8 @@ pub struct Connection {
     pub last_read: u32,
     /// The client's address and the listener's, kept from the accept for `stats conns`.
     pub addrs: Option<(std::net::SocketAddr, Option<std::net::SocketAddr>)>,
+    /// Set once the connection sent `watch`: it gets log lines only.
+    pub watcher: Option<std::sync::Arc<crate::server::watch::Watcher>>,
 }
 
 pub enum ReadStatus {
@@ -104,6 +106,7 @@ impl Connection {
             accepted_at: 0,
             last_read: 0,
             addrs: None,
+            watcher: None,
         }
     }
 

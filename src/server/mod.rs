@@ -17,6 +17,7 @@ pub mod replicate;
 mod report;
 mod route;
 mod text;
+pub mod watch;
 
 use std::ffi::OsString;
 use std::io;
@@ -57,6 +58,8 @@ pub struct Node {
     pub cluster: Option<Arc<peer::Cluster>>,
     /// The counters as `stats reset` last found them (`stats` reports what was counted since).
     pub stats_baseline: report::Baseline,
+    /// The connections that sent `watch`, and the buffers of their log lines.
+    pub watchers: Arc<watch::Watchers>,
 }
 
 /// What [`run_with`] takes besides the configuration.
@@ -187,6 +190,7 @@ pub fn run_with(config: Config, args: Vec<OsString>, options: Options) -> io::Re
         config,
         cluster,
         stats_baseline: report::Baseline::default(),
+        watchers: Arc::default(),
     });
 
     let mut polls = Vec::with_capacity(threads);

@@ -179,6 +179,7 @@ pub fn execute(shard: &mut Shard, stats: &CoreStats, cmd: &Command<&[u8]>, to: O
         None => (shard.execute(cmd, now), None),
     };
     stats.record(cmd, &outcome);
+    super::watch::command(cmd, &outcome, now);
     // memcached counts per prefix the classic and binary commands, not the meta ones.
     if stats.prefixes.enabled() && !to.is_some_and(ReplyTo::is_meta) {
         stats.prefixes.record(cmd, &outcome);

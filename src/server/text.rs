@@ -17,6 +17,12 @@ const MAX_VERBOSITY: u32 = 2;
 pub fn process(ctx: &mut Ctx<'_>, conn: &mut Connection, key: usize) {
     let (rbuf, mut pos, end) = conn.take_input();
     while !conn.closing && !conn.over_high_water() {
+        if conn.watcher.is_some() {
+            // A watcher gets log lines only; what it sends is read and dropped (as
+            // memcached's logger reads a watcher only to see it close).
+            pos = end;
+            break;
+        }
         if !conn.discard(&mut pos, end) {
             break;
         }
@@ -110,6 +116,11 @@ fn serve(ctx: &mut Ctx<'_>, conn: &mut Connection, from: ReturnAddress, req: &te
             None => conn.out().extend_from_slice(b"ERROR\r\n"),
         },
         Action::Metadump => super::metadump::start(ctx, conn, from.conn),
+        Action::Watch(kinds) => match ctx.node.watchers.add(kinds) {
+            // `OK` is the first thing in the watcher's buffer: it follows the replies before.
+            Some(w) => conn.watcher = Some(w),
+            None => conn.out().extend_from_slice(b"ERROR Too many log watchers\r\n"),
+        },
         Action::Shutdown { graceful } => {
             if !ctx.node.config.enable_shutdown {
                 conn.out().extend_from_slice(b"ERROR: shutdown not enabled\r\n");

@@ -9,4 +9,4 @@ pub mod keydir;
 pub mod shard;
 
 pub use command::{Command, Outcome, StoreMode};
-pub use shard::{ItemInfo, ItemMeta, MetaOps, Mode, Shard, ShardConfig, ShardCounters};
+pub use shard::{Evicted, ItemInfo, ItemMeta, MetaOps, Mode, Shard, ShardConfig, ShardCounters};

@@ -23,7 +23,7 @@ use super::keydir::{Keydir, Slot};
 use crate::cluster::{partition_of, PARTITIONS};
 
 mod item_state;
-pub use item_state::{ItemInfo, ItemMeta, MetaOps};
+pub use item_state::{ttl_left, Evicted, ItemInfo, ItemMeta, MetaOps};
 
 /// What happens when items no longer fit in memory.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -98,6 +98,8 @@ pub struct Shard {
     /// delayed one it stands for survives merges.
     flush_owed: Option<u32>,
     counters: ShardCounters,
+    /// The items evicted since the server last took them (`watch evictions`), while asked.
+    evicted: Option<Vec<Evicted>>,
     log: Option<Log>,
     /// Last seqno given (or, on a backup, applied) per partition.
     seqnos: Vec<u64>,
@@ -131,6 +133,7 @@ impl Shard {
             flush_at: None,
             flush_owed: None,
             counters: ShardCounters::default(),
+            evicted: None,
             log: None,
             seqnos: vec![0; PARTITIONS as usize],
             recording: false,
@@ -406,6 +409,7 @@ impl Shard {
                     let now_limit = self.config.memory_limit;
                     while self.keydir.used() > now_limit {
                         let Some(slot) = self.keydir.clock(|_| true) else { break };
+                        self.note_evicted(slot, now);
                         self.keydir.remove(slot);
                         self.counters.evictions += 1;
                     }
@@ -906,6 +910,7 @@ impl Shard {
                 if self.keydir.get(slot).is_expired(now) {
                     self.counters.reclaimed += 1;
                 } else {
+                    self.note_evicted(slot, now);
                     self.counters.evictions += 1;
                 }
                 self.drop_slot(slot);

@@ -22,6 +22,8 @@ pub enum Action<'r> {
     Shutdown { graceful: Option<bool> },
     /// `lru_crawler metadump`.
     Metadump,
+    /// `watch`: the connection becomes a watcher of these kinds.
+    Watch(u32),
 }
 
 pub fn action<'r>(req: &'r Request<'_>) -> Action<'r> {
@@ -57,6 +59,7 @@ pub fn action<'r>(req: &'r Request<'_>) -> Action<'r> {
         Request::Stats { group } => Action::Stats(group),
         Request::Shutdown { graceful } => Action::Shutdown { graceful },
         Request::Metadump => Action::Metadump,
+        Request::Watch { kinds } => Action::Watch(kinds),
         Request::MetaNoop => Action::Reply(b"MN\r\n"),
         Request::MetaGet { ref key, flags } => {
             let key = key.as_bytes();

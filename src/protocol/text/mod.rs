@@ -15,6 +15,7 @@ pub mod meta;
 pub mod metadump;
 pub mod reply;
 pub mod request;
+pub mod watch;
 
 #[cfg(test)]
 mod tests;

@@ -101,6 +101,9 @@ pub enum Request<'a> {
     Stats { group: &'a [u8] },
     /// `lru_crawler metadump <all|hash|class>`: every item's key and state (one class: all).
     Metadump,
+    /// `watch [kinds...]`: the connection becomes a watcher of these kinds
+    /// (`super::watch::kind`).
+    Watch { kinds: u32 },
     /// `shutdown` (`Some(false)`), `shutdown graceful` (`Some(true)`), anything else `None`.
     Shutdown { graceful: Option<bool> },
     MetaNoop,
@@ -259,6 +262,11 @@ fn decode_inner<'a>(buf: &'a [u8], limits: &Limits) -> Result<'a> {
         // Of the crawler's subcommands only `metadump` is served (with any class or `all` or
         // `hash`: caskade has one class); the others are `ERROR`, as for a crawler not built.
         b"lru_crawler" if t.get(1) == b"metadump" && !t.get(2).is_empty() => request(Request::Metadump),
+        // memcached answers an argument it does not know with `ERROR`.
+        b"watch" => match super::watch::parse_kinds(t.from(1).iter().copied().filter(|a| !a.is_empty())) {
+            Some(kinds) => request(Request::Watch { kinds }),
+            None => error(),
+        },
         b"stats" => {
             // `stats detail <on|off|dump>` is one group, as binary STAT's key "detail on".
             let (first, second) = (t.get(1), t.get(2));

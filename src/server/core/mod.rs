@@ -2,6 +2,7 @@
 //! connections and its shard.
 
 use std::io::{self, Write};
+use std::os::fd::AsRawFd;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -23,7 +24,7 @@ use super::peer::link::{Links, LINK_TOKEN_BASE};
 use super::peer::serve::{self, Session};
 use super::replicate::Replication;
 use super::route::{self, Ctx};
-use super::{binary, text, Node};
+use super::{binary, text, watch, Node};
 use crate::protocol::{self, Limits, Protocol};
 use crate::stats::latency::Recorder;
 use crate::stats::{unix_now, CoreStats};
@@ -83,6 +84,10 @@ pub struct Core {
     started: Instant,
     /// A reply another core's request gets, before it goes into the batch or the gate.
     scratch: Vec<u8>,
+    /// This core's connections that sent `watch` (`watch.rs`).
+    watching: Vec<usize>,
+    /// Items the shard evicted, for `watch evictions`.
+    evicted: Vec<crate::storage::Evicted>,
 }
 
 /// One turn's replies that wait for an fsync: to this core's connections, and to others.
@@ -135,6 +140,8 @@ impl Core {
             gate: Gate::default(),
             started: Instant::now(),
             scratch: Vec::new(),
+            watching: Vec::new(),
+            evicted: Vec::new(),
         };
         // The levels recovery left (curr_items, bytes, segments, ...) are published before
         // any core accepts, so that the first STAT after a restart sums every shard.
@@ -158,6 +165,7 @@ impl Core {
             log::warn!("core {}: no commit thread ({e}); --fsync always syncs on the event loop", self.id);
         }
         self.shard.finish_merges_off_loop();
+        watch::enter(self.node.watchers.clone());
         let mut events = Events::with_capacity(1024);
         let mut draining_since: Option<Instant> = None;
         loop {
@@ -177,6 +185,8 @@ impl Core {
             } else {
                 Duration::from_secs(1)
             };
+            // Watchers get their lines within 10 ms (memcached's logger sleeps 1 ms..1 s).
+            let timeout = if self.watching.is_empty() { timeout } else { timeout.min(Duration::from_millis(10)) };
             // Held durable replies: acknowledgements wake the loop (link events), a group
             // commit's fsync too (its waker); only a deadline needs the clock.
             let timeout = match self.gate.next_deadline_ms() {
@@ -230,6 +240,11 @@ impl Core {
                 self.publish_conns();
             }
             self.stats_published_at = self.now;
+            let evictions = self.node.watchers.wants(watch::kind::EVICTIONS);
+            self.shard.set_eviction_log(evictions);
+            if !self.watching.is_empty() || evictions {
+                self.pump_watchers(evictions);
+            }
             self.write_dirty();
             self.latency.end_turn();
             self.outbox.send(&self.mailboxes);
@@ -306,6 +321,10 @@ impl Core {
             node_stats.curr_connections.fetch_add(1, Relaxed);
             node_stats.total_connections.fetch_add(1, Relaxed);
             self.stats.total_connections.incr();
+            if self.node.watchers.wants(watch::kind::CONNEVENTS) {
+                let fd = conn.socket.as_raw_fd();
+                watch::log(watch::kind::CONNEVENTS, |s| protocol::text::watch::conn_event(s, Some(peer), None, fd));
+            }
             log::trace!("core {}: accepted {peer} as {key}", self.id);
         }
     }
@@ -316,6 +335,14 @@ impl Core {
             let _ = self.poll.registry().deregister(&mut conn.socket);
             if conn.protocol != Some(Protocol::Peer) {
                 self.node.stats.curr_connections.fetch_sub(1, Relaxed);
+                if self.node.watchers.wants(watch::kind::CONNEVENTS) {
+                    let reason = if self.node.stopping.load(Relaxed) { "shutdown" } else { "normal" };
+                    let peer = conn.addrs.map(|(p, _)| p);
+                    watch::log(watch::kind::CONNEVENTS, |s| protocol::text::watch::conn_event(s, peer, Some(reason), conn.socket.as_raw_fd()));
+                }
+            }
+            if let Some(w) = conn.watcher.take() {
+                self.node.watchers.remove(&w);
             }
         }
     }
@@ -419,12 +446,44 @@ impl Core {
             now_ms: self.started.elapsed().as_millis() as u64,
             mailboxes: &self.mailboxes,
         };
+        let watched = self.node.watchers.wants(watch::kind::FETCHERS | watch::kind::MUTATIONS);
+        if watched {
+            watch::set_client_fd(conn.socket.as_raw_fd());
+        }
         match (protocol, cluster) {
             (Protocol::Binary, _) => binary::process(&mut ctx, conn, key),
             (Protocol::Text, _) => text::process(&mut ctx, conn, key),
             (Protocol::Peer, Some(cluster)) => serve::process(&mut ctx, cluster, conn, key),
             (Protocol::Peer, None) => conn.closing = true,
         }
+        if watched {
+            watch::set_client_fd(-1);
+        }
+        if conn.watcher.is_some() && !self.watching.contains(&key) {
+            self.watching.push(key);
+        }
+    }
+
+    /// Moves the watchers' log lines into their connections, and the shard's evictions
+    /// into log lines, while someone watches them.
+    fn pump_watchers(&mut self, evictions: bool) {
+        if evictions {
+            self.shard.take_evicted(&mut self.evicted);
+            watch::evictions(&self.evicted);
+            self.evicted.clear();
+        }
+        let (conns, dirty) = (&mut self.conns, &mut self.dirty);
+        self.watching.retain(|&key| {
+            let Some(w) = conns.get(key).and_then(|c| c.watcher.clone()) else { return false };
+            if let Some(conn) = conns.get_mut(key) {
+                // Only once the socket took what it had: a watcher that does not read keeps
+                // its lines in its bounded buffer, where the newest are lost and counted.
+                if conn.backlog() == 0 && w.take(conn.out()) > 0 {
+                    dirty.push(key);
+                }
+            }
+            true
+        });
     }
 
     /// Runs requests other cores sent here and slots in the replies they sent back.

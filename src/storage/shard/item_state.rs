@@ -97,7 +97,45 @@ pub struct ItemMeta {
     pub size: u64,
 }
 
+/// An item evicted to make room, as `watch evictions` shows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Evicted {
+    pub key: Box<[u8]>,
+    pub meta: ItemMeta,
+    pub value_len: usize,
+    /// When it was evicted (unix seconds).
+    pub at: u32,
+}
+
 impl Shard {
+    /// Whether evicted items are kept for [`take_evicted`](Self::take_evicted) (a watcher
+    /// of evictions exists); off, evictions cost nothing more.
+    pub fn set_eviction_log(&mut self, on: bool) {
+        match (on, self.evicted.is_some()) {
+            (true, false) => self.evicted = Some(Vec::new()),
+            (false, true) => self.evicted = None,
+            _ => {}
+        }
+    }
+
+    /// Moves the items evicted since the last call into `into`.
+    pub fn take_evicted(&mut self, into: &mut Vec<Evicted>) {
+        if let Some(e) = self.evicted.as_mut() {
+            into.append(e);
+        }
+    }
+
+    /// Notes the item in `slot` as evicted, if asked to (`set_eviction_log`).
+    pub(super) fn note_evicted(&mut self, slot: Slot, now: u32) {
+        let Some(log) = self.evicted.as_mut() else { return };
+        let it = self.keydir.get(slot);
+        let meta = ItemMeta { expiry: it.expiry(), atime: it.atime(), cas: it.cas(), fetched: it.has(BIT_FETCHED), size: it.charge() as u64 };
+        // Bounded: a watcher far behind loses lines anyway.
+        if log.len() < 10_000 {
+            log.push(Evicted { key: it.key().into(), meta, value_len: it.value_len(), at: now });
+        }
+    }
+
     /// Hands `each` the key and state of live items from keydir slot `from` on, at most
     /// `max_items` of them (and four times as many slots), without reading any value; returns
     /// the slot to go on from, or `None` at the end. Like [`scan`](Self::scan), not a snapshot.
