@@ -116,7 +116,8 @@ cargo clippy --all-targets --quiet -- -D warnings
 
 step "Client tests against memcached (checks the tests themselves)"
 CASKADE_TEST_SERVER=memcached cargo test --release \
-    --test memccapable --test memcache_crate --test python_clients --test text_commands --test text_pipeline
+    --test memccapable --test memcache_crate --test python_clients --test text_commands --test text_pipeline \
+    --test memcached_edges --test meta_item_state --test watch
 
 step "cargo test --release $*"
 cargo test --release "$@"

@@ -89,10 +89,6 @@ impl Gate {
         self.entries.is_empty()
     }
 
-    pub fn len(&self) -> usize {
-        self.entries.len()
-    }
-
     /// Holds the reply to a durable write of `key` until `wait` is met or its deadline.
     pub fn hold(&mut self, dest: Dest, key: &[u8], ok: &[u8], disk_error: &[u8], ambiguous: &[u8], wait: Wait) {
         let key_range = self.put(key);

@@ -119,7 +119,7 @@ fn serve(ctx: &mut Ctx<'_>, conn: &mut Connection, from: ReturnAddress, req: &te
         Action::Watch(kinds) => match ctx.node.watchers.add(kinds) {
             // `OK` is the first thing in the watcher's buffer: it follows the replies before.
             Some(w) => conn.watcher = Some(w),
-            None => conn.out().extend_from_slice(b"ERROR Too many log watchers\r\n"),
+            None => conn.out().extend_from_slice(b"WATCHER_TOO_MANY log watcher limit reached\r\n"),
         },
         Action::Shutdown { graceful } => {
             if !ctx.node.config.enable_shutdown {
