@@ -104,3 +104,27 @@ fn a_persist_majority_write_waits_for_the_primarys_own_fsync() {
     assert_eq!(line(&mut client), "HD");
     drop(b);
 }
+
+#[test]
+fn a_backup_whose_disk_fails_acknowledges_nothing() {
+    let files = ClusterFiles::with_settings(&IDS, "test", SECRET, "replicas = 1\ndurability_timeout_ms = 1000\n");
+    let a = files.start("a", &["-t", "1"]);
+    let b = in_process(&files, "b");
+    live(|| cluster_stats(&a), "b");
+    let mut client = TcpStream::connect(a.addr()).expect("connect");
+    client.set_read_timeout(Some(gate::PATIENCE)).expect("timeout");
+    // The backup's fsyncs fail (EIO): its answer to a frame that asks for one is a refusal,
+    // never an acknowledgement, and the write it carried is not called durable.
+    b.gate.fail();
+    client.write_all(format!("ms {} 1 Y3\r\n1\r\n", key_on(0, 5)).as_bytes()).expect("send");
+    assert_eq!(line(&mut client), "SERVER_ERROR sync write ambiguous");
+    wait_until("the stream shows the backup's refusal", Duration::from_secs(30), || {
+        let stats = cluster_stats(&a);
+        stat(&stats, "node:b:repl_last_error").is_some_and(|e| e.contains("refused"))
+    });
+    // Its disk works again: the stream reopens and durable writes are acknowledged.
+    b.gate.open();
+    live(|| cluster_stats(&a), "b");
+    client.write_all(format!("ms {} 1 Y3\r\n2\r\n", key_on(0, 6)).as_bytes()).expect("send");
+    assert_eq!(line(&mut client), "HD");
+}

@@ -251,6 +251,8 @@ impl Cluster {
                     (format!("{prefix}:repl_verified_round"), r.verified_round.to_string()),
                     (format!("{prefix}:repl_verified_partitions"), r.verified_partitions.to_string()),
                     (format!("{prefix}:repl_mismatches"), r.mismatches.to_string()),
+                    // Why a stream to it last went down (or was refused), on one line.
+                    (format!("{prefix}:repl_last_error"), r.last_error.as_deref().unwrap_or("none").replace(['\r', '\n'], " ")),
                 ]);
             }
         }
