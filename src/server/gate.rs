@@ -345,4 +345,27 @@ mod tests {
         g.poll(2, |p, _| usize::from(p == 8), |_, _, _| {});
         assert!(!g.wants_persist(), "the reply behind it asks for no disk of its own");
     }
+
+    #[test]
+    fn a_released_write_ends_its_keys_pending_state_while_others_wait() {
+        let mut g = Gate::default();
+        g.hold(conn(1), b"k", b"A", b"DA", b"XA", wait(7, 10, 1, 1000));
+        g.hold(conn(2), b"other", b"B", b"DB", b"XB", wait(8, 5, 1, 1000));
+        g.committed(true, None, |_, _, _| {});
+        g.poll(1, |p, _| usize::from(p == 7), |_, _, _| {});
+        assert_eq!(g.pending(b"k"), None, "k's write is released");
+        assert!(g.pending(b"other").is_some(), "other's still waits");
+    }
+
+    #[test]
+    fn the_arena_is_emptied_once_nothing_waits() {
+        let mut g = Gate::default();
+        for i in 0..100 {
+            g.hold(conn(i), b"k", &[0; 100], b"D", b"X", wait(7, i, 1, 1000));
+        }
+        g.committed(true, None, |_, _, _| {});
+        g.poll(1, |_, _| 1, |_, _, _| {});
+        assert!(g.is_empty());
+        assert_eq!((g.arena.len(), g.pending.len()), (0, 0), "memory goes with the replies");
+    }
 }
