@@ -21,6 +21,9 @@ use crate::protocol::{PeerReply, ReplyTo};
 use crate::storage::change::{ChangeKind, Changes};
 use crate::storage::{Outcome, Shard};
 
+/// How often (ms) a core publishes its streams' figures.
+const PUBLISH_MS: u64 = 100;
+
 /// Frames a stream may send per turn (the window bounds the bytes).
 const FRAMES_PER_TURN: usize = 8;
 
@@ -231,8 +234,9 @@ impl Replication {
                 }
             }
         }
-        if now_ms / 1000 != self.published_at {
-            self.published_at = now_ms / 1000;
+        // Ten times a second: `stats cluster` and the catch-up benchmark read these figures.
+        if now_ms / PUBLISH_MS != self.published_at {
+            self.published_at = now_ms / PUBLISH_MS;
             self.publish(cluster, this_core, now_ms);
         }
     }
