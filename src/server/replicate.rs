@@ -248,7 +248,7 @@ impl Replication {
 
     /// Backups that have acknowledged seqno `seqno` of `p`.
     pub fn acked_count(&self, p: u16, seqno: u64) -> usize {
-        self.streams.iter().filter(|s| s.partitions.contains(p) && s.acked(p) >= seqno).count()
+        self.streams.iter().filter(|s| s.partitions.contains(p) && s.confirmed(p) >= seqno).count()
     }
 
     /// Whether a stream has work the loop should come back for soon (a resync).
@@ -369,6 +369,10 @@ pub fn serve(ctx: &mut Ctx<'_>, cluster: &Cluster, conn: &mut Connection, key: u
         }
         _ => {
             if f.partition() & repl::flags::PERSIST != 0 {
+                if ctx.shard.log().is_none() {
+                    // An acknowledgement would promise a disk this node does not write.
+                    return refuse(conn, status::STORAGE_ERROR, "asked to persist, but this node runs --in-memory".into());
+                }
                 ctx.shard.request_sync();
             }
             let start = conn.out().len();

@@ -171,6 +171,13 @@ impl Placed {
 pub fn execute(shard: &mut Shard, stats: &CoreStats, cmd: &Command<&[u8]>, to: Option<&ReplyTo>, now: u32, out: &mut Vec<u8>) -> bool {
     let appended = shard.records_appended();
     let key = cmd.key().unwrap_or(&[]);
+    if let (Command::Get { .. }, true, Some(to)) = (cmd, shard.any_incomplete(), to) {
+        // A backup's copy mid-resync (GET_REPLICA, a read fallback) would answer false misses.
+        if shard.is_incomplete(cluster::partition_of(key)) {
+            to.write_outcome::<&[u8]>(out, key, &Outcome::TemporaryFailure);
+            return false;
+        }
+    }
     let (outcome, info) = match to.and_then(ReplyTo::meta_ops) {
         Some(ops) => {
             let (o, info) = shard.execute_meta(cmd, &ops, now);

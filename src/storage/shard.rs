@@ -453,6 +453,11 @@ impl Shard {
         self.incomplete.contains(partition)
     }
 
+    /// Whether any copy here is mid-resync (cheap: no key to hash).
+    pub fn any_incomplete(&self) -> bool {
+        !self.incomplete.is_empty()
+    }
+
     /// Applies a primary's mutation on a backup: the primary's seqno and CAS are kept, and
     /// the CAS this shard issues later stays above it (a promoted backup never reissues a
     /// CAS a client saw). Nothing is recorded as this shard's own change.
@@ -466,7 +471,13 @@ impl Shard {
                     return Err(Outcome::TooLarge);
                 }
                 let old = self.keydir.find(key);
-                self.put(old, key, value, flags, expiry, cas, now, Some(seqno)).map(|_| ())
+                let result = self.put(old, key, value, flags, expiry, cas, now, Some(seqno)).map(|_| ());
+                if result.is_err() {
+                    // The seqno may have moved on without the item (no room for it): the copy
+                    // is not whole any more, and says so, so the primary resyncs it.
+                    self.incomplete.insert(partition_of(key));
+                }
+                result
             }
             ChangeKind::Delete => {
                 self.append(Kind::Delete, 0, key, b"", 0, 0, Some(seqno))?;
@@ -1326,5 +1337,15 @@ mod tests {
         assert_eq!(set(&mut s, "a", &"x".repeat(200)), Outcome::OutOfMemory);
         let mut s = shard();
         assert_eq!(set(&mut s, "a", &"x".repeat(2000)), Outcome::TooLarge);
+    }
+
+    #[test]
+    fn a_backup_change_without_room_leaves_its_copy_not_whole() {
+        // No room (store semantics, no log: nothing to evict): the apply fails, and the
+        // partition says it is not whole, so its primary resyncs it rather than go on past.
+        let mut s = Shard::new(ShardConfig { memory_limit: 100, max_item_size: 1024, mode: Mode::Store });
+        let p = partition_of(b"k");
+        assert!(s.apply(ChangeKind::Put, b"k", &[7; 500], 0, 0, 1, 1, NOW).is_err());
+        assert!(s.is_incomplete(p));
     }
 }

@@ -85,6 +85,10 @@ pub struct Stream {
     cursor: u64,
     sent: Vec<u64>,
     acked: Vec<u64>,
+    /// Per partition: the seqno REPL_CHANGES answers since the last OPEN confirm. Only these
+    /// count for durable writes: a backup answers CHANGES after its own commit (and fsync
+    /// when asked), while its OPEN answer says what it holds, committed or not.
+    confirmed: Vec<u64>,
     mode: Vec<Mode>,
     resync: Option<Resync>,
     /// The frames in flight, in order.
@@ -121,6 +125,7 @@ impl Stream {
             cursor: 0,
             sent: vec![0; n],
             acked: vec![0; n],
+            confirmed: vec![0; n],
             mode: vec![Mode::NeedResync; n],
             resync: None,
             in_flight: VecDeque::new(),
@@ -183,6 +188,7 @@ impl Stream {
             // loss under everysec) holds other changes under the seqnos this primary gives
             // next, and is resynced.
             self.acked[p] = 0;
+            self.confirmed[p] = 0;
             if pos.whole && backlog.covers(pos.partition, pos.seqno) {
                 self.acked[p] = pos.seqno;
                 self.mode[p] = Mode::Live;
@@ -216,6 +222,8 @@ impl Stream {
             if !self.partitions.contains(pos.partition) {
                 return Err(format!("an acknowledgement of partition {} the stream does not carry", pos.partition));
             }
+            let c = &mut self.confirmed[pos.partition as usize];
+            *c = (*c).max(pos.seqno);
             let a = &mut self.acked[pos.partition as usize];
             *a = (*a).max(pos.seqno);
         }
@@ -398,6 +406,12 @@ impl Stream {
         self.acked[p as usize]
     }
 
+    /// What the backup has confirmed of `p` in REPL_CHANGES answers since the stream last
+    /// opened: what a durable write may count on.
+    pub fn confirmed(&self, p: u16) -> u64 {
+        self.confirmed[p as usize]
+    }
+
     pub fn unacked_bytes(&self) -> usize {
         self.unacked
     }
@@ -421,7 +435,7 @@ pub fn check(r: &Record<'_>, copy: Copy) -> Result<(), (u16, String)> {
             if copy.incomplete {
                 return Err((status::BAD_SEQNO, format!("a change of partition {} during its resync", r.partition)));
             }
-            if r.seqno != copy.seqno + 1 {
+            if Some(r.seqno) != copy.seqno.checked_add(1) {
                 return Err((status::BAD_SEQNO, format!("partition {}: seqno {} after {}", r.partition, r.seqno, copy.seqno)));
             }
             Ok(())

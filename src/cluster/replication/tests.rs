@@ -312,6 +312,30 @@ fn a_backup_ahead_of_the_primary_acknowledges_nothing_until_resynced() {
 }
 
 #[test]
+fn only_changes_answers_count_for_durable_writes() {
+    // The backup says it holds seqno 5 (uncommitted, maybe): that is where the stream goes
+    // on from, and no durable write may count on it.
+    let mut backlog = Backlog::new(1 << 20, |_| 0);
+    for s in 1..=5 {
+        backlog.push(EntryKind::Put, 1, s, s, 0, 0, b"k", b"v");
+    }
+    let mut stream = Stream::new(1, 0, set_of(&[1]));
+    stream.open();
+    stream.on_open(&[Position { partition: 1, seqno: 5, whole: true }], &backlog, 0).unwrap();
+    assert_eq!((stream.acked(1), stream.confirmed(1)), (5, 0));
+    let mut no_scan = |_: &PartitionSet, _: u64, _: usize, _: &mut Vec<u8>| -> (Option<u64>, u64) { (None, 0) };
+    backlog.push(EntryKind::Put, 1, 6, 6, 0, 0, b"k", b"v");
+    stream.next_frame(&backlog, &mut no_scan).unwrap();
+    stream.on_ack(&[Position { partition: 1, seqno: 6, whole: true }], 1).unwrap();
+    assert_eq!(stream.confirmed(1), 6, "an answer after the backup's commit covers all it holds");
+    // Reopened: nothing confirmed until the next answer.
+    stream.down("cut".into());
+    stream.open();
+    stream.on_open(&[Position { partition: 1, seqno: 6, whole: true }], &backlog, 2).unwrap();
+    assert_eq!(stream.confirmed(1), 0);
+}
+
+#[test]
 fn reordered_duplicated_and_dropped_frames_are_refused() {
     let mut backlog = Backlog::new(1 << 20, |_| 0);
     let mut stream = Stream::new(1, 0, set_of(&[1]));
