@@ -421,17 +421,46 @@ enum StartFailure {
 
 /// A loopback port that was free a moment ago and that no other test in this process has
 /// been given.
+///
+/// Chosen below the kernel's ephemeral range: a port the OS hands out on its own (an
+/// outgoing connection, or a node told `-p 0`) can then never take a port given here in
+/// the moment between this check and the server's bind (a CI run once lost a peer port that
+/// way).
 pub fn free_port() -> u16 {
     static HANDED_OUT: Mutex<Option<HashSet<u16>>> = Mutex::new(None);
     let mut handed_out = HANDED_OUT.lock().unwrap_or_else(|e| e.into_inner());
     let handed_out = handed_out.get_or_insert_with(HashSet::new);
-    loop {
-        let listener = TcpListener::bind((LOOPBACK, 0)).expect("bind 127.0.0.1:0");
-        let port = listener.local_addr().expect("local_addr").port();
-        drop(listener);
-        if handed_out.insert(port) {
+    let (low, high) = fixed_port_range();
+    let span = u64::from(high - low);
+    // Spread test binaries over the range so one does not meet another's lingering ports.
+    let mut next = u64::from(std::process::id()).wrapping_mul(2_654_435_761) ^ std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos() as u64)
+        .unwrap_or(0);
+    for _ in 0..10_000 {
+        next = next.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+        let port = low + ((next >> 33) % span) as u16;
+        if handed_out.contains(&port) {
+            continue;
+        }
+        if TcpListener::bind((LOOPBACK, port)).is_ok() {
+            handed_out.insert(port);
             return port;
         }
+    }
+    panic!("no free loopback port in {low}..{high}");
+}
+
+/// Ports below the kernel's ephemeral range (`ip_local_port_range`), above the well-known ones.
+fn fixed_port_range() -> (u16, u16) {
+    let ephemeral_low = fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().and_then(|w| w.parse::<u16>().ok()))
+        .unwrap_or(32768);
+    if ephemeral_low > 12_000 {
+        (10_000, ephemeral_low)
+    } else {
+        (ephemeral_low.saturating_sub(8_000).max(2_000), ephemeral_low)
     }
 }
 
