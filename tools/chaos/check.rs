@@ -273,7 +273,7 @@ mod tests {
     /// write acknowledged before the kill.
     #[test]
     fn a_backup_missing_an_acknowledged_write_is_found() {
-        let writes = vec![
+        let writes = [
             rec(Op::Set(M), Outcome::Ok(Ret::Stored), 0, 1),
             rec(Op::Set(2 * M), Outcome::Ok(Ret::Stored), 2, 3),
         ];
