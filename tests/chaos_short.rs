@@ -1,8 +1,11 @@
-//! Short chaos runs (issue 13) against what exists today: a cluster of three single-owner
-//! nodes under `--fsync always`. Under kill -9, SIGSTOP and partitions every acknowledged
-//! write must survive (the owner's disk has it) and every key's history must be
-//! linearizable. And a known-bad setting must fail the check: `--in-memory` nodes forget
-//! what they acknowledged when killed.
+//! Short chaos runs (issue 13) against what exists today: a cluster of three nodes, one
+//! backup per partition, `durability = "majority"`, `--fsync always`, no failover. Under
+//! kill -9, SIGSTOP and partitions every acknowledged write must survive, every key's
+//! history must be linearizable, and while a killed primary is down its backup's copy
+//! (GET_REPLICA) must hold every write it acknowledged. And known-bad settings must fail the
+//! checks: `--in-memory` nodes forget what they acknowledged when killed, and under
+//! `durability = "none"` a primary cut off from its backup acknowledges writes its backup
+//! never gets.
 //!
 //! Each run is the real `caskade-chaos` binary starting real `caskade` processes on free
 //! loopback ports; it polls until they serve and stops them by pid.
@@ -18,7 +21,7 @@ fn chaos(out: &Path, flags: &[&str]) -> (Option<i32>, String, serde_json::Value)
     command
         .args(["--caskade", env!("CARGO_BIN_EXE_caskade"), "--out"])
         .arg(out)
-        .args(["--seed", "13", "--warmup-s", "1", "--faults-s", "7", "--recover-s", "1"])
+        .args(["--seed", "13", "--warmup-s", "1", "--faults-s", "6", "--recover-s", "1"])
         .args(["--fault-min-ms", "800", "--fault-max-ms", "1500", "--quiet-ms", "700"])
         .args(flags);
     let (status, output) = common::run_with_timeout(&mut command, Duration::from_secs(90));
@@ -35,15 +38,22 @@ fn expect_valid(nemesis: &str) {
     assert_eq!(report["lost_acknowledged_writes"].as_array().map(Vec::len), Some(0), "{output}");
     assert_eq!(report["not_linearizable_keys"].as_array().map(Vec::len), Some(0), "{output}");
     assert_eq!(report["too_hard_keys"].as_array().map(Vec::len), Some(0), "{output}");
+    assert_eq!(report["durability"], "majority", "{output}");
+    assert_eq!(report["lost_on_backup"].as_array().map(Vec::len), Some(0), "{output}");
+    assert_eq!(report["split_brain"].as_array().map(Vec::len), Some(0), "{output}");
+    // The final reads of every key's backup copy, at least.
+    assert!(report["replica_reads"].as_u64().unwrap_or(0) >= 10, "{output}");
     let faults = report["faults"].as_array().cloned().unwrap_or_default();
     assert!(faults.len() >= 2, "at least two faults were injected: {output}");
     assert!(faults.iter().all(|f| f["recover_ms"].is_number()), "every node served again after each fault: {output}");
     assert!(report["ok"].as_u64().unwrap_or(0) > 500, "{output}");
 }
 
+/// kill -9 of a node, and of a node cut off from the others first: what it acknowledged
+/// under majority is on its disk after the restart and was on its backup while it was dead.
 #[test]
 fn kill9_loses_no_acknowledged_write() {
-    expect_valid("kill");
+    expect_valid("kill,kill-isolated");
 }
 
 #[test]
@@ -69,10 +79,24 @@ fn in_memory_nodes_under_kill9_fail_the_check() {
     assert!(broken > 0, "{output}");
 }
 
-/// `--check` on a hand-made history: acknowledged set 1, set 2, then a read of 1 (stale) is
-/// refused; reading 2 instead, or an unknown delete that may explain a miss, passes.
+/// The backup-copy check can fail: under `durability = "none"` a primary cut off from its
+/// backup goes on acknowledging writes alone; killed, its backup lacks them (what a failover
+/// would lose), though its own disk has them (nothing lost at the end).
 #[test]
-fn an_injected_stale_read_fails_the_check() {
+fn durability_none_loses_writes_on_the_backup() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let (code, output, report) = chaos(dir.path(), &["--nemesis", "kill-isolated", "--durability", "none"]);
+    assert_eq!(code, Some(1), "{output}");
+    assert_eq!(report["valid"], false, "{output}");
+    assert!(report["lost_on_backup"].as_array().map_or(0, Vec::len) > 0, "{output}");
+    assert_eq!(report["lost_acknowledged_writes"].as_array().map(Vec::len), Some(0), "{output}");
+}
+
+/// `--check` on a hand-made history: acknowledged set 1, set 2, then a read of 1 (stale) is
+/// refused; reading 2 instead, or an unknown delete that may explain a miss, passes. And two
+/// primaries acknowledging in one epoch are refused.
+#[test]
+fn injected_stale_read_and_split_brain_fail_the_check() {
     let dir = tempfile::tempdir().expect("a temporary directory");
     let line = |op: &str, args: &str, t: u64, outcome: &str, ret: &str| {
         format!(
@@ -104,5 +128,15 @@ fn an_injected_stale_read_fails_the_check() {
     ]
     .concat();
     let (code, output) = check("ambiguous.jsonl", &ambiguous);
+    assert_eq!(code, Some(0), "{output}");
+    // Split brain: writes to one partition acknowledged by primaries a and b in epoch 1.
+    let by = |line: String, primary: &str, epoch: u64| line.replace(r#""ret":"stored"}"#, &format!(r#""ret":"stored","primary":"{primary}","epoch":{epoch}}}"#));
+    let two = [by(writes[0].clone(), "a", 1), by(writes[1].clone(), "b", 1)];
+    let (code, output) = check("split.jsonl", &two);
+    assert_eq!(code, Some(1), "{output}");
+    assert!(output.contains("1 split-brain partitions"), "{output}");
+    // The same two in different epochs (a failover between them) are fine.
+    let failover = [by(writes[0].clone(), "a", 1), by(writes[1].clone(), "b", 2)];
+    let (code, output) = check("failover.jsonl", &failover);
     assert_eq!(code, Some(0), "{output}");
 }

@@ -1,7 +1,10 @@
 //! What the history is checked for: linearizability per key (P-compositionality: a history
-//! is linearizable iff each key's is), and direct checks that need no search.
+//! is linearizable iff each key's is), and direct checks that need no search: acknowledged
+//! writes present at the end, and in the backup's copy while the primary is dead; no read
+//! of a value nobody wrote; nodes and backups agreeing at the end; one primary acknowledging
+//! per partition and epoch.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::time::Duration;
 
 use crate::history::{Op, Outcome, Record, Ret};
@@ -13,6 +16,8 @@ use crate::workload::VALUE_STEP;
 pub struct FinalRead {
     pub key: u32,
     pub value: Option<u64>,
+    /// Read from the key's backup copy (GET_REPLICA) rather than through a node.
+    pub replica: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -23,6 +28,16 @@ pub struct LostWrite {
     /// The acknowledged write it should have seen (or something later).
     pub acked: Op,
     pub acked_complete_ns: u64,
+    /// For a backup copy read: when it was read, and the cutoff (the kill of the primary).
+    pub replica_read: Option<(u64, u64)>,
+}
+
+/// Writes to one partition acknowledged by more than one primary in one epoch.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SplitBrain {
+    pub partition: u16,
+    pub epoch: u64,
+    pub primaries: Vec<usize>,
 }
 
 #[derive(Debug, Default)]
@@ -34,13 +49,24 @@ pub struct Findings {
     pub lost_writes: Vec<LostWrite>,
     /// (key, value): a read of a value no operation wrote.
     pub phantom_reads: Vec<(u32, u64)>,
-    /// Keys whose final reads differ between nodes.
+    /// Keys whose final reads differ between nodes, or between a node and the backup copy.
     pub divergent: Vec<u32>,
+    /// Acknowledged writes missing from a backup's copy read while the primary was dead (or
+    /// at the end): what a failover to that backup would lose.
+    pub lost_on_backup: Vec<LostWrite>,
+    /// Backup copies read (GET_REPLICA) with a definite answer.
+    pub replica_reads: usize,
+    pub split_brain: Vec<SplitBrain>,
 }
 
 impl Findings {
     pub fn ok(&self) -> bool {
-        self.not_linearizable.is_empty() && self.lost_writes.is_empty() && self.phantom_reads.is_empty() && self.divergent.is_empty()
+        self.not_linearizable.is_empty()
+            && self.lost_writes.is_empty()
+            && self.lost_on_backup.is_empty()
+            && self.phantom_reads.is_empty()
+            && self.divergent.is_empty()
+            && self.split_brain.is_empty()
     }
 }
 
@@ -71,16 +97,49 @@ pub fn check(records: &[Record], finals: &[FinalRead], budget_per_key: Duration)
         }
         f.phantom_reads.extend(phantoms(key, ops));
         let key_finals: Vec<&FinalRead> = finals.iter().filter(|x| x.key == key).collect();
-        if let Some(first) = key_finals.first() {
+        if let Some(first) = key_finals.iter().find(|x| !x.replica) {
             if key_finals.iter().any(|x| x.value != first.value) {
                 f.divergent.push(key);
             }
-            if let Some(lost) = lost_write(key, ops, first.value) {
+            if let Some(lost) = lost_write(key, ops, first.value, u64::MAX, u64::MAX) {
                 f.lost_writes.push(lost);
             }
         }
+        for r in ops {
+            if let (Op::ReplicaRead { cutoff_ns }, Outcome::Ok(Ret::Value(found))) = (r.op, &r.outcome) {
+                f.replica_reads += 1;
+                if let Some(mut lost) = lost_write(key, ops, *found, cutoff_ns, r.complete_ns) {
+                    lost.replica_read = Some((r.invoke_ns, cutoff_ns));
+                    f.lost_on_backup.push(lost);
+                }
+            }
+        }
     }
+    f.split_brain = split_brain(records);
     f
+}
+
+/// The split-brain check: per (partition, epoch), the primaries that acknowledged writes;
+/// more than one is a violation. It sees only what the records say about who acknowledged
+/// (see `Record::acked_by`).
+pub fn split_brain(records: &[Record]) -> Vec<SplitBrain> {
+    let mut primaries: BTreeMap<(u16, u64), BTreeSet<usize>> = BTreeMap::new();
+    for r in records {
+        if let (Some(by), true) = (r.acked_by, acknowledged_write(r)) {
+            let partition = caskade::cluster::partition_of(format!("k{}", r.key).as_bytes());
+            primaries.entry((partition, by.epoch)).or_default().insert(by.primary);
+        }
+    }
+    primaries
+        .into_iter()
+        .filter(|(_, p)| p.len() > 1)
+        .map(|((partition, epoch), p)| SplitBrain { partition, epoch, primaries: p.into_iter().collect() })
+        .collect()
+}
+
+/// A write that took effect and was answered so.
+pub fn acknowledged_write(r: &Record) -> bool {
+    matches!(r.outcome, Outcome::Ok(Ret::Stored | Ret::Deleted | Ret::Incremented(_)))
 }
 
 /// The written values (multiples of `VALUE_STEP`) some answer showed: a read, a CAS's
@@ -101,6 +160,8 @@ fn observed(calls: &[Call]) -> HashSet<u64> {
 /// operation, or a read whose answer never came).
 pub fn call_of(r: &Record) -> Option<Call> {
     let ret = match (&r.outcome, r.op) {
+        // A backup's copy is not the register: its reads are checked directly.
+        (_, Op::ReplicaRead { .. }) => return None,
         (Outcome::Ok(ret), _) => Some(*ret),
         (Outcome::Unknown(_), Op::Read) | (Outcome::Failed(_), _) => return None,
         (Outcome::Unknown(_), _) => None,
@@ -121,7 +182,7 @@ fn phantoms(key: u32, ops: &[&Record]) -> Vec<(u32, u64)> {
     let incrs = ops.iter().filter(took).filter(|r| r.op == Op::Incr).count() as u64;
     let mut out = Vec::new();
     for r in ops {
-        if let (Op::Read, Outcome::Ok(Ret::Value(Some(v)))) = (r.op, &r.outcome) {
+        if let (Op::Read | Op::ReplicaRead { .. }, Outcome::Ok(Ret::Value(Some(v)))) = (r.op, &r.outcome) {
             if !written.contains(&(v - v % VALUE_STEP)) || v % VALUE_STEP > incrs {
                 out.push((key, *v));
             }
@@ -130,9 +191,11 @@ fn phantoms(key: u32, ops: &[&Record]) -> Vec<(u32, u64)> {
     out
 }
 
-/// The latest acknowledged write the final value `found` contradicts: one that was invoked
-/// after every operation that could have produced `found` had completed.
-fn lost_write(key: u32, ops: &[&Record], found: Option<u64>) -> Option<LostWrite> {
+/// The latest acknowledged write the value `found` contradicts: one that was invoked after
+/// every operation that could have produced `found` had completed. Only writes acknowledged
+/// before `cutoff_ns` count, and only operations invoked before `horizon_ns` (when `found`
+/// was read) can have produced it.
+fn lost_write(key: u32, ops: &[&Record], found: Option<u64>, cutoff_ns: u64, horizon_ns: u64) -> Option<LostWrite> {
     let unknown = |r: &Record| matches!(r.outcome, Outcome::Unknown(_));
     let produces = |r: &Record| match (found, r.op, &r.outcome) {
         (None, Op::Delete, Outcome::Ok(Ret::Deleted)) => true,
@@ -147,16 +210,15 @@ fn lost_write(key: u32, ops: &[&Record], found: Option<u64>) -> Option<LostWrite
     // its outcome is unknown: it may land at any time).
     let producer_done = ops
         .iter()
-        .filter(|r| produces(r))
+        .filter(|r| produces(r) && r.invoke_ns < horizon_ns)
         .map(|r| if unknown(r) { u64::MAX } else { r.complete_ns })
         .max();
-    let acked = |r: &&&Record| matches!(r.outcome, Outcome::Ok(Ret::Stored | Ret::Deleted | Ret::Incremented(_)));
     let later = ops
         .iter()
-        .filter(acked)
+        .filter(|r| acknowledged_write(r) && r.complete_ns < cutoff_ns)
         .filter(|r| producer_done.is_none_or(|done| r.invoke_ns > done))
         .max_by_key(|r| r.invoke_ns)?;
-    Some(LostWrite { key, found, acked: later.op, acked_complete_ns: later.complete_ns })
+    Some(LostWrite { key, found, acked: later.op, acked_complete_ns: later.complete_ns, replica_read: None })
 }
 
 #[cfg(test)]
@@ -164,7 +226,7 @@ mod tests {
     use super::*;
 
     fn rec(op: Op, outcome: Outcome, invoke_ns: u64, complete_ns: u64) -> Record {
-        Record { process: 0, node: 0, key: 1, op, invoke_ns, complete_ns, outcome }
+        Record { process: 0, node: 0, key: 1, op, invoke_ns, complete_ns, outcome, acked_by: None }
     }
     const M: u64 = VALUE_STEP;
 
@@ -175,7 +237,7 @@ mod tests {
             rec(Op::Set(2 * M), Outcome::Ok(Ret::Stored), 2, 3),
             rec(Op::Read, Outcome::Ok(Ret::Value(Some(M))), 10, 11),
         ];
-        let finals = [FinalRead { key: 1, value: Some(M) }];
+        let finals = [FinalRead { key: 1, value: Some(M), replica: false }];
         let f = check(&h, &finals, Duration::from_secs(1));
         assert_eq!(f.not_linearizable, vec![1]);
         assert_eq!(f.lost_writes.len(), 1);
@@ -195,11 +257,80 @@ mod tests {
             rec(Op::Incr, Outcome::Unknown("timeout".into()), 2, 3),
             rec(Op::Read, Outcome::Ok(Ret::Value(None)), 10, 11),
         ];
-        let finals = [FinalRead { key: 1, value: None }, FinalRead { key: 1, value: None }];
+        let finals = [FinalRead { key: 1, value: None, replica: false }, FinalRead { key: 1, value: None, replica: false }];
         let f = check(&h, &finals, Duration::from_secs(1));
         assert!(f.ok(), "{f:?}");
         // Nodes that disagree at the end.
-        let finals = [FinalRead { key: 1, value: None }, FinalRead { key: 1, value: Some(M) }];
+        let finals = [FinalRead { key: 1, value: None, replica: false }, FinalRead { key: 1, value: Some(M), replica: false }];
         assert_eq!(check(&h, &finals, Duration::from_secs(1)).divergent, vec![1]);
+    }
+
+    fn replica_read(found: Option<u64>, cutoff_ns: u64, at: u64) -> Record {
+        rec(Op::ReplicaRead { cutoff_ns }, Outcome::Ok(Ret::Value(found)), at, at + 1)
+    }
+
+    /// The backup's copy, read while the primary is dead (killed at 10), must hold every
+    /// write acknowledged before the kill.
+    #[test]
+    fn a_backup_missing_an_acknowledged_write_is_found() {
+        let writes = [
+            rec(Op::Set(M), Outcome::Ok(Ret::Stored), 0, 1),
+            rec(Op::Set(2 * M), Outcome::Ok(Ret::Stored), 2, 3),
+        ];
+        // The backup has only the first write: the second, acknowledged at 3, is lost.
+        let h = [&writes[..], &[replica_read(Some(M), 10, 12)]].concat();
+        let f = check(&h, &[], Duration::from_secs(1));
+        assert_eq!(f.lost_on_backup.len(), 1, "{f:?}");
+        assert_eq!(f.lost_on_backup[0].acked, Op::Set(2 * M));
+        assert_eq!(f.lost_on_backup[0].replica_read, Some((12, 10)));
+        assert!(!f.ok());
+        // Nothing at all on the backup: lost too.
+        let h = [&writes[..], &[replica_read(None, 10, 12)]].concat();
+        assert_eq!(check(&h, &[], Duration::from_secs(1)).lost_on_backup.len(), 1);
+        // The backup has the latest: fine; and a write acknowledged only after the kill
+        // (at 11, by no primary that died) is not asked of it.
+        let late = rec(Op::Set(3 * M), Outcome::Ok(Ret::Stored), 4, 11);
+        let h = [&writes[..], &[late.clone(), replica_read(Some(2 * M), 10, 12)]].concat();
+        let f = check(&h, &[], Duration::from_secs(1));
+        assert!(f.lost_on_backup.is_empty() && f.replica_reads == 1, "{f:?}");
+        // An ambiguous write (0xa3: unknown) of the value found explains it.
+        let h = [
+            &writes[..],
+            &[rec(Op::Set(3 * M), Outcome::Unknown("sync write ambiguous (0xa3)".into()), 4, 5), replica_read(Some(3 * M), 10, 12)],
+        ]
+        .concat();
+        assert!(check(&h, &[], Duration::from_secs(1)).lost_on_backup.is_empty());
+        // A failed write (0xa1) explains nothing.
+        let h = [
+            &writes[..],
+            &[rec(Op::Set(3 * M), Outcome::Failed("durability impossible (0xa1)".into()), 4, 5), replica_read(Some(3 * M), 10, 12)],
+        ]
+        .concat();
+        let f = check(&h, &[], Duration::from_secs(1));
+        assert_eq!(f.lost_on_backup.len(), 1);
+        assert_eq!(f.phantom_reads, vec![(1, 3 * M)]);
+        // Backup reads stay out of the linearizability search.
+        assert!(f.not_linearizable.is_empty());
+    }
+
+    /// Two primaries acknowledging writes to one partition in one epoch are found; the same
+    /// two in different epochs (a failover) are not.
+    #[test]
+    fn two_primaries_in_one_epoch_are_found() {
+        use crate::history::AckedBy;
+        let acked = |primary: usize, epoch: u64, t: u64| Record {
+            acked_by: Some(AckedBy { primary, epoch }),
+            ..rec(Op::Set((t + 1) * M), Outcome::Ok(Ret::Stored), t, t + 1)
+        };
+        let p = caskade::cluster::partition_of(b"k1");
+        let h = vec![acked(0, 1, 0), acked(1, 1, 2), acked(0, 1, 4)];
+        assert_eq!(split_brain(&h), vec![SplitBrain { partition: p, epoch: 1, primaries: vec![0, 1] }]);
+        assert!(!check(&h, &[], Duration::from_secs(1)).ok());
+        let h = vec![acked(0, 1, 0), acked(1, 2, 2), acked(1, 2, 4)];
+        assert!(split_brain(&h).is_empty());
+        // A write that did not take effect acknowledges nothing.
+        let mut failed = acked(1, 1, 2);
+        failed.outcome = Outcome::Failed("durability impossible (0xa1)".into());
+        assert!(split_brain(&[acked(0, 1, 0), failed]).is_empty());
     }
 }

@@ -9,10 +9,21 @@ pub const GET: u8 = 0x00;
 pub const SET: u8 = 0x01;
 pub const DELETE: u8 = 0x04;
 pub const INCREMENT: u8 = 0x05;
+/// Couchbase's GET_REPLICA: the key's first backup copy.
+pub const GET_REPLICA: u8 = 0x83;
 
 pub const OK: u16 = 0x0000;
 pub const NOT_FOUND: u16 = 0x0001;
 pub const EXISTS: u16 = 0x0002;
+/// A durable write refused before it ran: too few live copies (no effect).
+pub const DURABILITY_IMPOSSIBLE: u16 = 0x00a1;
+/// A durable write the backups did not acknowledge in time: applied on the primary, may or
+/// may not survive its loss.
+pub const SYNC_WRITE_AMBIGUOUS: u16 = 0x00a3;
+/// The owner did not answer a forwarded request in time (it may have applied it).
+pub const TEMPORARY_FAILURE: u16 = 0x0086;
+/// Written, not known to be durable.
+pub const STORAGE_ERROR: u16 = 0x0084;
 
 /// Replies larger than this are taken as a broken stream.
 const MAX_BODY: usize = 1 << 20;
@@ -78,6 +89,11 @@ impl Client {
 
     pub fn get(&mut self, key: &[u8]) -> io::Result<Reply> {
         self.request(GET, key, &[], &[], 0)
+    }
+
+    /// GET_REPLICA: the key as its (first) backup holds it.
+    pub fn get_replica(&mut self, key: &[u8]) -> io::Result<Reply> {
+        self.request(GET_REPLICA, key, &[], &[], 0)
     }
 
     /// SET, with `cas` 0 for an unconditional one.

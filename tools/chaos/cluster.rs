@@ -21,8 +21,18 @@ pub struct Node {
     pub paused: bool,
 }
 
+/// What the generated cluster file says beyond the nodes.
+#[derive(Clone, Debug)]
+pub struct FileSettings {
+    pub forward_timeout_ms: u64,
+    pub replicas: usize,
+    pub durability: String,
+    pub durability_timeout_ms: u64,
+}
+
 pub struct Cluster {
     pub nodes: Vec<Node>,
+    pub settings: FileSettings,
     /// `None` for a single node (no `--cluster`).
     pub file: Option<PathBuf>,
     pub binary: PathBuf,
@@ -40,7 +50,7 @@ fn loopback(port: u16) -> SocketAddr {
 
 impl Cluster {
     /// Lays out `n` nodes under `dir` (ids a, b, c, ...) and writes the cluster file if n > 1.
-    pub fn new(dir: &Path, n: usize, binary: PathBuf, server_args: Vec<String>, forward_timeout_ms: u64) -> std::io::Result<Cluster> {
+    pub fn new(dir: &Path, n: usize, binary: PathBuf, server_args: Vec<String>, settings: FileSettings) -> std::io::Result<Cluster> {
         let mut nodes = Vec::new();
         for i in 0..n {
             let id = ((b'a' + i as u8) as char).to_string();
@@ -60,8 +70,10 @@ impl Cluster {
         }
         let file = if n > 1 {
             std::fs::write(dir.join("secret"), "chaos-secret-0123456789abcdef\n")?;
+            let FileSettings { forward_timeout_ms, replicas, durability, durability_timeout_ms } = &settings;
             let mut text = format!(
-                "[cluster]\nname = \"chaos\"\nsecret_file = \"secret\"\nforward_timeout_ms = {forward_timeout_ms}\n"
+                "[cluster]\nname = \"chaos\"\nsecret_file = \"secret\"\nforward_timeout_ms = {forward_timeout_ms}\n\
+                 replicas = {replicas}\ndurability = \"{durability}\"\ndurability_timeout_ms = {durability_timeout_ms}\n"
             );
             for node in &nodes {
                 text += &format!(
@@ -75,7 +87,16 @@ impl Cluster {
         } else {
             None
         };
-        Ok(Cluster { nodes, file, binary, server_args })
+        Ok(Cluster { nodes, settings, file, binary, server_args })
+    }
+
+    /// The map the nodes derive from the file (partition placement: primaries and backups).
+    pub fn map(&self) -> caskade::cluster::ClusterMap {
+        if self.file.is_none() {
+            return caskade::cluster::ClusterMap::single();
+        }
+        let nodes = self.nodes.iter().map(|n| caskade::cluster::map::MapNode { id: n.id.clone(), peer: n.peer_map.to_string() }).collect();
+        caskade::cluster::ClusterMap::derive("chaos", nodes, self.settings.replicas)
     }
 
     pub fn start(&mut self, i: usize) -> std::io::Result<()> {

@@ -15,6 +15,12 @@ pub enum Op {
     Cas { expect: u64, new: u64 },
     Delete,
     Incr,
+    /// A read of the key's backup copy (binary GET_REPLICA, 0x83), not of the register:
+    /// left out of the linearizability search. Every write acknowledged before `cutoff_ns`
+    /// must be in the copy (or overwritten by a later write): taken while the key's primary
+    /// is dead (cutoff: the kill), which is what a failover would promote, and at the end
+    /// (cutoff: the read itself).
+    ReplicaRead { cutoff_ns: u64 },
 }
 
 /// The answer of an operation that completed with a definite reply.
@@ -52,6 +58,17 @@ pub struct Record {
     pub invoke_ns: u64,
     pub complete_ns: u64,
     pub outcome: Outcome,
+    /// For an acknowledged write: the node that acknowledged it as the partition's primary,
+    /// and the epoch of the map it did so under. Today the tool derives both from the static
+    /// map (no failover: one primary per partition, epoch = the map's revision); a history
+    /// written by hand, or a future server that reports them per reply, may say otherwise.
+    pub acked_by: Option<AckedBy>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct AckedBy {
+    pub primary: usize,
+    pub epoch: u64,
 }
 
 impl Record {
@@ -62,13 +79,14 @@ impl Record {
             Op::Cas { expect, new } => ("cas", serde_json::json!([expect, new])),
             Op::Delete => ("delete", serde_json::json!([])),
             Op::Incr => ("incr", serde_json::json!([1])),
+            Op::ReplicaRead { cutoff_ns } => ("replica-read", serde_json::json!([cutoff_ns])),
         };
         let (outcome, ret) = match &self.outcome {
             Outcome::Ok(r) => ("ok", ret_json(r)),
             Outcome::Failed(why) => ("failed", serde_json::json!(why)),
             Outcome::Unknown(why) => ("unknown", serde_json::json!(why)),
         };
-        serde_json::json!({
+        let mut line = serde_json::json!({
             "process": self.process,
             "node": nodes.get(self.node).map_or("?", |s| s.as_str()),
             "key": format!("k{}", self.key),
@@ -78,7 +96,12 @@ impl Record {
             "complete_ns": self.complete_ns,
             "outcome": outcome,
             "ret": ret,
-        })
+        });
+        if let Some(by) = self.acked_by {
+            line["primary"] = serde_json::json!(nodes.get(by.primary).map_or("?", |s| s.as_str()));
+            line["epoch"] = serde_json::json!(by.epoch);
+        }
+        line
     }
 }
 
@@ -112,6 +135,7 @@ pub fn from_json(line: &str, nodes: &mut Vec<String>) -> Result<Record, String> 
         Some("cas") => Op::Cas { expect: arg(0)?, new: arg(1)? },
         Some("delete") => Op::Delete,
         Some("incr") => Op::Incr,
+        Some("replica-read") => Op::ReplicaRead { cutoff_ns: arg(0)? },
         other => return Err(format!("unknown op {other:?}")),
     };
     let why = || v["ret"].as_str().unwrap_or("").to_string();
@@ -129,14 +153,18 @@ pub fn from_json(line: &str, nodes: &mut Vec<String>) -> Result<Record, String> 
         (Some("unknown"), _) => Outcome::Unknown(why()),
         (other, _) => return Err(format!("unknown outcome {other:?}")),
     };
-    let node_id = v["node"].as_str().unwrap_or("?").to_string();
-    let node = match nodes.iter().position(|n| *n == node_id) {
+    let mut index_of = |id: &str| match nodes.iter().position(|n| n == id) {
         Some(i) => i,
         None => {
-            nodes.push(node_id);
+            nodes.push(id.to_string());
             nodes.len() - 1
         }
     };
+    let node = index_of(v["node"].as_str().unwrap_or("?"));
+    let acked_by = match v["primary"].as_str() {
+        Some(id) => Some(AckedBy { primary: index_of(id), epoch: num(&v["epoch"])? }),
+        None => None,
+    };
     let key = v["key"].as_str().and_then(|k| k.strip_prefix('k')).and_then(|k| k.parse().ok()).ok_or("a key kN")?;
-    Ok(Record { process: num(&v["process"])?, node, key, op, invoke_ns: num(&v["invoke_ns"])?, complete_ns: num(&v["complete_ns"])?, outcome })
+    Ok(Record { process: num(&v["process"])?, node, key, op, invoke_ns: num(&v["invoke_ns"])?, complete_ns: num(&v["complete_ns"])?, outcome, acked_by })
 }

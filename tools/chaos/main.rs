@@ -2,7 +2,8 @@
 //! purpose (kill -9, SIGSTOP, partitions, one-way cuts, slow and lossy links through a
 //! fault proxy per peer link), records what every client saw, and checks the history:
 //! linearizability per key (WGL search with memoisation), acknowledged writes present at
-//! the end, no read of a value nobody wrote.
+//! the end and in the backup's copy while the primary is dead (GET_REPLICA), no read of a
+//! value nobody wrote, one primary acknowledging per partition and epoch.
 //!
 //! ```text
 //!  clients ──▶ node a ──▶ proxy(b) ──▶ node b      history.jsonl ──▶ check ──▶ report.json
@@ -36,7 +37,8 @@ pub struct Args {
     #[arg(long, default_value_t = 3)]
     pub nodes: usize,
     /// Faults to choose from, comma-separated: kill, pause, partition-one, partition-majority,
-    /// bridge, one-way, delay, lossy (those that need a cluster are skipped with one node).
+    /// bridge, kill-isolated, one-way, delay, lossy (those that need a cluster are skipped
+    /// with one node).
     #[arg(long, default_value = "kill,pause,partition-one", value_delimiter = ',')]
     pub nemesis: Vec<String>,
     /// The seed of the schedule and the workload; run k uses seed + k.
@@ -78,6 +80,21 @@ pub struct Args {
     /// The cluster file's forward_timeout_ms.
     #[arg(long, default_value_t = 500)]
     pub forward_timeout_ms: u64,
+    /// The cluster file's durability: when a write is acknowledged (none, majority,
+    /// persist_majority). Under majority every acknowledged write must be in its backup's
+    /// copy while its primary is dead; `none` is the known-bad setting for that check.
+    #[arg(long, default_value = "majority", value_parser = ["none", "majority", "persist_majority"])]
+    pub durability: String,
+    /// The cluster file's durability_timeout_ms (a durable write not confirmed by then gets
+    /// 0xa3, "sync write ambiguous": an unknown outcome). Below --op-timeout-ms, so that
+    /// clients see the status rather than a timeout.
+    #[arg(long, default_value_t = 1000)]
+    pub durability_timeout_ms: u64,
+    /// The cluster file's replicas (backups per partition). The backup copies are read
+    /// (GET_REPLICA reads the first backup) only with 1: with more, a majority need not
+    /// include the first backup.
+    #[arg(long, default_value_t = 1)]
+    pub replicas: usize,
     /// The linearizability search's time per key before it says "too hard".
     #[arg(long, default_value_t = 2000)]
     pub check_budget_ms: u64,
@@ -130,7 +147,9 @@ fn main() {
     let total = |k: &str| summaries.iter().map(|s| s[k].as_u64().unwrap_or(0)).sum::<u64>();
     let all = serde_json::json!({
         "runs": args.runs, "seed": seed, "invalid_runs": invalid,
-        "ops": total("ops"), "ok": total("ok"), "unknown": total("unknown"),
+        "durability": args.durability, "nemesis": args.nemesis,
+        "ops": total("ops"), "ok": total("ok"), "failed": total("failed"), "unknown": total("unknown"),
+        "replica_reads": total("replica_reads"),
         "faults": summaries.iter().map(|s| s["faults"].as_array().map_or(0, |a| a.len())).sum::<usize>(),
         "summaries": summaries,
     });

@@ -20,6 +20,11 @@ pub enum Nemesis {
     Bridge,
     /// One node's outgoing bytes held (it hears the others, they do not hear it).
     OneWay,
+    /// Every link of one node cut, then, at the end of the window, kill -9 of that node
+    /// while still cut off; the links heal and it restarts. What its backups hold then is
+    /// what a failover would promote: under `durability = "none"` it misses what the node
+    /// acknowledged alone (the known-bad setting of the backup-copy check).
+    KillIsolated,
     /// 100 ms on every chunk of every link.
     Delay,
     /// A fifth of the chunks of every link wait 200-500 ms.
@@ -32,6 +37,7 @@ pub const ALL: &[(&str, Nemesis)] = &[
     ("partition-one", Nemesis::PartitionOne),
     ("partition-majority", Nemesis::PartitionMajority),
     ("bridge", Nemesis::Bridge),
+    ("kill-isolated", Nemesis::KillIsolated),
     ("one-way", Nemesis::OneWay),
     ("delay", Nemesis::Delay),
     ("lossy", Nemesis::Lossy),
@@ -53,6 +59,12 @@ impl Nemesis {
             Nemesis::Bridge => n >= 3,
             _ => n >= 2,
         }
+    }
+
+    /// Whether the target is dead at the end of the window (before `heal` restarts it):
+    /// the moment to read its keys' backup copies.
+    pub fn kills(self) -> bool {
+        matches!(self, Nemesis::Kill | Nemesis::KillIsolated)
     }
 }
 
@@ -103,7 +115,7 @@ pub fn inject(nemesis: Nemesis, target: usize, cluster: &mut Cluster, faults: &F
     match nemesis {
         Nemesis::Kill => cluster.kill9(target),
         Nemesis::Pause => cluster.signal(target, libc::SIGSTOP),
-        Nemesis::PartitionOne => cut_between(&[target], &others),
+        Nemesis::PartitionOne | Nemesis::KillIsolated => cut_between(&[target], &others),
         Nemesis::PartitionMajority => {
             let minority: Vec<usize> = (0..n / 2).map(|k| (target + k) % n).collect();
             let majority: Vec<usize> = (0..n).filter(|j| !minority.contains(j)).collect();
@@ -132,10 +144,18 @@ pub fn inject(nemesis: Nemesis, target: usize, cluster: &mut Cluster, faults: &F
     }
 }
 
+/// The end of the window, before `heal`: kill -9 of a cut-off node.
+pub fn finish(nemesis: Nemesis, target: usize, cluster: &mut Cluster) {
+    if nemesis == Nemesis::KillIsolated {
+        cluster.kill9(target);
+    }
+}
+
 /// Ends the fault: restart (and wait until serving), SIGCONT, or heal the links.
 pub fn heal(nemesis: Nemesis, target: usize, cluster: &mut Cluster, faults: &Faults) -> Result<(), String> {
     match nemesis {
-        Nemesis::Kill => {
+        Nemesis::Kill | Nemesis::KillIsolated => {
+            faults.heal();
             cluster.start(target).map_err(|e| format!("restart node {}: {e}", cluster.nodes[target].id))?;
             cluster.wait_ready(target, Duration::from_secs(30))
         }

@@ -54,6 +54,14 @@ pub fn summary_json(run: u64, seed: u64, records: &[Record], findings: &Findings
         })).collect::<Vec<_>>(),
         "phantom_reads": findings.phantom_reads.iter().map(|(k, v)| serde_json::json!({ "key": format!("k{k}"), "value": v })).collect::<Vec<_>>(),
         "divergent_final_reads": findings.divergent.iter().map(|k| format!("k{k}")).collect::<Vec<_>>(),
+        "replica_reads": findings.replica_reads,
+        "lost_on_backup": findings.lost_on_backup.iter().map(|l| serde_json::json!({
+            "key": format!("k{}", l.key), "found": l.found, "acked": format!("{:?}", l.acked), "acked_complete_ns": l.acked_complete_ns,
+            "read_ns": l.replica_read.map(|(at, _)| at), "cutoff_ns": l.replica_read.map(|(_, cutoff)| cutoff),
+        })).collect::<Vec<_>>(),
+        "split_brain": findings.split_brain.iter().map(|b| serde_json::json!({
+            "partition": b.partition, "epoch": b.epoch, "primaries": b.primaries,
+        })).collect::<Vec<_>>(),
         "faults": faults.iter().map(|f| serde_json::json!({
             "nemesis": f.window.nemesis.name(),
             "target": f.window.target,
@@ -70,13 +78,17 @@ pub fn summary_json(run: u64, seed: u64, records: &[Record], findings: &Findings
 pub fn print_summary(s: &serde_json::Value, ids: &[String]) {
     println!(
         "run {} seed {}: {} ops ({} ok, {} failed, {} unknown), {} keys: {} linearizable, {} not, {} too hard; \
-         {} lost acknowledged writes, {} phantom reads, {} divergent keys => {}",
+         {} lost acknowledged writes, {} missing from a backup ({} backup reads), {} phantom reads, {} divergent keys, \
+         {} split-brain partitions => {}",
         s["run"], s["seed"], s["ops"], s["ok"], s["failed"], s["unknown"], s["keys"], s["linearizable_keys"],
         s["not_linearizable_keys"].as_array().map_or(0, |a| a.len()),
         s["too_hard_keys"].as_array().map_or(0, |a| a.len()),
         s["lost_acknowledged_writes"].as_array().map_or(0, |a| a.len()),
+        s["lost_on_backup"].as_array().map_or(0, |a| a.len()),
+        s["replica_reads"],
         s["phantom_reads"].as_array().map_or(0, |a| a.len()),
         s["divergent_final_reads"].as_array().map_or(0, |a| a.len()),
+        s["split_brain"].as_array().map_or(0, |a| a.len()),
         if s["valid"] == true { "VALID" } else { "INVALID" },
     );
     for f in s["faults"].as_array().into_iter().flatten() {
@@ -93,5 +105,11 @@ pub fn print_summary(s: &serde_json::Value, ids: &[String]) {
     }
     for l in s["lost_acknowledged_writes"].as_array().into_iter().flatten().take(5) {
         println!("  lost: {l}");
+    }
+    for l in s["lost_on_backup"].as_array().into_iter().flatten().take(5) {
+        println!("  missing from the backup while the primary was dead: {l}");
+    }
+    for b in s["split_brain"].as_array().into_iter().flatten().take(5) {
+        println!("  two primaries in one epoch: {b}");
     }
 }

@@ -6,17 +6,22 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use caskade::cluster::{partition_of, ClusterMap};
+
 use crate::check::{self, FinalRead};
 use crate::client::Client;
-use crate::cluster::Cluster;
-use crate::history::{self, Outcome, Record, Ret};
+use crate::cluster::{Cluster, FileSettings};
+use crate::history::{self, AckedBy, Op, Outcome, Record, Ret};
 use crate::nemesis::{self, Nemesis, Schedule, Window};
 use crate::proxy::{self, Faults};
 use crate::workload::{self, Shared};
 use crate::{report, svg, Args};
 
-/// The process ids of the final reads: this plus the node's index.
+/// The process ids of the final reads: this plus the node's index (the final reads of the
+/// backup copies: plus the node count).
 const FINAL_PROCESS: u64 = 1 << 40;
+/// The process ids of the backup-copy reads taken while a primary is dead: this plus a count.
+const SNAPSHOT_PROCESS: u64 = 1 << 41;
 
 pub fn run(args: &Args, run: u64, seed: u64, dir: &Path) -> Result<serde_json::Value, String> {
     let _ = std::fs::remove_dir_all(dir);
@@ -37,7 +42,13 @@ pub fn run(args: &Args, run: u64, seed: u64, dir: &Path) -> Result<serde_json::V
         .into_iter()
         .filter(|n| n.applies(args.nodes))
         .collect();
-    let mut cluster = Cluster::new(dir, args.nodes, binary, server_args, args.forward_timeout_ms).map_err(|e| e.to_string())?;
+    let settings = FileSettings {
+        forward_timeout_ms: args.forward_timeout_ms,
+        replicas: args.replicas,
+        durability: args.durability.clone(),
+        durability_timeout_ms: args.durability_timeout_ms,
+    };
+    let mut cluster = Cluster::new(dir, args.nodes, binary, server_args, settings).map_err(|e| e.to_string())?;
     let ids: Vec<String> = cluster.nodes.iter().map(|n| n.id.clone()).collect();
     let faults = Arc::new(Faults::default());
     if args.nodes > 1 {
@@ -58,10 +69,16 @@ pub fn run(args: &Args, run: u64, seed: u64, dir: &Path) -> Result<serde_json::V
     history::write_jsonl(&dir.join("history.jsonl"), &records, &ids).map_err(|e| e.to_string())?;
     let findings = check::check(&records, &finals, Duration::from_millis(args.check_budget_ms));
     let figures = report::fault_figures(&records, &windows, ids.len());
-    let summary = report::summary_json(run, seed, &records, &findings, &figures);
+    let mut summary = report::summary_json(run, seed, &records, &findings, &figures);
+    summary["durability"] = serde_json::json!(args.durability);
     report::print_summary(&summary, &ids);
     std::fs::write(dir.join("report.json"), format!("{summary:#}")).map_err(|e| e.to_string())?;
-    let title = format!("caskade-chaos run {run}, seed {seed}, {} nodes, --fsync {}", ids.len(), args.fsync);
+    let title = format!(
+        "caskade-chaos run {run}, seed {seed}, {} nodes, --fsync {}, durability {}",
+        ids.len(),
+        args.fsync,
+        args.durability
+    );
     std::fs::write(dir.join("timeline.svg"), svg::timeline(&records, &windows, &ids, &title)).map_err(|e| e.to_string())?;
     Ok(summary)
 }
@@ -99,12 +116,22 @@ fn drive(args: &Args, seed: u64, cluster: &mut Cluster, faults: &Faults, enabled
     let mut schedule = Schedule::new(seed, enabled.to_vec(), Duration::from_millis(args.fault_min_ms), Duration::from_millis(args.fault_max_ms));
     let phase_end = Duration::from_secs_f64(args.warmup_s + args.faults_s);
     std::thread::sleep(Duration::from_secs_f64(args.warmup_s));
+    let map = cluster.map();
+    let read_backups = ids.len() > 1 && args.replicas == 1;
+    let mut snapshots = Vec::new();
     let mut failure = None;
     while !enabled.is_empty() && shared.epoch.elapsed() < phase_end {
         let (nemesis, target, length) = schedule.next(ids.len());
         let start_ns = shared.now_ns();
         nemesis::inject(nemesis, target, cluster, faults);
         std::thread::sleep(length);
+        // Writes acknowledged before the kill must be in the backups' copies: for `kill`
+        // the node died at the start of the window, for `kill-isolated` now.
+        let cutoff_ns = if nemesis == Nemesis::Kill { start_ns } else { shared.now_ns() };
+        nemesis::finish(nemesis, target, cluster);
+        if nemesis.kills() && read_backups {
+            read_backup_copies(&shared, cluster, &map, target, args.keys, cutoff_ns, &mut snapshots);
+        }
         let healed = nemesis::heal(nemesis, target, cluster, faults);
         windows.push(Window { nemesis, target, start_ns, end_ns: shared.now_ns() });
         if let Err(e) = healed {
@@ -121,10 +148,80 @@ fn drive(args: &Args, seed: u64, cluster: &mut Cluster, faults: &Faults, enabled
     if let Some(e) = failure {
         return Err(e);
     }
+    records.extend(snapshots);
     cluster.wait_connected(Duration::from_secs(30))?;
-    let finals = final_reads(&shared, cluster, args.keys, &mut records);
+    let mut finals = final_reads(&shared, cluster, args.keys, &mut records);
+    if read_backups {
+        final_backup_reads(&shared, cluster, &map, args.keys, &mut finals, &mut records);
+    }
+    for r in records.iter_mut().filter(|r| check::acknowledged_write(r)) {
+        r.acked_by = Some(acked_by(&map, r.key));
+    }
     records.sort_by_key(|r| (r.invoke_ns, r.process));
     Ok((records, finals, windows))
+}
+
+/// Who acknowledged a write to `key`: with no failover, the map's primary of its partition,
+/// always, in the map's one epoch (its revision). Derived, not observed: the split-brain
+/// check can fail on a history that says otherwise (by hand, or once replies carry the
+/// primary and epoch), not on this attribution.
+fn acked_by(map: &ClusterMap, key: u32) -> AckedBy {
+    AckedBy { primary: map.primary(partition_of(format!("k{key}").as_bytes())), epoch: map.revision() }
+}
+
+fn backup_of(map: &ClusterMap, key: u32) -> Option<usize> {
+    map.backups(partition_of(format!("k{key}").as_bytes())).first().map(|&b| b as usize)
+}
+
+/// While node `dead` is down: each of its keys read from its backup's copy (GET_REPLICA on
+/// the backup's own port, so nothing is forwarded), a few tries each.
+fn read_backup_copies(shared: &Shared, cluster: &Cluster, map: &ClusterMap, dead: usize, keys: u32, cutoff_ns: u64, out: &mut Vec<Record>) {
+    for key in (0..keys).filter(|&k| map.primary(partition_of(format!("k{k}").as_bytes())) == dead) {
+        let Some(backup) = backup_of(map, key) else { continue };
+        let process = SNAPSHOT_PROCESS + out.len() as u64;
+        for _ in 0..3 {
+            let Ok(mut c) = Client::connect(cluster.nodes[backup].client, shared.op_timeout) else { continue };
+            let rec = workload::replica_read(shared, &mut c, process, backup, key, &format!("k{key}"), cutoff_ns);
+            let definite = matches!(rec.outcome, Outcome::Ok(_));
+            out.push(rec);
+            if definite {
+                break;
+            }
+        }
+    }
+}
+
+/// At the end, each key's backup copy, read until it matches the final read through the
+/// nodes (the backups catch up after the heal), at most 3 s per key; the last read is kept
+/// (every write acknowledged before it must be in it).
+fn final_backup_reads(shared: &Shared, cluster: &Cluster, map: &ClusterMap, keys: u32, finals: &mut Vec<FinalRead>, records: &mut Vec<Record>) {
+    let process = FINAL_PROCESS + cluster.nodes.len() as u64;
+    for key in 0..keys {
+        let Some(backup) = backup_of(map, key) else { continue };
+        let want = finals.iter().find(|f| f.key == key && !f.replica).map(|f| f.value);
+        let mut last = None;
+        for _ in 0..30 {
+            if let Ok(mut c) = Client::connect(cluster.nodes[backup].client, shared.op_timeout) {
+                let now = shared.now_ns();
+                let rec = workload::replica_read(shared, &mut c, process, backup, key, &format!("k{key}"), now);
+                let value = match rec.outcome {
+                    Outcome::Ok(Ret::Value(v)) => Some(v),
+                    _ => None,
+                };
+                last = Some((rec, value));
+                if value.is_some() && value == want {
+                    break;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        if let Some((rec, value)) = last {
+            records.push(rec);
+            if let Some(value) = value {
+                finals.push(FinalRead { key, value, replica: true });
+            }
+        }
+    }
 }
 
 /// Reads every key through every node, each until a definite answer (at most 20 tries).
@@ -146,7 +243,7 @@ fn final_reads(shared: &Shared, cluster: &Cluster, keys: u32, records: &mut Vec<
                 };
                 records.push(rec);
                 if let Some(value) = value {
-                    finals.push(FinalRead { key, value });
+                    finals.push(FinalRead { key, value, replica: false });
                     break;
                 }
                 std::thread::sleep(Duration::from_millis(100));
@@ -179,9 +276,10 @@ pub fn check_file(path: &Path, args: &Args) -> i32 {
     }
     let finals: Vec<FinalRead> = records
         .iter()
-        .filter(|r| r.process >= FINAL_PROCESS)
-        .filter_map(|r| match r.outcome {
-            Outcome::Ok(Ret::Value(value)) => Some(FinalRead { key: r.key, value }),
+        .filter(|r| (FINAL_PROCESS..SNAPSHOT_PROCESS).contains(&r.process))
+        .filter_map(|r| match (r.op, &r.outcome) {
+            (Op::Read, Outcome::Ok(Ret::Value(value))) => Some(FinalRead { key: r.key, value: *value, replica: false }),
+            (Op::ReplicaRead { .. }, Outcome::Ok(Ret::Value(value))) => Some(FinalRead { key: r.key, value: *value, replica: true }),
             _ => None,
         })
         .collect();

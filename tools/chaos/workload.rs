@@ -110,7 +110,22 @@ pub fn read(shared: &Shared, c: &mut Client, process: u64, node: usize, key: u32
         Ok(r) => (Outcome::Failed(format!("status 0x{:02x}", r.status)), false, 0),
         Err(e) => (Outcome::Unknown(e.to_string()), true, 0),
     };
-    (Record { process, node, key, op: Op::Read, invoke_ns, complete_ns, outcome }, lost, cas)
+    (Record { process, node, key, op: Op::Read, invoke_ns, complete_ns, outcome, acked_by: None }, lost, cas)
+}
+
+/// A GET_REPLICA of `name`: the copy its backup holds; every write acknowledged before
+/// `cutoff_ns` must be in it. `None` if no definite answer came.
+pub fn replica_read(shared: &Shared, c: &mut Client, process: u64, node: usize, key: u32, name: &str, cutoff_ns: u64) -> Record {
+    let invoke_ns = shared.now_ns();
+    let reply = c.get_replica(name.as_bytes());
+    let complete_ns = shared.now_ns();
+    let outcome = match reply {
+        Ok(r) if r.status == client::OK => Outcome::Ok(Ret::Value(Some(client::number(&r.value).unwrap_or(u64::MAX)))),
+        Ok(r) if r.status == client::NOT_FOUND => Outcome::Ok(Ret::Value(None)),
+        Ok(r) => Outcome::Failed(format!("status 0x{:02x}", r.status)),
+        Err(e) => Outcome::Unknown(e.to_string()),
+    };
+    Record { process, node, key, op: Op::ReplicaRead { cutoff_ns }, invoke_ns, complete_ns, outcome, acked_by: None }
 }
 
 /// `who`: the process, node and key of the operation.
@@ -129,13 +144,15 @@ fn mutate(
         Ok(r) => (classify(op, &r), false),
         Err(e) => (Outcome::Unknown(e.to_string()), true),
     };
-    records.push(Record { process, node, key, op, invoke_ns, complete_ns, outcome });
+    records.push(Record { process, node, key, op, invoke_ns, complete_ns, outcome, acked_by: None });
     lost
 }
 
 /// A mutation's reply as an outcome. A temporary failure (0x86: the owner did not answer a
-/// forwarded request in time, but may have applied it) and a storage error (0x84: written,
-/// not known durable) are unknown, not failed.
+/// forwarded request in time, but may have applied it), a storage error (0x84: written,
+/// not known durable) and a sync write ambiguous (0xa3: applied on the primary, the backups
+/// did not confirm in time) are unknown; durability impossible (0xa1: refused before it
+/// ran) and every other error status are failed.
 pub fn classify(op: Op, r: &client::Reply) -> Outcome {
     match (op, r.status) {
         (Op::Incr, client::OK) => match client::counter(&r.value) {
@@ -146,7 +163,30 @@ pub fn classify(op: Op, r: &client::Reply) -> Outcome {
         (_, client::OK) => Outcome::Ok(Ret::Stored),
         (Op::Cas { .. } | Op::Delete | Op::Incr, client::NOT_FOUND) => Outcome::Ok(Ret::NotFound),
         (Op::Cas { .. }, client::EXISTS) => Outcome::Ok(Ret::Exists),
-        (_, 0x84 | 0x86) => Outcome::Unknown(format!("status 0x{:02x}", r.status)),
+        (_, client::SYNC_WRITE_AMBIGUOUS) => Outcome::Unknown("sync write ambiguous (0xa3)".into()),
+        (_, client::DURABILITY_IMPOSSIBLE) => Outcome::Failed("durability impossible (0xa1)".into()),
+        (_, client::STORAGE_ERROR | client::TEMPORARY_FAILURE) => Outcome::Unknown(format!("status 0x{:02x}", r.status)),
         (_, s) => Outcome::Failed(format!("status 0x{s:02x}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reply(status: u16) -> client::Reply {
+        client::Reply { status, cas: 0, value: Vec::new() }
+    }
+
+    /// The durable-write statuses: 0xa3 may have happened (it did, on the primary), 0xa1
+    /// did not.
+    #[test]
+    fn durable_write_statuses() {
+        assert!(matches!(classify(Op::Set(1), &reply(client::SYNC_WRITE_AMBIGUOUS)), Outcome::Unknown(_)));
+        assert!(matches!(classify(Op::Delete, &reply(client::SYNC_WRITE_AMBIGUOUS)), Outcome::Unknown(_)));
+        assert!(matches!(classify(Op::Set(1), &reply(client::DURABILITY_IMPOSSIBLE)), Outcome::Failed(_)));
+        assert!(matches!(classify(Op::Incr, &reply(client::DURABILITY_IMPOSSIBLE)), Outcome::Failed(_)));
+        assert!(matches!(classify(Op::Set(1), &reply(client::TEMPORARY_FAILURE)), Outcome::Unknown(_)));
+        assert_eq!(classify(Op::Set(1), &reply(client::OK)), Outcome::Ok(Ret::Stored));
     }
 }
