@@ -77,6 +77,11 @@ pub struct Args {
     /// Seed of the key and operation choice.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+
+    /// `K/T`: send only keys that caskade `-t T` places on core K (`crc32c(key) % 1024 % T`),
+    /// so that one connection's requests are all local or all cross-core.
+    #[arg(long, value_parser = parse_only_core)]
+    pub only_core: Option<(usize, usize)>,
 }
 
 impl Args {
@@ -130,6 +135,16 @@ fn parse_ratio(s: &str) -> Result<Ratio, String> {
     Ok(Ratio { sets, gets })
 }
 
+fn parse_only_core(s: &str) -> Result<(usize, usize), String> {
+    let (k, t) = s.split_once('/').ok_or_else(|| format!("`{s}` is not K/T"))?;
+    let k: usize = k.trim().parse().map_err(|e| format!("`{k}`: {e}"))?;
+    let t: usize = t.trim().parse().map_err(|e| format!("`{t}`: {e}"))?;
+    if t == 0 || k >= t {
+        return Err(format!("`{s}`: K must be below T"));
+    }
+    Ok((k, t))
+}
+
 fn parse_seconds(s: &str) -> Result<f64, String> {
     let v: f64 = s.parse().map_err(|e| format!("`{s}`: {e}"))?;
     if !(v.is_finite() && v > 0.0 && v <= 86_400.0) {
@@ -156,6 +171,14 @@ mod tests {
         assert!(parse_ratio("0:0").is_err());
         assert!(parse_ratio("3").is_err());
         assert!(parse_ratio("a:1").is_err());
+    }
+
+    #[test]
+    fn only_core() {
+        assert_eq!(parse_only_core("1/2"), Ok((1, 2)));
+        assert!(parse_only_core("2/2").is_err());
+        assert!(parse_only_core("0/0").is_err());
+        assert!(parse_only_core("1").is_err());
     }
 
     #[test]

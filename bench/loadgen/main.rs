@@ -94,6 +94,7 @@ fn run(args: &Args, addr: SocketAddr) -> Report {
         sets: args.set_ratio.sets,
         total: args.set_ratio.sets + args.set_ratio.gets,
         keys: args.keys,
+        only_core: args.only_core,
     };
     let depth = args.pipeline as usize;
     let prefill_depth = args.prefill_pipeline();

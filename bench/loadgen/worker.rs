@@ -84,6 +84,8 @@ pub struct Mix {
     pub sets: u32,
     pub total: u32,
     pub keys: u64,
+    /// `(K, T)`: only keys that caskade `-t T` places on core K.
+    pub only_core: Option<(usize, usize)>,
 }
 
 /// One phase of the event loop.
@@ -345,7 +347,19 @@ impl Worker {
                     } else {
                         Op::Get
                     };
-                    (op, self.rng.below(self.mix.keys))
+                    // Rejection sampling, bounded: a key space with no key on that core
+                    // falls back to any key rather than spinning.
+                    let mut k = self.rng.below(self.mix.keys);
+                    if let Some((core, cores)) = self.mix.only_core {
+                        for _ in 0..64 * cores {
+                            let len = format_key(k, &mut key);
+                            if caskade::cluster::core_of(&key[..len], cores) == core {
+                                break;
+                            }
+                            k = self.rng.below(self.mix.keys);
+                        }
+                    }
+                    (op, k)
                 }
             };
             let key_len = format_key(k, &mut key);

@@ -58,9 +58,19 @@ impl SyncStats {
 
     /// Adds what was counted to the log's own figures.
     pub fn add_to(&self, counters: &mut LogCounters, times: &mut FsyncTimes) {
+        self.add_counters(counters);
+        self.add_times(times);
+    }
+
+    /// Adds the counts alone: a few atomic loads, no lock.
+    pub fn add_counters(&self, counters: &mut LogCounters) {
         counters.fsyncs += self.fsyncs.load(Relaxed);
         counters.fsync_micros += self.micros.load(Relaxed);
         counters.fsync_errors += self.errors.load(Relaxed);
+    }
+
+    /// Adds how long each fsync took (a histogram merge, under the thread's lock).
+    pub fn add_times(&self, times: &mut FsyncTimes) {
         times.add(&self.times.lock().unwrap_or_else(|e| e.into_inner()));
     }
 }

@@ -223,22 +223,29 @@ impl Log {
         &self.config
     }
 
+    /// The log's own counts with those of its sync threads. The event loop asks every turn,
+    /// so this reads a few atomics and leaves the fsync-time histograms alone (copying and
+    /// merging them cost ~40k instructions a turn: bench/RESULTS.md, issue 15).
     pub fn counters(&self) -> LogCounters {
-        self.figures().0
-    }
-
-    /// How long every fsync counted in [`LogCounters::fsyncs`] took.
-    pub fn fsync_times(&self) -> FsyncTimes {
-        self.figures().1
-    }
-
-    /// The log's own counts and fsync times, with those of its sync threads.
-    fn figures(&self) -> (LogCounters, FsyncTimes) {
-        let (mut c, mut times) = (self.counters, self.fsync_times.clone());
-        for stats in self.syncer.iter().map(|s| &s.state.stats).chain(self.group.iter().map(GroupCommit::stats)) {
-            stats.add_to(&mut c, &mut times);
+        let mut c = self.counters;
+        for stats in self.sync_stats() {
+            stats.add_counters(&mut c);
         }
-        (c, times)
+        c
+    }
+
+    /// How long every fsync counted in [`LogCounters::fsyncs`] took (for STAT and the admin
+    /// port, not per turn).
+    pub fn fsync_times(&self) -> FsyncTimes {
+        let mut times = self.fsync_times.clone();
+        for stats in self.sync_stats() {
+            stats.add_times(&mut times);
+        }
+        times
+    }
+
+    fn sync_stats(&self) -> impl Iterator<Item = &SyncStats> {
+        self.syncer.iter().map(|s| &s.state.stats).chain(self.group.iter().map(GroupCommit::stats))
     }
 
     pub fn segments(&self) -> impl Iterator<Item = &Segment> {
