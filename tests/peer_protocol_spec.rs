@@ -1027,7 +1027,7 @@ fn replication_layouts() {
     assert_eq!((f.header.opcode, f.partition()), (0xD1, flags::PERSIST));
     // The record types: each row's type byte, and whether a key and a value are allowed.
     let types = &tables("REPL_CHANGES request (0xD1)")[1];
-    assert_eq!(types.len(), 6);
+    assert_eq!(types.len(), 7);
     for row in types {
         let t = num(&row[0]) as u8;
         let set_key = row[4].contains("partition set");
@@ -1042,6 +1042,7 @@ fn replication_layouts() {
             "SnapshotBegin" => RecordType::SnapshotBegin,
             "SnapshotItem" => RecordType::SnapshotItem,
             "SnapshotEnd" => RecordType::SnapshotEnd,
+            "SnapshotDelete" => RecordType::SnapshotDelete,
             other => panic!("unknown record type {other}"),
         };
         assert_eq!(kind as u8, t, "{kind:?}");
@@ -1072,6 +1073,12 @@ fn replication_layouts() {
     }
     let fl = &tables("REPL_CHANGES request (0xD1)")[2];
     assert_eq!((num(&fl[0][0]) as u16, ident(&fl[0][1])), (flags::PERSIST, "PERSIST"));
+    // SnapshotBegin's flags: 0 (full resync) and BACKFILL parse; anything else is refused.
+    for (f, ok) in [(0, true), (repl::SNAPSHOT_BACKFILL, true), (2, false)] {
+        let mut bytes = Vec::new();
+        Record { kind: RecordType::SnapshotBegin, partition: 0, seqno: 0, cas: 0, flags: f, expiry: 0, key: &set.0, value: b"" }.write(&mut bytes);
+        assert_eq!(Records::new(&bytes).next().unwrap().is_ok(), ok, "SnapshotBegin flags {f}");
+    }
 }
 
 #[test]

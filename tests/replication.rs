@@ -181,8 +181,9 @@ fn every_write_through_every_node_reaches_the_backup() {
 }
 
 #[test]
-fn a_killed_backup_catches_up_partially_then_by_a_full_resync() {
-    // A 1 MiB backlog: a short outage fits in it, a long one does not.
+fn a_killed_backup_catches_up_partially_then_by_a_backfill() {
+    // A 1 MiB backlog: a short outage fits in it, a long one does not (and is backfilled:
+    // the deletions it missed are still noted).
     let files = ClusterFiles::with_settings(&IDS, "test", SECRET, "replication_backlog_mb = 1\n");
     let mut nodes = files.start_all(&["-t", "2"]);
     // Keys c backs up, whose primary is a or b (c's own keys cannot be written while it is down).
@@ -193,6 +194,7 @@ fn a_killed_backup_catches_up_partially_then_by_a_full_resync() {
 
     for (round, writes, value_len) in [(1, 300, 10), (2, 4000, 900)] {
         let resyncs_before = resyncs_to_c(&nodes);
+        let backfills_before = to_c(&nodes, "repl_backfills");
         nodes[2].kill();
         // Writes while c is down, under load from both live nodes.
         let cmds: Vec<String> = load(&keys, writes, round)
@@ -209,12 +211,43 @@ fn a_killed_backup_catches_up_partially_then_by_a_full_resync() {
         let caught_up = wait_caught_up(&[&nodes[0], &nodes[1], &nodes[2]], Duration::from_secs(90));
         let present = assert_copies_equal(&nodes[0], &keys);
         let resyncs = resyncs_to_c(&nodes) - resyncs_before;
-        println!("round {round}: {writes} writes while c was down; c caught up {:?} after its start ({caught_up:?} of waiting); {resyncs} full resyncs; {present} keys equal", started.elapsed());
+        let backfills = to_c(&nodes, "repl_backfills") - backfills_before;
+        println!(
+            "round {round}: {writes} writes while c was down; c caught up {:?} after its start ({caught_up:?} of waiting); {backfills} backfills, {resyncs} full resyncs; {present} keys equal",
+            started.elapsed()
+        );
         match round {
-            1 => assert_eq!(resyncs, 0, "a short outage is caught up from the backlog"),
-            _ => assert!(resyncs > 0, "past the backlog, a full resync"),
+            1 => assert_eq!((backfills, resyncs), (0, 0), "a short outage is caught up from the backlog"),
+            _ => assert!(backfills > 0 && resyncs == 0, "past the backlog, a backfill ({backfills} backfills, {resyncs} resyncs)"),
         }
     }
+}
+
+#[test]
+fn past_the_purge_interval_a_backup_is_resynced_in_full() {
+    // Deletions are noted for 1 s only.
+    let files = ClusterFiles::with_settings(&IDS, "test", SECRET, "replication_backlog_mb = 1\npurge_interval_s = 1\n");
+    let mut nodes = files.start_all(&["-t", "2"]);
+    let keys: Vec<String> = keys(6000).into_iter().filter(|k| backup_of(k) == 2).take(1500).collect();
+    let mut on_a = connect(&nodes[0]);
+    text_batch(&mut on_a, &load(&keys, 3000, 7));
+    wait_caught_up(&[&nodes[0], &nodes[1], &nodes[2]], Duration::from_secs(60));
+    let resyncs_before = resyncs_to_c(&nodes);
+    nodes[2].kill();
+    let cmds: Vec<String> = load(&keys, 4000, 3).into_iter().map(|c| if c.starts_with("set ") { big_set(&c, 900) } else { c }).collect();
+    let (half_a, half_b) = cmds.split_at(cmds.len() / 2);
+    text_batch(&mut connect(&nodes[0]), half_a);
+    text_batch(&mut connect(&nodes[1]), half_b);
+    // The interval passes (the setting's own time, not a wait for readiness); then a write
+    // on every core of a and b purges the notes.
+    std::thread::sleep(Duration::from_millis(2500));
+    let later: Vec<String> = keys.iter().take(200).map(|k| format!("set {k} 0 0 5\r\nlater\r\n")).collect();
+    text_batch(&mut connect(&nodes[0]), &later);
+    nodes[2] = files.start("c", &["-t", "2"]);
+    wait_caught_up(&[&nodes[0], &nodes[1], &nodes[2]], Duration::from_secs(90));
+    assert_copies_equal(&nodes[0], &keys);
+    let resyncs = resyncs_to_c(&nodes) - resyncs_before;
+    assert!(resyncs > 0, "the deletions c missed were purged: a full resync");
 }
 
 fn big_set(cmd: &str, len: usize) -> String {
@@ -225,7 +258,12 @@ fn big_set(cmd: &str, len: usize) -> String {
 
 /// Full resyncs a and b have started toward c (the counters live in the primaries' streams).
 fn resyncs_to_c(nodes: &[Server]) -> u64 {
-    nodes[..2].iter().map(|n| stat(&cluster_stats(n), "node:c:repl_resyncs").and_then(|v| v.parse().ok()).unwrap_or(0)).sum()
+    to_c(nodes, "repl_resyncs")
+}
+
+/// A counter of a's and b's streams toward c, summed.
+fn to_c(nodes: &[Server], what: &str) -> u64 {
+    nodes[..2].iter().map(|n| stat(&cluster_stats(n), &format!("node:c:{what}")).and_then(|v| v.parse().ok()).unwrap_or(0)).sum()
 }
 
 #[test]

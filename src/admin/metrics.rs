@@ -85,13 +85,14 @@ fn cluster(out: &mut String, handle: &Handle) {
     // Replication, per backup node (as published by the cores about once a second).
     let summaries: Vec<_> = others.iter().map(|&(i, id)| (id, c.replication_to(i))).collect();
     type Repl = fn(&crate::server::peer::ReplicationSummary) -> u64;
-    let repl: [(&str, &str, &str, Repl); 7] = [
+    let repl: [(&str, &str, &str, Repl); 8] = [
         ("caskade_replication_live", "gauge", "1 while every stream to the backup node is live.", |r| (r.state == "live") as u64),
         ("caskade_replication_lag_max", "gauge", "Changes of the worst partition the backup has not acknowledged.", |r| r.lag_max),
         ("caskade_replication_lag_changes", "gauge", "Changes the backup has not acknowledged, summed over partitions.", |r| r.lag_sum),
         ("caskade_replication_unacked_bytes", "gauge", "Bytes sent to the backup and not yet acknowledged.", |r| r.unacked_bytes as u64),
         ("caskade_replication_ack_age_seconds", "gauge", "Time since the backup's oldest stream last acknowledged (seconds, ms precision).", |r| r.ack_age_ms),
         ("caskade_replication_resyncs_total", "counter", "Full resyncs of partitions started toward the backup.", |r| r.resyncs),
+        ("caskade_replication_backfills_total", "counter", "Backfills (partitions caught up from a seqno older than the backlog) started toward the backup.", |r| r.backfills),
         ("caskade_replication_bytes_total", "counter", "Bytes of change frames sent to the backup.", |r| r.bytes),
     ];
     for (name, kind, help, get) in repl {

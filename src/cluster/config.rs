@@ -8,6 +8,7 @@
 //! max_in_flight = 4096                # per peer link; past it, temporary failure at once
 //! replicas = 1                        # backups per partition (0..=3; at most nodes - 1)
 //! replication_backlog_mb = 64         # recent mutations kept per core for partial catch-up
+//! purge_interval_s = 3600             # deletions kept this long for backfills (within a quarter of the backlog's size)
 //! durability = "none"                 # none | majority | persist_majority: when a write is acknowledged
 //! durability_timeout_ms = 2000        # a durable write not acknowledged by then: "sync write ambiguous"
 //! verify_interval_s = 300             # compare primaries' and backups' digests this often (0: only on demand)
@@ -49,6 +50,8 @@ pub struct ClusterFile {
     pub replicas: usize,
     /// Bytes of recent mutations each core keeps for backups that fall behind.
     pub backlog_bytes: usize,
+    /// How long deletions are kept for backfills (`purge_interval_s`).
+    pub purge_interval: Duration,
     /// When a write's reply may leave (every write's default).
     pub durability: Durability,
     pub durability_timeout: Duration,
@@ -71,6 +74,7 @@ impl std::fmt::Debug for ClusterFile {
             .field("max_in_flight", &self.max_in_flight)
             .field("replicas", &self.replicas)
             .field("backlog_bytes", &self.backlog_bytes)
+            .field("purge_interval", &self.purge_interval)
             .field("durability", &self.durability)
             .field("durability_timeout", &self.durability_timeout)
             .field("read_fallback_replica", &self.read_fallback_replica)
@@ -108,7 +112,7 @@ impl ClusterFile {
             }
         };
         for key in cluster.keys() {
-            if !["name", "secret_file", "forward_timeout_ms", "max_in_flight", "replicas", "replication_backlog_mb", "durability", "durability_timeout_ms", "read_fallback", "verify_interval_s", "node"].contains(&key.as_str()) {
+            if !["name", "secret_file", "forward_timeout_ms", "max_in_flight", "replicas", "replication_backlog_mb", "purge_interval_s", "durability", "durability_timeout_ms", "read_fallback", "verify_interval_s", "node"].contains(&key.as_str()) {
                 return Err(format!("unknown setting cluster.{key}"));
             }
         }
@@ -167,6 +171,7 @@ impl ClusterFile {
             max_in_flight: int_of("max_in_flight", 4096, 1..=1 << 20)? as usize,
             replicas: int_of("replicas", 1, 0..=3)? as usize,
             backlog_bytes: (int_of("replication_backlog_mb", 64, 1..=65536)? as usize) << 20,
+            purge_interval: Duration::from_secs(int_of("purge_interval_s", 3600, 1..=86_400 * 30)? as u64),
             durability: match str_of(cluster, "durability")?.as_deref() {
                 None | Some("none") => Durability::None,
                 Some("majority") => Durability::Majority,

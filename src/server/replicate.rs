@@ -12,7 +12,7 @@ use super::peer::link::{Links, ReplAnswer};
 use super::peer::{printable, Cluster};
 use super::route::Ctx;
 use crate::cluster::replication::backlog::EntryKind;
-use crate::cluster::replication::stream::{check, Copy};
+use crate::cluster::replication::stream::{check, Copy, Snapshot};
 use crate::cluster::replication::{Backlog, LagHistogram, Stream, StreamState};
 use crate::cluster::{partition_of, PartitionSet, PARTITIONS};
 use crate::protocol::peer::repl::{self, status, Position, Record, RecordType, Records};
@@ -67,6 +67,8 @@ pub struct StreamReport {
     pub ack_age_ms: u64,
     pub opens: u64,
     pub partial_catchups: u64,
+    pub backfills: u64,
+    pub noted_keys: u64,
     pub resyncs: u64,
     pub bytes: u64,
     pub records: u64,
@@ -84,7 +86,7 @@ impl Replication {
         shard.record_changes(true);
         let n = cluster.map.nodes().len();
         Some(Replication {
-            backlog: Backlog::new(cluster.file.backlog_bytes, |p| shard.last_seqno(p)),
+            backlog: Backlog::with_backfill(cluster.file.backlog_bytes, |p| shard.last_seqno(p), shard.last_cas(), cluster.file.purge_interval.as_secs()),
             streams: Vec::new(),
             opened_on: Vec::new(),
             built: vec![false; n],
@@ -214,15 +216,7 @@ impl Replication {
                 }
                 s.verify_sent(mine, round);
             }
-            let mut scan = |set: &PartitionSet, from: u64, budget: usize, out: &mut Vec<u8>| {
-                let mut items = 0;
-                let next = shard.scan_partitions(set, from as usize, budget, now, |key, value, flags, expiry, cas| {
-                    let r = Record { kind: RecordType::SnapshotItem, partition: partition_of(key), seqno: 0, cas, flags, expiry, key, value };
-                    r.write(out);
-                    items += 1;
-                });
-                (next.map(|s| s as u64), items)
-            };
+            let mut scan = ShardSnapshot { shard: &mut *shard, now };
             for _ in 0..FRAMES_PER_TURN {
                 if !s.next_frame_into(&self.backlog, &mut scan, &mut self.frame) {
                     break;
@@ -305,6 +299,8 @@ impl Replication {
                     ack_age_ms: now_ms.saturating_sub(s.last_ack_ms),
                     opens: s.counters.opens,
                     partial_catchups: s.counters.partial_catchups,
+                    backfills: s.counters.backfills,
+                    noted_keys: s.counters.noted_keys,
                     resyncs: s.counters.resyncs,
                     bytes: s.counters.bytes,
                     records: s.counters.records,
@@ -393,6 +389,38 @@ pub fn serve(ctx: &mut Ctx<'_>, cluster: &Cluster, conn: &mut Connection, key: u
     }
 }
 
+/// What a full resync or a backfill reads of the primary's shard.
+struct ShardSnapshot<'a> {
+    shard: &'a mut Shard,
+    now: u32,
+}
+
+impl Snapshot for ShardSnapshot<'_> {
+    fn items(&mut self, set: &PartitionSet, above: Option<&[u64]>, from: u64, budget: usize, out: &mut Vec<u8>) -> (Option<u64>, u64) {
+        let mut items = 0;
+        let next = self.shard.scan_partitions(set, above, from as usize, budget, self.now, |key, value, flags, expiry, cas| {
+            let r = Record { kind: RecordType::SnapshotItem, partition: partition_of(key), seqno: 0, cas, flags, expiry, key, value };
+            r.write(out);
+            items += 1;
+        });
+        (next.map(|s| s as u64), items)
+    }
+
+    fn key(&mut self, partition: u16, key: &[u8], out: &mut Vec<u8>) -> bool {
+        let live = self.shard.read_for_backfill(key, self.now, |value, flags, expiry, cas| {
+            Record { kind: RecordType::SnapshotItem, partition, seqno: 0, cas, flags, expiry, key, value }.write(out);
+        });
+        match live {
+            Ok(true) => true,
+            Ok(false) => {
+                Record { kind: RecordType::SnapshotDelete, partition, seqno: 0, cas: 0, flags: 0, expiry: 0, key, value: b"" }.write(out);
+                true
+            }
+            Err(_) => false,
+        }
+    }
+}
+
 /// Applies a REPL_CHANGES value's records in order until one is refused.
 fn apply(shard: &mut Shard, mine: &dyn Fn(u16) -> bool, value: &[u8], now: u32, touched: &mut PartitionSet) -> Result<(), (u16, String)> {
     for r in Records::new(value) {
@@ -407,7 +435,11 @@ fn apply(shard: &mut Shard, mine: &dyn Fn(u16) -> bool, value: &[u8], now: u32, 
                 if let Some(p) = set.iter().find(|&p| !mine(p)) {
                     return Err((status::NOT_BACKUP, format!("partition {p} is not backed up here")));
                 }
-                shard.flush_partitions(&set, r.kind == RecordType::SnapshotBegin).map_err(disk)?;
+                if r.kind == RecordType::SnapshotBegin && r.flags == repl::SNAPSHOT_BACKFILL {
+                    shard.begin_backfill(&set).map_err(disk)?;
+                } else {
+                    shard.flush_partitions(&set, r.kind == RecordType::SnapshotBegin).map_err(disk)?;
+                }
                 for p in set.iter() {
                     touched.insert(p);
                 }
@@ -419,13 +451,13 @@ fn apply(shard: &mut Shard, mine: &dyn Fn(u16) -> bool, value: &[u8], now: u32, 
         if !mine(p) {
             return Err((status::NOT_BACKUP, format!("partition {p} is not backed up here")));
         }
-        if matches!(r.kind, RecordType::Put | RecordType::Delete | RecordType::SnapshotItem) && partition_of(r.key) != p {
+        if matches!(r.kind, RecordType::Put | RecordType::Delete | RecordType::SnapshotItem | RecordType::SnapshotDelete) && partition_of(r.key) != p {
             return Err((status::MALFORMED, format!("a key of partition {} named as partition {p}", partition_of(r.key))));
         }
         check(&r, Copy { seqno: shard.last_seqno(p), incomplete: shard.is_incomplete(p) })?;
         let result = match r.kind {
             RecordType::Put | RecordType::SnapshotItem => shard.apply(ChangeKind::Put, r.key, r.value, r.flags, r.expiry, r.cas, r.seqno, now),
-            RecordType::Delete => shard.apply(ChangeKind::Delete, r.key, b"", 0, 0, r.cas, r.seqno, now),
+            RecordType::Delete | RecordType::SnapshotDelete => shard.apply(ChangeKind::Delete, r.key, b"", 0, 0, r.cas, r.seqno, now),
             RecordType::SnapshotEnd => shard.end_snapshot(p, r.seqno),
             RecordType::Flush | RecordType::SnapshotBegin => Ok(()),
         };

@@ -82,6 +82,30 @@ pub mod flush_scope {
     /// The items of the partitions in the key, whose copy restarts from nothing: a backup's
     /// full resync began. Until [`SNAPSHOT_END`] the copy is incomplete.
     pub const SNAPSHOT_BEGIN: u32 = 2;
-    /// The full resync of `meta.partition` ended at `meta.seqno` (key empty).
+    /// The full resync or backfill of `meta.partition` ended at `meta.seqno` (key empty).
     pub const SNAPSHOT_END: u32 = 3;
+    /// A backfill of the partitions in the key began: their items stay, and the copies are
+    /// incomplete until each one's [`SNAPSHOT_END`].
+    pub const BACKFILL_BEGIN: u32 = 4;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::flush_scope;
+
+    #[test]
+    fn flush_scopes_follow_the_spec_table() {
+        // protocol-spec/storage-format.md, "Flush records": the flags column, in order.
+        let spec = include_str!("../../protocol-spec/storage-format.md");
+        let section = spec.split("## Flush records").nth(1).expect("the section");
+        let flags: Vec<u32> = section
+            .lines()
+            .skip_while(|l| !l.starts_with("| flags"))
+            .skip(2)
+            .take_while(|l| l.starts_with('|'))
+            .map(|l| l.trim_matches('|').split('|').next().unwrap().trim().parse().expect("a number"))
+            .collect();
+        use flush_scope::*;
+        assert_eq!(flags, vec![SHARD, PARTITIONS, SNAPSHOT_BEGIN, SNAPSHOT_END, BACKFILL_BEGIN]);
+    }
 }

@@ -351,6 +351,14 @@ impl Shard {
                 flush_scope::SNAPSHOT_END => {
                     self.incomplete.remove(e.meta.partition);
                 }
+                flush_scope::BACKFILL_BEGIN => match PartitionSet::from_bytes(e.key) {
+                    Some(set) => {
+                        for p in set.iter() {
+                            self.incomplete.insert(p);
+                        }
+                    }
+                    None => log::error!("backfill record at {:?} names no partition set: ignored", e.loc),
+                },
                 scope => match PartitionSet::from_bytes(e.key) {
                     Some(set) => {
                         self.drop_partitions(&set);
@@ -505,7 +513,18 @@ impl Shard {
         Ok(())
     }
 
-    /// A full resync of `partition` ended: the copy is whole at the primary's `seqno`.
+    /// A backfill of the copies of `set` begins: they keep their items, and are incomplete
+    /// (here and after a restart) until each one's [`end_snapshot`](Self::end_snapshot).
+    pub fn begin_backfill(&mut self, set: &PartitionSet) -> Result<(), Outcome<&'static [u8]>> {
+        self.append(Kind::Flush, flush_scope::BACKFILL_BEGIN, &set.0, b"", 0, 0, Some(0))?;
+        for p in set.iter() {
+            self.incomplete.insert(p);
+        }
+        Ok(())
+    }
+
+    /// A full resync or backfill of `partition` ended: the copy is whole at the primary's
+    /// `seqno`.
     pub fn end_snapshot(&mut self, partition: u16, seqno: u64) -> Result<(), Outcome<&'static [u8]>> {
         if let Some(log) = &mut self.log {
             let meta = Meta { partition, flags: flush_scope::SNAPSHOT_END, seqno, cas: 0, expiry: 0 };
@@ -574,8 +593,18 @@ impl Shard {
     }
 
     /// Like [`scan`](Self::scan), but only items of the partitions in `set`, with their CAS:
-    /// a full resync reads a partition's live items a slice at a time.
-    pub fn scan_partitions(&mut self, set: &PartitionSet, from: Slot, budget: usize, now: u32, mut each: impl FnMut(&[u8], &[u8], u32, u32, u64)) -> Option<Slot> {
+    /// a full resync reads a partition's live items a slice at a time. With `above`, only
+    /// the items of partition `p` whose CAS is above `above[p]` (a backfill), whose values
+    /// are not read otherwise.
+    pub fn scan_partitions(
+        &mut self,
+        set: &PartitionSet,
+        above: Option<&[u64]>,
+        from: Slot,
+        budget: usize,
+        now: u32,
+        mut each: impl FnMut(&[u8], &[u8], u32, u32, u64),
+    ) -> Option<Slot> {
         let end = self.keydir.slot_end();
         let mut slot = from;
         let mut used = 0;
@@ -583,7 +612,10 @@ impl Shard {
             let s = slot;
             slot += 1;
             match self.keydir.try_get(s) {
-                Some(item) if !item.is_expired(now) && set.contains(partition_of(item.key())) => {}
+                Some(item)
+                    if !item.is_expired(now)
+                        && set.contains(partition_of(item.key()))
+                        && above.is_none_or(|a| a.get(partition_of(item.key()) as usize).is_some_and(|&c| item.cas() > c)) => {}
                 Some(_) => {
                     used += 16;
                     continue;
@@ -597,6 +629,26 @@ impl Shard {
             each(item.key(), value, item.flags(), item.expiry(), item.cas());
         }
         (slot < end).then_some(slot)
+    }
+
+    /// Calls `each` with the live item of `key` (value, flags, expiry, CAS), if there is
+    /// one, and says whether there was: what a backfill sends of a noted key. Not a read:
+    /// no statistics, no LRU bit.
+    pub fn read_for_backfill(&mut self, key: &[u8], now: u32, each: impl FnOnce(&[u8], u32, u32, u64)) -> Result<bool, Outcome<&'static [u8]>> {
+        let Some(slot) = self.keydir.find(key) else { return Ok(false) };
+        if self.keydir.get(slot).is_expired(now) {
+            return Ok(false);
+        }
+        let in_item = self.load(slot)?;
+        let item = self.keydir.get(slot);
+        let value = if in_item { item.value() } else { &self.scratch[..] };
+        each(value, item.flags(), item.expiry(), item.cas());
+        Ok(true)
+    }
+
+    /// The highest CAS this shard has issued or applied.
+    pub fn last_cas(&self) -> u64 {
+        self.last_cas
     }
 
     pub fn counters(&self) -> ShardCounters {

@@ -128,8 +128,8 @@ fn cluster_status(server: &str) -> Result<(), String> {
             get("cluster_replication_backlog_bytes").unwrap_or("?")
         );
         println!(
-            "{:<12} {:<12} {:>10} {:>9} {:>10} {:>12} {:>11} {:>8} {:>8} {:>11} {:>11}",
-            "backup", "state", "partitions", "lag max", "lag total", "unacked B", "ack age ms", "resyncs", "partial", "lag p50 us", "lag p99 us"
+            "{:<12} {:<12} {:>10} {:>9} {:>10} {:>12} {:>11} {:>8} {:>8} {:>9} {:>11} {:>11}",
+            "backup", "state", "partitions", "lag max", "lag total", "unacked B", "ack age ms", "resyncs", "partial", "backfills", "lag p50 us", "lag p99 us"
         );
         let ids: Vec<&str> = stats.iter().filter_map(|(k, _)| k.strip_prefix("node:")?.strip_suffix(":repl_state")).collect();
         for id in &ids {
@@ -140,7 +140,7 @@ fn cluster_status(server: &str) -> Result<(), String> {
                 v => format!("<= {v}"),
             };
             println!(
-                "{:<12} {:<12} {:>10} {:>9} {:>10} {:>12} {:>11} {:>8} {:>8} {:>11} {:>11}",
+                "{:<12} {:<12} {:>10} {:>9} {:>10} {:>12} {:>11} {:>8} {:>8} {:>9} {:>11} {:>11}",
                 id,
                 f("repl_state"),
                 f("repl_partitions"),
@@ -150,6 +150,7 @@ fn cluster_status(server: &str) -> Result<(), String> {
                 f("repl_ack_age_ms"),
                 f("repl_resyncs"),
                 f("repl_partial_catchups"),
+                f("repl_backfills"),
                 q("repl_lag_p50_us"),
                 q("repl_lag_p99_us")
             );

@@ -10,6 +10,7 @@
 
 use std::collections::VecDeque;
 
+use super::backfill::Backfill;
 use crate::cluster::PARTITIONS;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -62,31 +63,48 @@ pub struct Backlog {
     evicted: Vec<u64>,
     /// The time stamped on changes pushed now.
     clock_us: u64,
+    /// What a backup older than the backlog's reach can be backfilled from.
+    pub backfill: Backfill,
 }
 
 impl Backlog {
     /// A backlog of at most `budget` bytes (about), for a core whose partitions stand at
     /// `last` (their seqnos when the node started).
     pub fn new(budget: usize, last: impl Fn(u16) -> u64) -> Backlog {
+        Backlog::with_backfill(budget, last, 0, 3600)
+    }
+
+    /// [`new`](Self::new) for a shard that has issued CAS values up to `cas`, keeping
+    /// deletions for backfills `purge_after_s` seconds (within a quarter of `budget`).
+    pub fn with_backfill(budget: usize, last: impl Fn(u16) -> u64, cas: u64, purge_after_s: u64) -> Backlog {
         let last: Vec<u64> = (0..PARTITIONS).map(last).collect();
         // What happened before this process started is not here.
         let evicted = last.clone();
-        Backlog { entries: VecDeque::new(), base: 0, bytes: 0, budget, last, evicted, clock_us: 0 }
+        let backfill = Backfill::new(&last, cas, budget / 4, purge_after_s);
+        Backlog { entries: VecDeque::new(), base: 0, bytes: 0, budget, last, evicted, clock_us: 0, backfill }
     }
 
     /// The time (µs, the caller's clock) the changes pushed from now on were committed at:
     /// what replication lag is measured from.
     pub fn set_clock(&mut self, now_us: u64) {
         self.clock_us = now_us;
+        self.backfill.purge(now_us);
     }
 
     #[allow(clippy::too_many_arguments)]
     pub fn push(&mut self, kind: EntryKind, partition: u16, seqno: u64, cas: u64, flags: u32, expiry: u32, key: &[u8], value: &[u8]) {
         let after = match kind {
-            EntryKind::Flush => Some(self.last.clone().into_boxed_slice()),
+            EntryKind::Flush => {
+                // The flushed items leave no note: a backfill cannot start before the flush.
+                for (p, &a) in self.last.iter().enumerate() {
+                    self.backfill.raise_floor(p as u16, a + 1);
+                }
+                Some(self.last.clone().into_boxed_slice())
+            }
             _ => {
                 let l = &mut self.last[partition as usize % PARTITIONS as usize];
                 *l = (*l).max(seqno);
+                self.backfill.change(partition, seqno, cas, kind == EntryKind::Delete, key, self.clock_us);
                 None
             }
         };
@@ -105,6 +123,7 @@ impl Backlog {
         let p = partition as usize % PARTITIONS as usize;
         self.last[p] = self.last[p].max(seqno);
         self.evicted[p] = self.evicted[p].max(seqno);
+        self.backfill.raise_floor(partition, seqno);
     }
 
     fn evict_front(&mut self) {

@@ -13,6 +13,7 @@
 //!   then the changes made since the snapshot began;
 //! - a flush is a marker placed after the seqno each partition had when it ran.
 
+pub mod backfill;
 pub mod backlog;
 pub mod lag;
 pub mod stream;

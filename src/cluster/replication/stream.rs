@@ -4,12 +4,16 @@
 //!
 //! A stream is `Down` until its link is up; it then sends REPL_OPEN and waits (`Opening`).
 //! The backup's answer sets each partition's mode: `Live` from the backup's seqno when the
-//! backlog covers it, else a full resync. `Running`, it fills frames of records from its
+//! backlog covers it, else a backfill from that seqno when [`Backfill`](super::backfill::Backfill) still can, else a
+//! full resync. `Running`, it fills frames of records from its
 //! cursor in the backlog (each partition's changes in seqno order, flush markers where they
 //! happened) while fewer than `window` bytes are unacknowledged. A full resync (one at a
 //! time per stream, for every partition that needs it) writes SNAPSHOT_BEGIN, the live items
 //! a slice at a time (the scan the caller runs), SNAPSHOT_END at the seqno each partition
-//! had when it began, then rewinds the cursor to the changes made since.
+//! had when it began, then rewinds the cursor to the changes made since. A backfill is the
+//! same with the copy kept: SNAPSHOT_BEGIN flagged [`SNAPSHOT_BACKFILL`], the state now of
+//! every noted key newer than the backup's seqno (the item, or SNAPSHOT_DELETE), the items
+//! whose CAS is above what the backup's seqno had, SNAPSHOT_END, the changes made since.
 //!
 //! Any refusal, bad answer or link failure puts the stream `Down`; it opens again from what
 //! the backup then says it holds, so nothing is applied twice or out of order.
@@ -18,7 +22,7 @@ use std::collections::VecDeque;
 
 use super::backlog::{Backlog, EntryKind};
 use crate::cluster::{PartitionSet, PARTITIONS};
-use crate::protocol::peer::repl::{status, Digest, Position, Record, RecordType};
+use crate::protocol::peer::repl::{status, Digest, Position, Record, RecordType, SNAPSHOT_BACKFILL};
 
 /// Bytes of records a frame takes before it is sent (one larger item may overshoot it).
 pub const FRAME_BYTES: usize = 256 * 1024;
@@ -46,6 +50,8 @@ enum Flight {
 enum Mode {
     Live,
     NeedResync,
+    /// A backfill from the backup's seqno.
+    NeedBackfill,
     Resyncing,
 }
 
@@ -57,6 +63,11 @@ struct Resync {
     next: Option<u64>,
     /// The backlog index of the first change made after the snapshot began.
     resume: u64,
+    /// A backfill: per partition, the CAS an item must be above to be sent (`u64::MAX` for
+    /// those not in `set`), and the next note to look at.
+    backfill: Option<(Box<[u64]>, u64)>,
+    /// Partitions a noted key of could not be read: resynced in full instead.
+    failed: PartitionSet,
 }
 
 /// Counters a stream keeps for `stats cluster`.
@@ -65,6 +76,9 @@ pub struct StreamCounters {
     pub opens: u64,
     pub partial_catchups: u64,
     pub resyncs: u64,
+    pub backfills: u64,
+    /// Keys sent by backfills because a note named them (deleted or touched).
+    pub noted_keys: u64,
     pub frames: u64,
     pub bytes: u64,
     pub records: u64,
@@ -108,11 +122,21 @@ pub struct Stream {
     verify_round: u64,
 }
 
-/// What the caller runs for a full resync: appends SNAPSHOT_ITEM records of the live items of
-/// `set` from slot `from` on, about `budget` bytes, to `out`; returns the slot to go on
-/// from, or `None` at the end. Items changed meanwhile may be seen or not: the changes
-/// replayed after the snapshot make the copy right either way.
-pub type Scan<'a> = dyn FnMut(&PartitionSet, u64, usize, &mut Vec<u8>) -> (Option<u64>, u64) + 'a;
+/// What the caller reads from the shard for a full resync or a backfill. Items changed
+/// meanwhile may be seen or not: the changes replayed after the snapshot make the copy right
+/// either way.
+pub trait Snapshot {
+    /// Appends SNAPSHOT_ITEM records of the live items of `set` from slot `from` on, about
+    /// `budget` bytes, to `out`; with `above`, only the items of partition `p` whose CAS is
+    /// above `above[p]`. Returns the slot to go on from (`None` at the end) and the items
+    /// written.
+    fn items(&mut self, set: &PartitionSet, above: Option<&[u64]>, from: u64, budget: usize, out: &mut Vec<u8>) -> (Option<u64>, u64);
+    /// Appends `key`'s state now: a SNAPSHOT_ITEM if it lives, else a SNAPSHOT_DELETE.
+    /// `false`: it cannot be read (a disk error), and the copy cannot be made whole this way.
+    fn key(&mut self, partition: u16, key: &[u8], out: &mut Vec<u8>) -> bool;
+}
+
+pub type Scan<'a> = dyn Snapshot + 'a;
 
 impl Stream {
     pub fn new(node: usize, core: u16, partitions: PartitionSet) -> Stream {
@@ -196,6 +220,9 @@ impl Stream {
                 if pos.seqno < backlog.last(pos.partition) {
                     self.counters.partial_catchups += 1;
                 }
+            } else if pos.whole && backlog.backfill.since(pos.partition, pos.seqno, backlog.last(pos.partition)).is_some() {
+                self.mode[p] = Mode::NeedBackfill;
+                self.sent[p] = pos.seqno;
             } else {
                 self.mode[p] = Mode::NeedResync;
             }
@@ -259,24 +286,36 @@ impl Stream {
 
     fn resync_step(&mut self, backlog: &Backlog, scan: &mut Scan<'_>, buf: &mut Vec<u8>) {
         if self.resync.is_none() {
-            let mut set = PartitionSet::empty();
-            for p in self.partitions.iter().filter(|&p| self.mode[p as usize] == Mode::NeedResync) {
-                set.insert(p);
-            }
-            if set.is_empty() {
-                return;
-            }
-            let high = set.iter().map(|p| (p, backlog.last(p))).collect();
-            for p in set.iter() {
-                self.mode[p as usize] = Mode::Resyncing;
-            }
-            Record { kind: RecordType::SnapshotBegin, partition: 0, seqno: 0, cas: 0, flags: 0, expiry: 0, key: &set.0, value: b"" }.write(buf);
-            self.counters.resyncs += 1;
-            self.resync = Some(Resync { set, high, next: Some(0), resume: backlog.end() });
+            self.begin_snapshot(backlog, buf);
         }
         let Some(r) = self.resync.as_mut() else { return };
-        if let Some(from) = r.next {
-            let (next, items) = scan(&r.set, from, FRAME_BYTES.saturating_sub(buf.len()), buf);
+        if let Some((above, note)) = r.backfill.as_mut() {
+            // The noted keys first: each one's state now.
+            let fill = &backlog.backfill;
+            *note = (*note).max(fill.first_note());
+            // Bounded per frame: most notes may be other streams' partitions.
+            let stop = note.saturating_add(1 << 16);
+            while *note < fill.end_note() && *note < stop && buf.len() < FRAME_BYTES {
+                if let Some((p, seqno, key)) = fill.note(*note) {
+                    if r.set.contains(p) && seqno > self.sent[p as usize] {
+                        if !scan.key(p, key, buf) {
+                            r.failed.insert(p);
+                        }
+                        self.counters.noted_keys += 1;
+                    }
+                }
+                *note += 1;
+            }
+            if *note < fill.end_note() {
+                return;
+            }
+            if let Some(from) = r.next {
+                let (next, items) = scan.items(&r.set, Some(above), from, FRAME_BYTES.saturating_sub(buf.len()), buf);
+                r.next = next;
+                self.counters.snapshot_items += items;
+            }
+        } else if let Some(from) = r.next {
+            let (next, items) = scan.items(&r.set, None, from, FRAME_BYTES.saturating_sub(buf.len()), buf);
             r.next = next;
             self.counters.snapshot_items += items;
         }
@@ -288,16 +327,74 @@ impl Stream {
         // one is (`covers` alone cannot tell a flush before the snapshot from one during it).
         let kept = r.resume >= backlog.base();
         for (p, high) in r.high {
-            if kept || backlog.covers(p, high) {
+            // A backfill needs every note after the backup's seqno: none purged meanwhile.
+            let noted = r.backfill.is_none() || (backlog.backfill.floor(p) <= self.sent[p as usize] && !r.failed.contains(p));
+            if noted && (kept || backlog.covers(p, high)) {
                 Record { kind: RecordType::SnapshotEnd, partition: p, seqno: high, cas: 0, flags: 0, expiry: 0, key: b"", value: b"" }.write(buf);
                 self.mode[p as usize] = Mode::Live;
                 self.sent[p as usize] = high;
             } else {
-                // Changes made during the snapshot already left the backlog: again.
+                // Changes made during the snapshot already left the backlog (or notes a
+                // backfill needed were purged): a full resync.
                 self.mode[p as usize] = Mode::NeedResync;
             }
         }
         self.cursor = self.cursor.min(r.resume);
+    }
+
+    /// Starts a full resync of the partitions that need one, or else a backfill of those
+    /// that can have one.
+    fn begin_snapshot(&mut self, backlog: &Backlog, buf: &mut Vec<u8>) {
+        let mut full = PartitionSet::empty();
+        let mut fill = PartitionSet::empty();
+        for p in self.partitions.iter() {
+            match self.mode[p as usize] {
+                Mode::NeedResync => full.insert(p),
+                Mode::NeedBackfill => fill.insert(p),
+                _ => {}
+            }
+        }
+        let backfill = full.is_empty();
+        let set = if backfill { fill } else { full };
+        if set.is_empty() {
+            return;
+        }
+        let mut above = None;
+        if backfill {
+            let mut a = vec![u64::MAX; PARTITIONS as usize].into_boxed_slice();
+            for p in set.iter() {
+                match backlog.backfill.since(p, self.sent[p as usize], backlog.last(p)) {
+                    Some(cas) => a[p as usize] = cas,
+                    // Purged since the OPEN: resynced in full next.
+                    None => self.mode[p as usize] = Mode::NeedResync,
+                }
+            }
+            above = Some(a);
+        }
+        let mut set = set;
+        set = {
+            let mut s = PartitionSet::empty();
+            for p in set.iter().filter(|&p| self.mode[p as usize] != Mode::NeedResync || !backfill) {
+                s.insert(p);
+            }
+            s
+        };
+        if set.is_empty() {
+            return;
+        }
+        let high = set.iter().map(|p| (p, backlog.last(p))).collect();
+        for p in set.iter() {
+            self.mode[p as usize] = Mode::Resyncing;
+        }
+        let flags = if backfill { SNAPSHOT_BACKFILL } else { 0 };
+        Record { kind: RecordType::SnapshotBegin, partition: 0, seqno: 0, cas: 0, flags, expiry: 0, key: &set.0, value: b"" }.write(buf);
+        if backfill {
+            self.counters.backfills += 1;
+        } else {
+            self.counters.resyncs += 1;
+        }
+        let backfill = above.map(|a| (a, backlog.backfill.first_note()));
+        self.resync = Some(Resync { set, high, next: Some(0), resume: backlog.end(), backfill, failed: PartitionSet::empty() });
     }
 
     /// Appends the changes from the cursor on; returns when the first of them was committed.
@@ -440,7 +537,7 @@ pub fn check(r: &Record<'_>, copy: Copy) -> Result<(), (u16, String)> {
             }
             Ok(())
         }
-        RecordType::SnapshotItem | RecordType::SnapshotEnd if !copy.incomplete => {
+        RecordType::SnapshotItem | RecordType::SnapshotDelete | RecordType::SnapshotEnd if !copy.incomplete => {
             Err((status::BAD_SEQNO, format!("a snapshot record for partition {} with no resync under way", r.partition)))
         }
         _ => Ok(()),

@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, VecDeque};
 
 use super::backlog::{Backlog, EntryKind};
-use super::stream::{check, Copy, Stream};
+use super::stream::{check, Copy, Snapshot, Stream};
 use crate::cluster::PartitionSet;
 use crate::protocol::peer::repl::{Position, RecordType, Records};
 
@@ -27,7 +27,8 @@ impl Rng {
     }
 }
 
-type Items = BTreeMap<(u16, Vec<u8>), (Vec<u8>, u64)>;
+/// (partition, key) -> (value, CAS, flags: what a touch changes while the CAS stays).
+type Items = BTreeMap<(u16, Vec<u8>), (Vec<u8>, u64, u32)>;
 
 #[derive(Default)]
 struct Primary {
@@ -41,48 +42,78 @@ impl Primary {
         let p = PARTS[rng.below(3) as usize];
         let key = format!("k{}", rng.below(6)).into_bytes();
         let roll = rng.below(100);
-        if roll < 2 {
+        if roll < 2 && rng.below(4) == 0 {
             self.items.clear();
             backlog.push(EntryKind::Flush, 0, 0, 0, 0, 0, b"", b"");
             return;
         }
         let s = self.seqnos.entry(p).or_default();
         *s += 1;
-        self.cas += 1;
         if roll < 25 {
             self.items.remove(&(p, key.clone()));
             backlog.push(EntryKind::Delete, p, *s, 0, 0, 0, &key, b"");
+        } else if let (true, Some((value, cas, flags))) = (roll < 40, self.items.get_mut(&(p, key.clone()))) {
+            // A touch: a new expiry (here: flags) under the same CAS.
+            *flags += 1;
+            backlog.push(EntryKind::Put, p, *s, *cas, *flags, 0, &key, value);
         } else {
+            self.cas += 1;
             let value = format!("v{}", self.cas).into_bytes();
-            self.items.insert((p, key.clone()), (value.clone(), self.cas));
+            self.items.insert((p, key.clone()), (value.clone(), self.cas, 0));
             backlog.push(EntryKind::Put, p, *s, self.cas, 0, 0, &key, &value);
         }
     }
 
-    /// The scan a full resync runs: two items of `set` per call, from slot `from` on. As in
-    /// the keydir, an item keeps its slot while it lives (slot = partition * 16 + key number).
-    fn scan(&self, set: &PartitionSet, from: u64, out: &mut Vec<u8>) -> (Option<u64>, u64) {
+    /// The scan a full resync or backfill runs: two items of `set` per call, from slot
+    /// `from` on. As in the keydir, an item keeps its slot while it lives (slot = partition *
+    /// 16 + key number).
+    fn scan(&self, set: &PartitionSet, above: Option<&[u64]>, from: u64, out: &mut Vec<u8>) -> (Option<u64>, u64) {
         let slot_of = |p: u16, k: &[u8]| p as u64 * 16 + (k[1] - b'0') as u64;
-        let mut all: Vec<_> = self.items.iter().filter(|((p, k), _)| set.contains(*p) && slot_of(*p, k) >= from).collect();
+        let mut all: Vec<_> = self
+            .items
+            .iter()
+            .filter(|((p, k), (_, cas, _))| set.contains(*p) && slot_of(*p, k) >= from && above.is_none_or(|a| *cas > a[*p as usize]))
+            .collect();
         all.sort_by_key(|((p, k), _)| slot_of(*p, k));
         let mut n = 0;
         let mut next = None;
-        for ((p, k), (v, cas)) in all.iter().take(2) {
-            crate::protocol::peer::repl::Record {
-                kind: RecordType::SnapshotItem,
-                partition: *p,
-                seqno: 0,
-                cas: *cas,
-                flags: 0,
-                expiry: 0,
-                key: k,
-                value: v,
-            }
-            .write(out);
+        for ((p, k), (v, cas, flags)) in all.iter().take(2) {
+            item_record(*p, k, v, *cas, *flags).write(out);
             n += 1;
             next = Some(slot_of(*p, k) + 1);
         }
         (next.filter(|_| all.len() > 2), n)
+    }
+}
+
+fn item_record<'a>(partition: u16, key: &'a [u8], value: &'a [u8], cas: u64, flags: u32) -> crate::protocol::peer::repl::Record<'a> {
+    crate::protocol::peer::repl::Record { kind: RecordType::SnapshotItem, partition, seqno: 0, cas, flags, expiry: 0, key, value }
+}
+
+impl Snapshot for &Primary {
+    fn items(&mut self, set: &PartitionSet, above: Option<&[u64]>, from: u64, _budget: usize, out: &mut Vec<u8>) -> (Option<u64>, u64) {
+        self.scan(set, above, from, out)
+    }
+
+    fn key(&mut self, partition: u16, key: &[u8], out: &mut Vec<u8>) -> bool {
+        match self.items.get(&(partition, key.to_vec())) {
+            Some((v, cas, flags)) => item_record(partition, key, v, *cas, *flags).write(out),
+            None => crate::protocol::peer::repl::Record { kind: RecordType::SnapshotDelete, partition, seqno: 0, cas: 0, flags: 0, expiry: 0, key, value: b"" }.write(out),
+        }
+        true
+    }
+}
+
+/// A snapshot source for tests that need none.
+struct NoScan;
+
+impl Snapshot for NoScan {
+    fn items(&mut self, _: &PartitionSet, _: Option<&[u64]>, _: u64, _: usize, _: &mut Vec<u8>) -> (Option<u64>, u64) {
+        (None, 0)
+    }
+
+    fn key(&mut self, _: u16, _: &[u8], _: &mut Vec<u8>) -> bool {
+        true
     }
 }
 
@@ -107,6 +138,13 @@ impl Backup {
             let r = r.map_err(str::to_string)?;
             let sets = |key: &[u8]| PartitionSet::from_bytes(key).expect("a set");
             match r.kind {
+                RecordType::SnapshotBegin if r.flags == crate::protocol::peer::repl::SNAPSHOT_BACKFILL => {
+                    for p in sets(r.key).iter() {
+                        let seqno = self.copy(p).seqno;
+                        self.copies.insert(p, Copy { seqno, incomplete: true });
+                    }
+                    continue;
+                }
                 RecordType::Flush | RecordType::SnapshotBegin => {
                     let set = sets(r.key);
                     self.items.retain(|(p, _), _| !set.contains(*p));
@@ -123,9 +161,9 @@ impl Backup {
             let key = (r.partition, r.key.to_vec());
             match r.kind {
                 RecordType::Put | RecordType::SnapshotItem => {
-                    self.items.insert(key, (r.value.to_vec(), r.cas));
+                    self.items.insert(key, (r.value.to_vec(), r.cas, r.flags));
                 }
-                RecordType::Delete => {
+                RecordType::Delete | RecordType::SnapshotDelete => {
                     self.items.remove(&key);
                 }
                 RecordType::SnapshotEnd => {
@@ -179,8 +217,7 @@ fn run(seed: u64, budget: usize) -> (Stream, usize) {
                 stream.on_open(&backup.positions(), &backlog, step).expect("a good OPEN answer");
             }
             _ => {
-                let mut scan = |set: &PartitionSet, from: u64, _budget: usize, out: &mut Vec<u8>| primary.scan(set, from, out);
-                if let Some(f) = stream.next_frame(&backlog, &mut scan) {
+                if let Some(f) = stream.next_frame(&backlog, &mut &primary) {
                     wire.push_back(f);
                 }
                 // The backup answers some of what is on the wire, in order.
@@ -217,8 +254,7 @@ fn run(seed: u64, budget: usize) -> (Stream, usize) {
             }
             super::StreamState::Opening => unreachable!(),
             super::StreamState::Running => {
-                let mut scan = |set: &PartitionSet, from: u64, _budget: usize, out: &mut Vec<u8>| primary.scan(set, from, out);
-                if let Some(f) = wire.pop_front().or_else(|| stream.next_frame(&backlog, &mut scan)) {
+                if let Some(f) = wire.pop_front().or_else(|| stream.next_frame(&backlog, &mut &primary)) {
                     match backup.apply(&f) {
                         Ok(pos) => {
                             stream.on_ack(&pos, step).expect("ack");
@@ -248,11 +284,74 @@ fn converges_with_a_large_backlog() {
 
 #[test]
 fn converges_when_the_backlog_overflows() {
-    let mut resyncs = 0;
-    for seed in 1..200 {
-        resyncs += run(seed, 20 * 80).0.counters.resyncs;
+    let (mut resyncs, mut backfills, mut noted) = (0, 0, 0);
+    for seed in 1..400 {
+        // Half the runs with a backlog large enough to keep notes for a while.
+        let c = run(seed, if seed % 2 == 0 { 20 * 80 } else { 60 * 80 }).0.counters;
+        resyncs += c.resyncs;
+        backfills += c.backfills;
+        noted += c.noted_keys;
     }
-    assert!(resyncs > 200, "a small backlog must force full resyncs ({resyncs})");
+    assert!(resyncs > 100, "a small backlog (and a smaller note budget) must force full resyncs ({resyncs})");
+    // Rarer: the note budget (a quarter of the backlog's) runs out about as fast as the
+    // backlog here, where a third of the changes are deletions and touches.
+    assert!(backfills > 10 && noted > 50, "and backfills where the notes still reach ({backfills}, {noted} noted keys)");
+}
+
+#[test]
+fn a_backfill_sends_the_changed_and_noted_keys_only() {
+    // Partition 1 at seqno 0 on both sides; 100 items written, then the backup (at 100)
+    // falls behind a backlog that keeps only the last few changes.
+    let mut primary = Primary::default();
+    let mut backlog = Backlog::new(8 * 80, |_| 0);
+    let put = |primary: &mut Primary, backlog: &mut Backlog, s: u64, k: &str| {
+        primary.cas += 1;
+        let v = format!("v{}", primary.cas).into_bytes();
+        primary.items.insert((1, k.as_bytes().to_vec()), (v.clone(), primary.cas, 0));
+        backlog.push(EntryKind::Put, 1, s, primary.cas, 0, 0, k.as_bytes(), &v);
+    };
+    for s in 1..=100 {
+        put(&mut primary, &mut backlog, s, &format!("k{}", if s <= 10 { s % 10 } else { 5 }));
+    }
+    // Then: k1 deleted, k2 touched, k3 written, and enough writes of k4 to push them all out
+    // of the backlog.
+    primary.items.remove(&(1, b"k1".to_vec()));
+    backlog.push(EntryKind::Delete, 1, 101, 0, 0, 0, b"k1", b"");
+    let (v, cas, _) = primary.items[&(1, b"k2".to_vec())].clone();
+    primary.items.insert((1, b"k2".to_vec()), (v.clone(), cas, 7));
+    backlog.push(EntryKind::Put, 1, 102, cas, 7, 0, b"k2", &v);
+    put(&mut primary, &mut backlog, 103, "k3");
+    for s in 104..=150 {
+        put(&mut primary, &mut backlog, s, "k4");
+    }
+    assert!(!backlog.covers(1, 100), "the backlog no longer reaches the backup");
+    let mut backup = Backup::default();
+    for ((p, k), v) in &primary.items {
+        if k != b"k3" && k != b"k4" {
+            backup.items.insert((*p, k.clone()), v.clone());
+        }
+    }
+    backup.items.insert((1, b"k1".to_vec()), (b"old".to_vec(), 1, 0));
+    let (v2, c2, _) = backup.items[&(1, b"k2".to_vec())].clone();
+    backup.items.insert((1, b"k2".to_vec()), (v2, c2, 0));
+    backup.copies.insert(1, Copy { seqno: 100, incomplete: false });
+
+    let mut stream = Stream::new(1, 0, set_of(&[1]));
+    stream.open();
+    stream.on_open(&[Position { partition: 1, seqno: 100, whole: true }], &backlog, 0).unwrap();
+    let mut sent = Vec::new();
+    while let Some(f) = stream.next_frame(&backlog, &mut &primary) {
+        sent.extend(Records::new(&f).map(|r| r.unwrap()).map(|r| (r.kind, r.key.to_vec())).collect::<Vec<_>>());
+        let pos: Vec<Position> = backup.apply(&f).expect("applied").into_iter().filter(|p| p.partition == 1).collect();
+        stream.on_ack(&pos, 1).unwrap();
+    }
+    assert_eq!(backup.items, primary.items);
+    assert_eq!((stream.counters.backfills, stream.counters.resyncs), (1, 0));
+    assert_eq!(stream.counters.noted_keys, 2, "k1's deletion and k2's touch");
+    let items: Vec<&[u8]> = sent.iter().filter(|(k, _)| *k == RecordType::SnapshotItem).map(|(_, key)| &key[..]).collect();
+    assert!(items.len() <= 4, "only the keys that changed after seqno 100 (and the marks' slack): {items:?}");
+    assert!(sent.contains(&(RecordType::SnapshotDelete, b"k1".to_vec())));
+    assert_eq!(backup.copy(1), Copy { seqno: 150, incomplete: false });
 }
 
 proptest::proptest! {
@@ -272,7 +371,7 @@ fn partial_catch_up_sends_only_what_the_backup_lacks() {
     let mut stream = Stream::new(1, 0, set_of(&[1]));
     stream.open();
     stream.on_open(&[Position { partition: 1, seqno: 7, whole: true }], &backlog, 0).unwrap();
-    let mut no_scan = |_: &PartitionSet, _: u64, _: usize, _: &mut Vec<u8>| -> (Option<u64>, u64) { panic!("no resync needed") };
+    let mut no_scan = NoScan;
     let f = stream.next_frame(&backlog, &mut no_scan).unwrap();
     let seqnos: Vec<u64> = Records::new(&f).map(|r| r.unwrap().seqno).collect();
     assert_eq!(seqnos, vec![8, 9, 10]);
@@ -286,7 +385,7 @@ fn an_acknowledgement_tells_when_its_oldest_change_was_committed() {
     let mut stream = Stream::new(1, 0, set_of(&[1]));
     stream.open();
     stream.on_open(&[Position { partition: 1, seqno: 0, whole: true }], &backlog, 0).unwrap();
-    let mut no_scan = |_: &PartitionSet, _: u64, _: usize, _: &mut Vec<u8>| -> (Option<u64>, u64) { (None, 0) };
+    let mut no_scan = NoScan;
     backlog.set_clock(1_000);
     backlog.push(EntryKind::Put, 1, 1, 1, 0, 0, b"k", b"v");
     backlog.set_clock(2_000);
@@ -323,7 +422,7 @@ fn only_changes_answers_count_for_durable_writes() {
     stream.open();
     stream.on_open(&[Position { partition: 1, seqno: 5, whole: true }], &backlog, 0).unwrap();
     assert_eq!((stream.acked(1), stream.confirmed(1)), (5, 0));
-    let mut no_scan = |_: &PartitionSet, _: u64, _: usize, _: &mut Vec<u8>| -> (Option<u64>, u64) { (None, 0) };
+    let mut no_scan = NoScan;
     backlog.push(EntryKind::Put, 1, 6, 6, 0, 0, b"k", b"v");
     stream.next_frame(&backlog, &mut no_scan).unwrap();
     stream.on_ack(&[Position { partition: 1, seqno: 6, whole: true }], 1).unwrap();
@@ -341,7 +440,7 @@ fn reordered_duplicated_and_dropped_frames_are_refused() {
     let mut stream = Stream::new(1, 0, set_of(&[1]));
     stream.open();
     stream.on_open(&[Position { partition: 1, seqno: 0, whole: true }], &backlog, 0).unwrap();
-    let mut no_scan = |_: &PartitionSet, _: u64, _: usize, _: &mut Vec<u8>| -> (Option<u64>, u64) { (None, 0) };
+    let mut no_scan = NoScan;
     let mut frames = Vec::new();
     for s in 1..=3 {
         backlog.push(EntryKind::Put, 1, s, s, 0, 0, b"k", b"v");
@@ -366,4 +465,46 @@ fn reordered_duplicated_and_dropped_frames_are_refused() {
     crate::protocol::peer::repl::Record { kind: RecordType::SnapshotItem, partition: 1, seqno: 0, cas: 1, flags: 0, expiry: 0, key: b"x", value: b"" }
         .write(&mut item);
     assert!(b.apply(&item).is_err());
+}
+
+#[test]
+fn notes_purged_during_a_backfill_turn_it_into_a_full_resync() {
+    let mut primary = Primary::default();
+    let mut backlog = Backlog::new(16 << 20, |_| 0);
+    for s in 1..=10 {
+        primary.cas += 1;
+        let k = format!("k{s}");
+        primary.items.insert((1, k.clone().into_bytes()), (b"v".to_vec(), primary.cas, 0));
+        backlog.push(EntryKind::Put, 1, s, primary.cas, 0, 0, k.as_bytes(), b"v");
+    }
+    let mut backup = Backup { items: primary.items.clone(), ..Default::default() };
+    backup.copies.insert(1, Copy { seqno: 10, incomplete: false });
+    // More notes of another partition than one frame looks at, then k1's deletion.
+    for s in 1..=70_000 {
+        backlog.push(EntryKind::Delete, 2, s, 0, 0, 0, b"other", b"");
+    }
+    primary.items.remove(&(1, b"k1".to_vec()));
+    backlog.push(EntryKind::Delete, 1, 11, 0, 0, 0, b"k1", b"");
+    // A large change pushes everything else out of the backlog (not out of the notes).
+    primary.cas += 1;
+    let big = vec![b'x'; 16 << 20];
+    backlog.push(EntryKind::Put, 3, 1, primary.cas, 0, 0, b"big", &big);
+    assert!(!backlog.covers(1, 10) && backlog.backfill.since(1, 10, 11).is_some());
+
+    let mut stream = Stream::new(1, 0, set_of(&[1]));
+    stream.open();
+    stream.on_open(&[Position { partition: 1, seqno: 10, whole: true }], &backlog, 0).unwrap();
+    let mut step = 0;
+    while let Some(f) = stream.next_frame(&backlog, &mut &primary) {
+        if step == 0 {
+            // The notes go before the backfill has looked at k1's.
+            backlog.set_clock(u64::MAX / 2);
+            assert!(backlog.backfill.since(1, 10, 11).is_none());
+        }
+        step += 1;
+        let pos: Vec<Position> = backup.apply(&f).expect("applied").into_iter().filter(|p| p.partition == 1).collect();
+        stream.on_ack(&pos, 1).unwrap();
+    }
+    assert_eq!((stream.counters.backfills, stream.counters.resyncs), (1, 1), "the backfill gave way to a full resync");
+    assert!(!backup.items.contains_key(&(1, b"k1".to_vec())), "k1's deletion reached the backup");
 }

@@ -41,18 +41,24 @@ pub enum RecordType {
     /// Drop every item of the partitions in the key (a [`PartitionSet`]): the primary's flush.
     Flush = 3,
     /// A full resync of the partitions in the key begins: drop their items; the copies are
-    /// incomplete until each one's `SnapshotEnd`.
+    /// incomplete until each one's `SnapshotEnd`. With `flags` [`SNAPSHOT_BACKFILL`], a
+    /// backfill: the items are kept, and only those that may have changed follow.
     SnapshotBegin = 4,
-    /// A live item of a partition being resynced (seqno 0).
+    /// A live item of a partition being resynced or backfilled (seqno 0).
     SnapshotItem = 5,
-    /// The resync of `partition` is complete at `seqno`.
+    /// The resync or backfill of `partition` is complete at `seqno`.
     SnapshotEnd = 6,
+    /// A key of a partition being backfilled that no longer lives (seqno 0, no value).
+    SnapshotDelete = 7,
 }
+
+/// `SnapshotBegin` flags: a backfill (keep the copy's items) rather than a full resync.
+pub const SNAPSHOT_BACKFILL: u32 = 1;
 
 impl RecordType {
     fn from_u8(b: u8) -> Option<RecordType> {
         use RecordType::*;
-        [Put, Delete, Flush, SnapshotBegin, SnapshotItem, SnapshotEnd].into_iter().find(|t| *t as u8 == b)
+        [Put, Delete, Flush, SnapshotBegin, SnapshotItem, SnapshotEnd, SnapshotDelete].into_iter().find(|t| *t as u8 == b)
     }
 }
 
@@ -146,12 +152,15 @@ fn parse_record(b: &[u8]) -> Result<(Record<'_>, usize), &'static str> {
     }
     let ok = match kind {
         RecordType::Put | RecordType::SnapshotItem => (1..=MAX_KEY_LEN).contains(&key_len),
-        RecordType::Delete => (1..=MAX_KEY_LEN).contains(&key_len) && value_len == 0,
+        RecordType::Delete | RecordType::SnapshotDelete => (1..=MAX_KEY_LEN).contains(&key_len) && value_len == 0,
         RecordType::Flush | RecordType::SnapshotBegin => key_len == PartitionSet::LEN && value_len == 0,
         RecordType::SnapshotEnd => key_len == 0 && value_len == 0,
     };
     if !ok {
         return Err("key or value lengths wrong for the record type");
+    }
+    if kind == RecordType::SnapshotBegin && flags != 0 && flags != SNAPSHOT_BACKFILL {
+        return Err("an unknown snapshot marker");
     }
     if matches!(kind, RecordType::Put | RecordType::Delete) && seqno == 0 {
         return Err("a change with seqno 0");
@@ -302,6 +311,7 @@ mod tests {
             Record { kind: RecordType::Delete, partition: 3, seqno: 10, cas: 0, flags: 0, expiry: 0, key: b"k", value: b"" },
             Record { kind: RecordType::Flush, partition: 0, seqno: 0, cas: 0, flags: 0, expiry: 0, key: &set.0, value: b"" },
             Record { kind: RecordType::SnapshotEnd, partition: 3, seqno: 10, cas: 0, flags: 0, expiry: 0, key: b"", value: b"" },
+            Record { kind: RecordType::SnapshotDelete, partition: 3, seqno: 0, cas: 0, flags: 0, expiry: 0, key: b"k", value: b"" },
         ];
         let mut buf = Vec::new();
         for r in &recs {

@@ -171,6 +171,8 @@ impl Cluster {
             s.ack_age_ms = s.ack_age_ms.max(r.ack_age_ms);
             s.resyncs += r.resyncs;
             s.partial_catchups += r.partial_catchups;
+            s.backfills += r.backfills;
+            s.noted_keys += r.noted_keys;
             s.bytes += r.bytes;
             s.records += r.records;
             s.snapshot_items += r.snapshot_items;
@@ -245,6 +247,8 @@ impl Cluster {
                     (format!("{prefix}:repl_ack_age_ms"), r.ack_age_ms.to_string()),
                     (format!("{prefix}:repl_resyncs"), r.resyncs.to_string()),
                     (format!("{prefix}:repl_partial_catchups"), r.partial_catchups.to_string()),
+                    (format!("{prefix}:repl_backfills"), r.backfills.to_string()),
+                    (format!("{prefix}:repl_backfill_noted_keys"), r.noted_keys.to_string()),
                     (format!("{prefix}:repl_bytes"), r.bytes.to_string()),
                     (format!("{prefix}:repl_records"), r.records.to_string()),
                     (format!("{prefix}:repl_snapshot_items"), r.snapshot_items.to_string()),
@@ -277,6 +281,8 @@ pub struct ReplicationSummary {
     pub ack_age_ms: u64,
     pub resyncs: u64,
     pub partial_catchups: u64,
+    pub backfills: u64,
+    pub noted_keys: u64,
     pub bytes: u64,
     pub records: u64,
     pub snapshot_items: u64,

@@ -1,0 +1,65 @@
+//! A backup's copy of a partition across restarts: a backfill that began and did not end
+//! leaves the copy incomplete (its items kept); a full resync that began leaves it incomplete
+//! and empty; SNAPSHOT_END makes it whole at the primary's seqno. Read back from the log by
+//! a fresh `Shard::open`, as a restart does.
+
+use std::sync::Arc;
+
+use caskade::cluster::{partition_of, PartitionSet};
+use caskade::storage::change::ChangeKind;
+use caskade::storage::disk::{Fsync, LogConfig, RealFs};
+use caskade::storage::{Command, Mode, Outcome, Shard, ShardConfig};
+
+fn open(dir: &std::path::Path) -> Shard {
+    let config = ShardConfig { memory_limit: 64 << 20, max_item_size: 1 << 20, mode: Mode::Store };
+    let log = LogConfig { dir: dir.to_path_buf(), shard: 0, segment_size: 64 << 20, fsync: Fsync::Always, compress_min: 0 };
+    Shard::open(config, Arc::new(RealFs), log, caskade::stats::unix_now()).expect("open the shard").0
+}
+
+fn restart(shard: Shard, dir: &std::path::Path) -> Shard {
+    let mut shard = shard;
+    shard.commit().expect("commit");
+    shard.close().expect("close");
+    open(dir)
+}
+
+fn has(shard: &mut Shard, key: &str) -> bool {
+    matches!(shard.execute(&Command::Get { key: key.as_bytes() }, caskade::stats::unix_now()), Outcome::Value { .. })
+}
+
+#[test]
+fn a_copy_mid_backfill_or_resync_stays_incomplete_across_a_restart() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let now = caskade::stats::unix_now();
+    let keys = ["alpha", "beta"];
+    let mut shard = open(dir.path());
+    for (i, k) in keys.iter().enumerate() {
+        shard.apply(ChangeKind::Put, k.as_bytes(), b"v", 0, 0, 10 + i as u64, 1 + i as u64, now).expect("apply");
+    }
+    let mut set = PartitionSet::empty();
+    for k in keys {
+        set.insert(partition_of(k.as_bytes()));
+    }
+    let p = partition_of(b"alpha");
+
+    // A backfill begins: incomplete, items kept, here and after a restart.
+    shard.begin_backfill(&set).expect("begin");
+    assert!(shard.is_incomplete(p));
+    let mut shard = restart(shard, dir.path());
+    assert!(shard.is_incomplete(p), "a backfill that did not end is not whole after a restart");
+    assert!(has(&mut shard, "alpha") && has(&mut shard, "beta"), "a backfill keeps the copy's items");
+    // It ends: whole at the primary's seqno.
+    for q in set.iter() {
+        shard.end_snapshot(q, 40).expect("end");
+    }
+    let mut shard = restart(shard, dir.path());
+    assert!(!shard.is_incomplete(p));
+    assert_eq!(shard.last_seqno(p), 40);
+    assert!(has(&mut shard, "alpha"));
+
+    // A full resync begins: incomplete and empty across a restart.
+    shard.flush_partitions(&set, true).expect("resync begins");
+    let mut shard = restart(shard, dir.path());
+    assert!(shard.is_incomplete(p));
+    assert!(!has(&mut shard, "alpha") && !has(&mut shard, "beta"));
+}
