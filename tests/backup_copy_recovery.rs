@@ -63,3 +63,50 @@ fn a_copy_mid_backfill_or_resync_stays_incomplete_across_a_restart() {
     assert!(shard.is_incomplete(p));
     assert!(!has(&mut shard, "alpha") && !has(&mut shard, "beta"));
 }
+
+#[test]
+fn a_merge_after_a_full_resync_does_not_bring_back_the_old_seqno() {
+    use caskade::storage::disk::merge::MergePolicy;
+    // A backup held partition p up to seqno 500; a full resync (its primary lost its tail)
+    // made it whole at 300. Merges drop the old records; the watermark they leave must not
+    // say 500, or a restarted backup would claim changes 301..500 it never had.
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let now = caskade::stats::unix_now();
+    let open_small = |dir: &std::path::Path| {
+        let config = ShardConfig { memory_limit: 64 << 20, max_item_size: 1 << 20, mode: Mode::Store };
+        let log = LogConfig { dir: dir.to_path_buf(), shard: 0, segment_size: 16 << 10, fsync: Fsync::Never, compress_min: 0 };
+        let mut s = Shard::open(config, Arc::new(RealFs), log, now).expect("open the shard").0;
+        s.set_merge_policy(MergePolicy { dead_fraction: 0.1, min_dead_bytes: 1, max_live_bytes: 1 << 20, step_bytes: 8 << 10 });
+        s
+    };
+    let key = "resynced-key";
+    let p = partition_of(key.as_bytes());
+    let mut set = PartitionSet::empty();
+    set.insert(p);
+    let mut shard = open_small(dir.path());
+    let value = vec![b'v'; 300];
+    for s in 1..=500 {
+        shard.apply(ChangeKind::Put, key.as_bytes(), &value, 0, 0, s, s, now).expect("apply");
+    }
+    shard.flush_partitions(&set, true).expect("resync begins");
+    shard.apply(ChangeKind::Put, key.as_bytes(), b"snap", 0, 0, 900, 0, now).expect("snapshot item");
+    shard.end_snapshot(p, 300).expect("end");
+    for s in 301..=310 {
+        shard.apply(ChangeKind::Put, key.as_bytes(), &value, 0, 0, 900 + s, s, now).expect("apply");
+    }
+    // Then enough writes of a key of another partition for the resync's records to leave the
+    // active segment and be merged with the older ones.
+    let other = (0..).map(|i| format!("other-{i}")).find(|k| partition_of(k.as_bytes()) != p).expect("a key");
+    for s in 1..=300 {
+        shard.apply(ChangeKind::Put, other.as_bytes(), &value, 0, 0, 2000 + s, s, now).expect("apply");
+    }
+    shard.commit().expect("commit");
+    for t in 0..3000 {
+        shard.maintain(now + t);
+    }
+    assert!(shard.counters().merges > 0, "no merge ran");
+    assert_eq!(shard.last_seqno(p), 310);
+    let mut shard = restart(shard, dir.path());
+    assert_eq!(shard.last_seqno(p), 310, "the seqno from before the resync came back");
+    assert!(has(&mut shard, key));
+}

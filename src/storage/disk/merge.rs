@@ -21,6 +21,7 @@ use super::log::Segment;
 use super::record::{self, Kind, Record, RecordError};
 use super::segment::{Location, SegmentHeader, SegmentName, SEGMENT_HEADER_LEN};
 use super::watermark::Watermark;
+use crate::storage::change::{flush_scope, PartitionSet};
 
 /// When a run of closed segments is worth merging.
 #[derive(Clone, Copy, Debug)]
@@ -185,6 +186,14 @@ impl Merge {
                 match record::decode(&self.window[pos..]) {
                     Ok((r, n)) => {
                         self.watermark.observe(&r.meta);
+                        if r.kind == Kind::Flush && r.meta.flags == flush_scope::SNAPSHOT_BEGIN {
+                            // The inputs are read in log order: what came before the resync
+                            // no longer counts for those partitions.
+                            match PartitionSet::from_bytes(r.key) {
+                                Some(set) => self.watermark.restart(set.iter()),
+                                None => log::error!("merge: snapshot record at {}:{} names no partition set", name.id, at.offset),
+                            }
+                        }
                         if r.kind == Kind::Watermark {
                             // An input's own watermark: folded into the output's.
                             match Watermark::decode(r.meta.cas, r.value) {

@@ -41,6 +41,17 @@ impl Watermark {
         }
     }
 
+    /// A full resync of `partitions` began (a backup's snapshot-begin flush record): their
+    /// copies restart from seqno 0, and what came before must not raise them again, neither
+    /// here nor at a restart that replays this watermark after the record.
+    pub fn restart(&mut self, partitions: impl Iterator<Item = u16>) {
+        for p in partitions {
+            if let Some(s) = self.seqnos.get_mut(p as usize) {
+                *s = 0;
+            }
+        }
+    }
+
     /// Takes another watermark into account (the maximum of both).
     pub fn absorb(&mut self, other: &Watermark) {
         self.cas = self.cas.max(other.cas);
