@@ -322,7 +322,7 @@ fn a_backup_changed_behind_replications_back_is_found_and_repaired() {
     b.stop();
     let p = caskade::cluster::partition_of(victim.as_bytes());
     let dir = files.data_dir("b").join(format!("shard-{:03}", p % 2));
-    let config = ShardConfig { memory_limit: 64 << 20, max_item_size: 1 << 20, mode: Mode::Store };
+    let config = ShardConfig { memory_limit: 64 << 20, max_item_size: 1 << 20, mode: Mode::Store, primary_only: None };
     let log = LogConfig { dir, shard: (p % 2) as u32, segment_size: 64 << 20, fsync: Fsync::Always, compress_min: 0 };
     let now = caskade::stats::unix_now();
     let (mut shard, _) = Shard::open(config, std::sync::Arc::new(RealFs), log, now).expect("open b's shard");
@@ -345,4 +345,30 @@ fn a_backup_changed_behind_replications_back_is_found_and_repaired() {
     wait_caught_up(&[&nodes[0], &nodes[1], &nodes[2]], Duration::from_secs(60));
     assert_copies_equal(&nodes[2], &keys);
     assert_eq!(verify(&nodes[0], "b"), 1, "and then verifies equal");
+}
+
+#[test]
+fn a_backup_s_own_flush_does_not_drop_what_its_primary_wrote_after_flushing() {
+    // c's flush_all reaches a while a is stopped; meanwhile c (flushed) takes new writes of
+    // keys a backs up, on both cores. When a resumes, the stream's changes and the forwarded
+    // flush arrive on different links: a's own flush must not drop c's later writes.
+    let files = ClusterFiles::new(&IDS);
+    let nodes = files.start_all(&["-t", "2"]);
+    let keys: Vec<String> = keys(4000).into_iter().filter(|k| primary_of(k) == 2 && backup_of(k) == 0).take(200).collect();
+    let old: Vec<String> = keys.iter().map(|k| format!("set {k} 0 0 3\r\nold\r\n")).collect();
+    text_batch(&mut connect(&nodes[2]), &old);
+    wait_caught_up(&[&nodes[0], &nodes[1], &nodes[2]], Duration::from_secs(60));
+    common::sigstop(&nodes[0]);
+    let mut flusher = connect(&nodes[2]);
+    flusher.write_all(b"flush_all\r\n").unwrap();
+    // c flushes itself whatever a does; then the new writes.
+    wait_until("c flushed", Duration::from_secs(30), || binary_get(&mut connect(&nodes[2]), 0x00, &keys[0]).0 == 1);
+    let new: Vec<String> = keys.iter().map(|k| format!("set {k} 0 0 3\r\nnew\r\n")).collect();
+    assert!(text_batch(&mut connect(&nodes[2]), &new).iter().all(|r| r == "STORED"));
+    nodes[0].signal(libc::SIGCONT);
+    let mut reply = [0u8; 64];
+    let n = flusher.read(&mut reply).unwrap();
+    println!("flush_all answered {:?}", String::from_utf8_lossy(&reply[..n]));
+    wait_caught_up(&[&nodes[0], &nodes[1], &nodes[2]], Duration::from_secs(60));
+    assert_eq!(assert_copies_equal(&nodes[1], &keys), keys.len(), "every new write on both copies");
 }

@@ -14,7 +14,7 @@ pub fn partition_of(key: &[u8]) -> u16 {
 
 /// A set of partitions, as a flush record's key and a replication frame carry it: 1024 bits,
 /// partition `p` at bit `p % 8` of byte `p / 8`.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone, Copy, PartialEq, Eq)]
 pub struct PartitionSet(pub [u8; PARTITIONS as usize / 8]);
 
 impl PartitionSet {

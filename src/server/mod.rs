@@ -103,6 +103,18 @@ struct Early {
     reload: bool,
 }
 
+/// A node of a cluster: the partitions it is primary for (what its own `flush_all` drops).
+fn primary_partitions(config: &Config) -> Option<crate::cluster::PartitionSet> {
+    let (Some(file), Some(id)) = (&config.cluster_file, &config.node) else { return None };
+    let map = file.map();
+    let me = map.node_index(id)?;
+    let mut set = crate::cluster::PartitionSet::empty();
+    for p in (0..crate::cluster::PARTITIONS).filter(|&p| map.primary(p) == me) {
+        set.insert(p);
+    }
+    Some(set)
+}
+
 /// Binds, serves until SIGTERM or SIGINT, and returns once every core has stopped. SIGHUP
 /// reloads the configuration from `args` (the command line it came from) and its file.
 ///
@@ -123,6 +135,7 @@ pub fn run_with(config: Config, args: Vec<OsString>, options: Options) -> io::Re
         memory_limit: config.memory_limit_bytes() / threads,
         max_item_size: config.max_item_size,
         mode: if config.in_memory { Mode::Cache } else { config.mode },
+        primary_only: primary_partitions(&config),
     };
     let life = Arc::new(Lifecycle::default());
     notify::status("starting");

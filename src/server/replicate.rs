@@ -145,22 +145,30 @@ impl Replication {
                 if s.state() != StreamState::Down {
                     s.down("the link is down".into());
                 }
+                s.link_lost();
                 continue;
             };
-            if s.state() != StreamState::Down && self.opened_on[i] != generation {
-                s.down("the link was made again".into());
+            if self.opened_on[i] != generation {
+                if s.state() != StreamState::Down {
+                    s.down("the link was made again".into());
+                }
+                s.link_lost();
             }
             if s.state() == StreamState::Down {
                 let set = s.open();
                 self.opened_on[i] = generation;
                 if links.submit_repl(cluster, s.node, s.core, Op::ReplOpen, |out, opaque| repl::write_open(out, opaque, &set)).is_err() {
                     s.down("cannot send on the link".into());
+                    s.link_lost();
                 }
                 continue;
             }
             self.answers.clear();
             links.take_repl_answers(s.node, s.core, &mut self.answers);
             for a in self.answers.drain(..) {
+                if s.stale_answer() {
+                    continue;
+                }
                 let result = match (a.status, a.op) {
                     (status::OK, Op::ReplOpen) => {
                         repl::parse_positions_value(&a.value).and_then(|ps| s.on_open(&ps, &self.backlog, now_ms).map_err(|_| "out of turn"))
@@ -212,6 +220,7 @@ impl Replication {
                 let mine: Vec<(u16, u64, u64, u32)> = shard.digests(&set, now).into_iter().map(|(p, d, n)| (p, shard.last_seqno(p), d, n)).collect();
                 if links.submit_repl(cluster, s.node, s.core, Op::ReplVerify, |out, opaque| repl::write_verify(out, opaque, &set, now)).is_err() {
                     s.down("cannot send on the link".into());
+                    s.link_lost();
                     continue;
                 }
                 s.verify_sent(mine, round);
@@ -224,6 +233,7 @@ impl Replication {
                 let frame = &self.frame;
                 if links.submit_repl(cluster, s.node, s.core, Op::ReplChanges, |out, opaque| repl::write_changes(out, opaque, persist, frame)).is_err() {
                     s.down("cannot send on the link".into());
+                    s.link_lost();
                     break;
                 }
             }

@@ -63,6 +63,10 @@ pub struct ShardConfig {
     /// Largest value accepted, in bytes (`-I`).
     pub max_item_size: usize,
     pub mode: Mode,
+    /// A node of a cluster: a client's flush drops only these partitions (those the node is
+    /// primary for). The others are backup copies: their primaries' flushes reach them in
+    /// stream order, and a local flush would drop changes the stream already applied.
+    pub primary_only: Option<PartitionSet>,
 }
 
 /// Counters only the shard can know; the core publishes them.
@@ -374,7 +378,10 @@ impl Shard {
             },
             Kind::Flush => {
                 if e.meta.expiry == 0 {
-                    self.keydir.clear();
+                    match self.config.primary_only {
+                        Some(set) => self.drop_partitions(&set),
+                        None => self.keydir.clear(),
+                    }
                     self.flush_at = None;
                 } else {
                     // Even when its time has passed: the records after it, up to that time,
@@ -834,15 +841,25 @@ impl Shard {
     }
 
     fn flush_now(&mut self) -> Result<(), Outcome<&'static [u8]>> {
-        self.append(Kind::Flush, 0, b"", b"", 0, 0, None)?;
+        match self.config.primary_only {
+            // Written with the partitions it drops: a restart does the same whatever the
+            // map then says.
+            Some(set) => self.append(Kind::Flush, flush_scope::PARTITIONS, &set.0, b"", 0, 0, Some(0))?,
+            None => self.append(Kind::Flush, flush_scope::SHARD, b"", b"", 0, 0, None)?,
+        };
         self.drop_everything();
         Ok(())
     }
 
-    /// Empties the keydir, counting every record dead.
+    /// A client's flush takes effect: empties the keydir (in a cluster, the partitions this
+    /// node is primary for), counting every record dropped dead.
     fn drop_everything(&mut self) {
         if self.recording {
             self.changes.push(ChangeKind::Flush, 0, 0, 0, 0, 0, b"", b"");
+        }
+        if let Some(set) = self.config.primary_only {
+            self.drop_partitions(&set);
+            return;
         }
         if let Some(log) = &mut self.log {
             let ids: Vec<(super::disk::Location, u32)> = self
@@ -1236,7 +1253,7 @@ mod tests {
     const NOW: u32 = 1_800_000_000;
 
     fn shard() -> Shard {
-        Shard::new(ShardConfig { memory_limit: 1 << 20, max_item_size: 1024, mode: Mode::Cache })
+        Shard::new(ShardConfig { memory_limit: 1 << 20, max_item_size: 1024, mode: Mode::Cache, primary_only: None })
     }
 
     fn set(s: &mut Shard, k: &str, v: &str) -> Outcome<Vec<u8>> {
@@ -1364,7 +1381,7 @@ mod tests {
 
     #[test]
     fn eviction_keeps_usage_under_the_limit_and_prefers_unreferenced_items() {
-        let mut s = Shard::new(ShardConfig { memory_limit: 100 * charge_for(4, 10), max_item_size: 1024, mode: Mode::Cache });
+        let mut s = Shard::new(ShardConfig { memory_limit: 100 * charge_for(4, 10), max_item_size: 1024, mode: Mode::Cache, primary_only: None });
         for i in 0..100 {
             set(&mut s, &format!("k{i:03}"), "0123456789");
         }
@@ -1385,7 +1402,7 @@ mod tests {
 
     #[test]
     fn an_item_larger_than_the_shard_is_out_of_memory() {
-        let mut s = Shard::new(ShardConfig { memory_limit: 100, max_item_size: 1024, mode: Mode::Cache });
+        let mut s = Shard::new(ShardConfig { memory_limit: 100, max_item_size: 1024, mode: Mode::Cache, primary_only: None });
         assert_eq!(set(&mut s, "a", &"x".repeat(200)), Outcome::OutOfMemory);
         let mut s = shard();
         assert_eq!(set(&mut s, "a", &"x".repeat(2000)), Outcome::TooLarge);
@@ -1395,7 +1412,7 @@ mod tests {
     fn a_backup_change_without_room_leaves_its_copy_not_whole() {
         // No room (store semantics, no log: nothing to evict): the apply fails, and the
         // partition says it is not whole, so its primary resyncs it rather than go on past.
-        let mut s = Shard::new(ShardConfig { memory_limit: 100, max_item_size: 1024, mode: Mode::Store });
+        let mut s = Shard::new(ShardConfig { memory_limit: 100, max_item_size: 1024, mode: Mode::Store, primary_only: None });
         let p = partition_of(b"k");
         assert!(s.apply(ChangeKind::Put, b"k", &[7; 500], 0, 0, 1, 1, NOW).is_err());
         assert!(s.is_incomplete(p));

@@ -108,6 +108,11 @@ pub struct Stream {
     /// The frames in flight, in order.
     in_flight: VecDeque<Flight>,
     unacked: usize,
+    /// Frames sent on the link whose answers have not been taken yet, of any opening.
+    outstanding: usize,
+    /// How many of those were sent before the stream last went down with the link up: they
+    /// belong to no frame of this opening and are dropped unread.
+    stale: usize,
     window: usize,
     /// Why the stream last went down.
     pub last_error: Option<String>,
@@ -154,6 +159,8 @@ impl Stream {
             resync: None,
             in_flight: VecDeque::new(),
             unacked: 0,
+            outstanding: 0,
+            stale: 0,
             window: WINDOW_BYTES,
             last_error: None,
             counters: StreamCounters::default(),
@@ -179,20 +186,41 @@ impl Stream {
         self.in_flight.clear();
         self.verifying.clear();
         self.in_flight.push_back(Flight::Open);
+        self.outstanding += 1;
         self.unacked = 0;
         self.resync = None;
         self.counters.opens += 1;
         self.partitions.clone()
     }
 
-    /// The link failed, or the backup refused something: everything in flight is void.
+    /// The backup refused something, or answered out of turn: everything in flight is void,
+    /// and its answers, still to come on the same link, are [`stale`](Self::stale_answer).
+    /// When the link itself failed, call [`link_lost`](Self::link_lost) too.
     pub fn down(&mut self, why: String) {
+        self.stale = self.outstanding;
         self.state = StreamState::Down;
         self.in_flight.clear();
         self.verifying.clear();
         self.unacked = 0;
         self.resync = None;
         self.last_error = Some(why);
+    }
+
+    /// The link failed or was made again: no answer to an earlier frame will come.
+    pub fn link_lost(&mut self) {
+        self.outstanding = 0;
+        self.stale = 0;
+    }
+
+    /// Takes note of an answer from the link (call it for every one, first) and says
+    /// whether it is for a frame sent before the stream last went down (drop it): an answer
+    /// from then must not count for this opening, above all not as an acknowledgement a
+    /// durable write relies on.
+    pub fn stale_answer(&mut self) -> bool {
+        self.outstanding = self.outstanding.saturating_sub(1);
+        let stale = self.stale > 0;
+        self.stale = self.stale.saturating_sub(1);
+        stale
     }
 
     /// The backup's answer to REPL_OPEN.
@@ -278,6 +306,7 @@ impl Stream {
             return false;
         }
         self.in_flight.push_back(Flight::Changes { bytes: buf.len(), oldest_us });
+        self.outstanding += 1;
         self.unacked += buf.len();
         self.counters.frames += 1;
         self.counters.bytes += buf.len() as u64;
@@ -459,6 +488,7 @@ impl Stream {
     /// (partition, seqno, digest, items) now, for verification round `round`.
     pub fn verify_sent(&mut self, mine: Vec<(u16, u64, u64, u32)>, round: u64) {
         self.in_flight.push_back(Flight::Verify);
+        self.outstanding += 1;
         self.verifying.push_back(mine);
         self.verify_round = round;
     }

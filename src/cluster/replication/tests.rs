@@ -508,3 +508,36 @@ fn notes_purged_during_a_backfill_turn_it_into_a_full_resync() {
     assert_eq!((stream.counters.backfills, stream.counters.resyncs), (1, 1), "the backfill gave way to a full resync");
     assert!(!backup.items.contains_key(&(1, b"k1".to_vec())), "k1's deletion reached the backup");
 }
+
+#[test]
+fn answers_to_frames_sent_before_a_refusal_are_dropped_after_it() {
+    let mut backlog = Backlog::new(1 << 20, |_| 0);
+    let mut stream = Stream::new(1, 0, set_of(&[1]));
+    stream.open();
+    assert!(!stream.stale_answer(), "the OPEN answer is this opening's");
+    stream.on_open(&[Position { partition: 1, seqno: 0, whole: true }], &backlog, 0).unwrap();
+    for s in 1..=3 {
+        backlog.push(EntryKind::Put, 1, s, s, 0, 0, b"k", b"v");
+    }
+    stream.next_frame(&backlog, &mut NoScan).unwrap();
+    for s in 4..=6 {
+        backlog.push(EntryKind::Put, 1, s, s, 0, 0, b"k", b"v");
+    }
+    stream.next_frame(&backlog, &mut NoScan).unwrap();
+    // The first frame is refused; the second's answer is still on its way.
+    assert!(!stream.stale_answer());
+    stream.down("refused".into());
+    stream.open();
+    // The second frame's answer (the backup applied it, say: seqno 6) comes before the new
+    // OPEN's: dropped unread, so it cannot confirm seqno 6 for this opening.
+    assert!(stream.stale_answer(), "an answer to a frame of the last opening");
+    assert!(!stream.stale_answer(), "the new OPEN's answer");
+    stream.on_open(&[Position { partition: 1, seqno: 3, whole: true }], &backlog, 1).unwrap();
+    assert_eq!(stream.confirmed(1), 0);
+    // A lost link takes its answers with it: nothing more to drop.
+    stream.next_frame(&backlog, &mut NoScan).unwrap();
+    stream.down("the link is down".into());
+    stream.link_lost();
+    stream.open();
+    assert!(!stream.stale_answer());
+}
