@@ -75,7 +75,7 @@ mod tests {
             s.insert(p);
         }
         assert_eq!(s.iter().collect::<Vec<_>>(), vec![0, 7, 8, 1023]);
-        assert_eq!(PartitionSet::from_bytes(&s.0), Some(s.clone()));
+        assert_eq!(PartitionSet::from_bytes(&s.0), Some(s));
         assert!(PartitionSet::from_bytes(&[0; 3]).is_none());
         assert!(!s.contains(1) && !s.contains(5000));
         s.remove(7);

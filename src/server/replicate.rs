@@ -216,7 +216,7 @@ impl Replication {
             // A verification round asked for, once this stream has sent all it has.
             let round = cluster.verify_requested.load(Relaxed);
             if round > s.verified_round && s.can_verify(&self.backlog) {
-                let set = s.partitions.clone();
+                let set = s.partitions;
                 let mine: Vec<(u16, u64, u64, u32)> = shard.digests(&set, now).into_iter().map(|(p, d, n)| (p, shard.last_seqno(p), d, n)).collect();
                 if links.submit_repl(cluster, s.node, s.core, Op::ReplVerify, |out, opaque| repl::write_verify(out, opaque, &set, now)).is_err() {
                     s.down("cannot send on the link".into());

@@ -190,7 +190,7 @@ impl Stream {
         self.unacked = 0;
         self.resync = None;
         self.counters.opens += 1;
-        self.partitions.clone()
+        self.partitions
     }
 
     /// The backup refused something, or answered out of turn: everything in flight is void,
