@@ -297,8 +297,7 @@ impl Replication {
                     state: match s.state() {
                         StreamState::Down => "down",
                         StreamState::Opening => "opening",
-                        StreamState::Running if s.resyncing() => "backfilling",
-                        StreamState::Running => "live",
+                        StreamState::Running => s.phase(),
                     },
                     partitions: lags.len(),
                     lag_max: lags.iter().map(|&(_, l)| l).max().unwrap_or(0),

@@ -180,6 +180,19 @@ impl Stream {
         self.resync.is_some() || self.partitions.iter().any(|p| self.mode[p as usize] != Mode::Live)
     }
 
+    /// What a running stream is doing, for `stats cluster`: "resyncing" while a full resync
+    /// is under way or due, else "backfilling" while a backfill is, else "live".
+    pub fn phase(&self) -> &'static str {
+        let due = |m: Mode| self.partitions.iter().any(|p| self.mode[p as usize] == m);
+        match &self.resync {
+            Some(r) if r.backfill.is_none() => "resyncing",
+            _ if due(Mode::NeedResync) => "resyncing",
+            Some(_) => "backfilling",
+            None if due(Mode::NeedBackfill) => "backfilling",
+            None => "live",
+        }
+    }
+
     /// The link is up: the set to name in a REPL_OPEN.
     pub fn open(&mut self) -> PartitionSet {
         self.state = StreamState::Opening;

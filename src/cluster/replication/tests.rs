@@ -339,6 +339,7 @@ fn a_backfill_sends_the_changed_and_noted_keys_only() {
     let mut stream = Stream::new(1, 0, set_of(&[1]));
     stream.open();
     stream.on_open(&[Position { partition: 1, seqno: 100, whole: true }], &backlog, 0).unwrap();
+    assert_eq!(stream.phase(), "backfilling");
     let mut sent = Vec::new();
     while let Some(f) = stream.next_frame(&backlog, &mut &primary) {
         sent.extend(Records::new(&f).map(|r| r.unwrap()).map(|r| (r.kind, r.key.to_vec())).collect::<Vec<_>>());
@@ -352,6 +353,7 @@ fn a_backfill_sends_the_changed_and_noted_keys_only() {
     assert!(items.len() <= 4, "only the keys that changed after seqno 100 (and the marks' slack): {items:?}");
     assert!(sent.contains(&(RecordType::SnapshotDelete, b"k1".to_vec())));
     assert_eq!(backup.copy(1), Copy { seqno: 150, incomplete: false });
+    assert_eq!(stream.phase(), "live");
 }
 
 proptest::proptest! {

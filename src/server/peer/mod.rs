@@ -303,6 +303,6 @@ fn bound(b: Option<u64>) -> String {
 }
 
 fn worse(a: &'static str, b: &'static str) -> &'static str {
-    let rank = |s: &str| ["", "none", "live", "backfilling", "opening", "down"].iter().position(|x| *x == s).unwrap_or(0);
+    let rank = |s: &str| ["", "none", "live", "backfilling", "resyncing", "opening", "down"].iter().position(|x| *x == s).unwrap_or(0);
     if rank(b) > rank(a) { b } else { a }
 }
