@@ -53,9 +53,11 @@
 //!   replication (a cluster with replicas >= 1), after each turn's commit:
 //!   Shard records each mutation as a Change (partition, seqno, CAS, key, value; flushes as
 //!   markers) ─▶ server::replicate takes the turn's changes into the core's Backlog
-//!   (cluster::replication, bounded) ─▶ each Stream (one per backup node and core; a state
-//!   machine with no I/O) fills REPL_CHANGES frames from its cursor, within its window, or
-//!   a full resync's snapshot slices (a shard scan per turn) ─▶ the peer link to the backup's
+//!   (cluster::replication, bounded; with it the Backfill index: CAS marks and notes of
+//!   deletions and touches) ─▶ each Stream (one per backup node and core; a state machine
+//!   with no I/O) fills REPL_CHANGES frames from its cursor, within its window, or a
+//!   backfill's or full resync's snapshot slices (noted keys read one by one, then a shard
+//!   scan per turn, filtered by CAS for a backfill) ─▶ the peer link to the backup's
 //!   core ─▶ that core's replicate::serve checks each record (stream::check: next seqno) and
 //!   applies it with the primary's seqno and CAS (Shard::apply), and its answer (positions)
 //!   leaves after its own commit, like any held reply ─▶ the stream advances its acks.
@@ -93,7 +95,7 @@
 //!   (`protocol-spec/storage-format.md`).
 //! * [`cluster`]: placement of keys on partitions, the [`cluster::ClusterMap`] (primary and
 //!   backups per partition, revision, checksum), the cluster file, and the replication
-//!   stream's decisions (`cluster::replication`: backlog, streams); no I/O.
+//!   stream's decisions (`cluster::replication`: backlog, backfill index, streams); no I/O.
 //! * `protocol::peer`: the peer protocol's frames, handshake and forwarded commands
 //!   and replication frames (`protocol-spec/peer-protocol.md`); `server::peer`: the peer
 //!   port and links; `server::replicate`: both ends of replication on a core.
