@@ -57,10 +57,18 @@ fn a_copy_mid_backfill_or_resync_stays_incomplete_across_a_restart() {
     assert_eq!(shard.last_seqno(p), 40);
     assert!(has(&mut shard, "alpha"));
 
-    // A full resync begins: incomplete and empty across a restart.
+    // The branch the copy follows is kept across a restart.
+    shard.set_branch(p, 0xfeed);
+    shard.save_branches().expect("save");
+    let mut shard = restart(shard, dir.path());
+    assert_eq!(shard.branch(p), 0xfeed);
+
+    // A full resync begins: incomplete and empty across a restart, following no branch.
     shard.flush_partitions(&set, true).expect("resync begins");
+    shard.save_branches().expect("save");
     let mut shard = restart(shard, dir.path());
     assert!(shard.is_incomplete(p));
+    assert_eq!(shard.branch(p), 0);
     assert!(!has(&mut shard, "alpha") && !has(&mut shard, "beta"));
 }
 

@@ -988,7 +988,7 @@ fn replication_layouts() {
     assert_eq!(f.value[127], 0x80, "partition 1023 at bit 7 of byte 127");
     // Positions.
     let mut buf = Vec::new();
-    let p = Position { partition: 0x0102, seqno: 0x0304_0506_0708_090A, whole: true };
+    let p = Position { partition: 0x0102, seqno: 0x0304_0506_0708_090A, whole: true, branch: 0x1112_1314_1516_1718 };
     repl::write_positions(&mut buf, Op::ReplOpen, 9, [p].into_iter());
     let f = decode(&buf);
     assert_eq!((f.status(), f.header.opaque), (status::OK, 9));
@@ -996,7 +996,7 @@ fn replication_layouts() {
         "Positions (the OK answer to REPL_OPEN and REPL_CHANGES)",
         0,
         f.value,
-        &[("partition", Want::Int(0x0102)), ("seqno", Want::Int(0x0304_0506_0708_090A)), ("whole", Want::Int(1))],
+        &[("partition", Want::Int(0x0102)), ("seqno", Want::Int(0x0304_0506_0708_090A)), ("whole", Want::Int(1)), ("branch", Want::Int(0x1112_1314_1516_1718))],
     );
     assert_eq!(repl::parse_positions(&f), Ok(vec![p]));
     // A record.
@@ -1027,7 +1027,7 @@ fn replication_layouts() {
     assert_eq!((f.header.opcode, f.partition()), (0xD1, flags::PERSIST));
     // The record types: each row's type byte, and whether a key and a value are allowed.
     let types = &tables("REPL_CHANGES request (0xD1)")[1];
-    assert_eq!(types.len(), 7);
+    assert_eq!(types.len(), 8);
     for row in types {
         let t = num(&row[0]) as u8;
         let set_key = row[4].contains("partition set");
@@ -1043,6 +1043,7 @@ fn replication_layouts() {
             "SnapshotItem" => RecordType::SnapshotItem,
             "SnapshotEnd" => RecordType::SnapshotEnd,
             "SnapshotDelete" => RecordType::SnapshotDelete,
+            "Branch" => RecordType::Branch,
             other => panic!("unknown record type {other}"),
         };
         assert_eq!(kind as u8, t, "{kind:?}");

@@ -372,3 +372,24 @@ fn a_backup_s_own_flush_does_not_drop_what_its_primary_wrote_after_flushing() {
     wait_caught_up(&[&nodes[0], &nodes[1], &nodes[2]], Duration::from_secs(60));
     assert_eq!(assert_copies_equal(&nodes[1], &keys), keys.len(), "every new write on both copies");
 }
+
+#[test]
+fn a_restarted_primary_catches_its_backups_up_without_a_resync() {
+    // kill -9 loses nothing written: the backups' copies are a prefix of the restarted
+    // primary's history (its new branch begins where they stand), so no full resync.
+    let files = ClusterFiles::new(&IDS);
+    let mut nodes = files.start_all(&["-t", "2"]);
+    let keys: Vec<String> = keys(3000).into_iter().filter(|k| primary_of(k) == 0).take(300).collect();
+    let sets = |v: &str| keys.iter().map(|k| format!("set {k} 0 0 {}\r\n{v}\r\n", v.len())).collect::<Vec<_>>();
+    assert!(text_batch(&mut connect(&nodes[0]), &sets("before")).iter().all(|r| r == "STORED"));
+    wait_caught_up(&[&nodes[0], &nodes[1], &nodes[2]], Duration::from_secs(60));
+    nodes[0].kill();
+    nodes[0] = files.start("a", &["-t", "2"]);
+    assert!(text_batch(&mut connect(&nodes[0]), &sets("after")).iter().all(|r| r == "STORED"));
+    wait_caught_up(&[&nodes[0], &nodes[1], &nodes[2]], Duration::from_secs(60));
+    assert_eq!(assert_copies_equal(&nodes[1], &keys), keys.len());
+    let stats = cluster_stats(&nodes[0]);
+    for id in ["b", "c"] {
+        assert_eq!(stat(&stats, &format!("node:{id}:repl_resyncs")).as_deref(), Some("0"), "a resynced {id}'s copies after its restart");
+    }
+}

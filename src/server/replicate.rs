@@ -13,6 +13,7 @@ use super::peer::{printable, Cluster};
 use super::route::Ctx;
 use crate::cluster::replication::backlog::EntryKind;
 use crate::cluster::replication::stream::{check, Copy, Snapshot};
+use crate::cluster::replication::history::History;
 use crate::cluster::replication::{Backlog, LagHistogram, Stream, StreamState};
 use crate::cluster::{partition_of, PartitionSet, PARTITIONS};
 use crate::protocol::peer::repl::{self, status, Position, Record, RecordType, Records};
@@ -85,8 +86,10 @@ impl Replication {
         let cluster = cluster.filter(|c| c.map.replicas() > 0)?;
         shard.record_changes(true);
         let n = cluster.map.nodes().len();
+        let mut backlog = Backlog::with_backfill(cluster.file.backlog_bytes, |p| shard.last_seqno(p), shard.last_cas(), cluster.file.purge_interval.as_secs());
+        backlog.history = open_branch(shard, backlog.lasts());
         Some(Replication {
-            backlog: Backlog::with_backfill(cluster.file.backlog_bytes, |p| shard.last_seqno(p), shard.last_cas(), cluster.file.purge_interval.as_secs()),
+            backlog,
             streams: Vec::new(),
             opened_on: Vec::new(),
             built: vec![false; n],
@@ -346,7 +349,7 @@ pub fn serve(ctx: &mut Ctx<'_>, cluster: &Cluster, conn: &mut Connection, key: u
         log::warn!("core {}: replication from node {} refused: {why}", ctx.core, cluster.node_id(node));
         repl::write_refusal(conn.out(), op, opaque, code, &why);
     };
-    let position = |shard: &Shard, p: u16| Position { partition: p, seqno: shard.last_seqno(p), whole: !shard.is_incomplete(p) };
+    let position = |shard: &Shard, p: u16| Position { partition: p, seqno: shard.last_seqno(p), whole: !shard.is_incomplete(p), branch: shard.branch(p) };
     match op {
         Op::ReplVerify => {
             let Some((set, at)) = repl::parse_verify(f.value) else {
@@ -383,7 +386,13 @@ pub fn serve(ctx: &mut Ctx<'_>, cluster: &Cluster, conn: &mut Connection, key: u
             let start = conn.out().len();
             let appended = ctx.shard.records_appended();
             let mut touched = PartitionSet::empty();
-            if let Err((code, why)) = apply(ctx.shard, &mine, f.value, ctx.now, &mut touched) {
+            let applied = apply(ctx.shard, &mine, f.value, ctx.now, &mut touched);
+            // The branches the copies now follow are on disk before any answer says so.
+            if let Err(e) = ctx.shard.save_branches() {
+                log::error!("core {}: cannot keep the backup copies' branches: {e}", ctx.core);
+                return refuse(conn, status::STORAGE_ERROR, format!("cannot keep the copies' branches: {e}"));
+            }
+            if let Err((code, why)) = applied {
                 return refuse(conn, code, why);
             }
             repl::write_positions(conn.out(), op, opaque, touched.iter().map(|p| position(ctx.shard, p)));
@@ -397,6 +406,33 @@ pub fn serve(ctx: &mut Ctx<'_>, cluster: &Cluster, conn: &mut Connection, key: u
         }
     }
 }
+
+/// The shard's history as a primary (its file `history`), with a new branch from the seqnos
+/// it recovered: what it lost of its tail, if anything, was never any backup's to keep.
+fn open_branch(shard: &Shard, start: &[u64]) -> History {
+    let mut history = match shard.read_file(HISTORY_FILE) {
+        Ok(Some(bytes)) => History::decode(&bytes).unwrap_or_else(|why| {
+            log::error!("the shard's {HISTORY_FILE} file is unreadable ({why}): its backups' copies will be resynced");
+            History::default()
+        }),
+        Ok(None) => History::default(),
+        Err(e) => {
+            log::error!("cannot read the shard's {HISTORY_FILE} file ({e}): its backups' copies will be resynced");
+            History::default()
+        }
+    };
+    // Random, never 0 (a copy that follows no branch).
+    let id = std::hash::BuildHasher::hash_one(&ahash::RandomState::new(), (std::process::id(), Instant::now())).max(1);
+    history.open(id, start);
+    if let Err(e) = shard.write_file(HISTORY_FILE, &history.encode()) {
+        // A restart then knows nothing of this branch: copies following it are resynced.
+        log::error!("cannot write the shard's {HISTORY_FILE} file: {e}");
+    }
+    history
+}
+
+/// The file of a shard's directory that keeps its history as a primary.
+const HISTORY_FILE: &str = "history";
 
 /// What a full resync or a backfill reads of the primary's shard.
 struct ShardSnapshot<'a> {
@@ -439,10 +475,19 @@ fn apply(shard: &mut Shard, mine: &dyn Fn(u16) -> bool, value: &[u8], now: u32, 
             other => (status::TEMPORARY_FAILURE, format!("the backup cannot apply the change: {other:?}")),
         };
         match r.kind {
-            RecordType::Flush | RecordType::SnapshotBegin => {
+            RecordType::Flush | RecordType::SnapshotBegin | RecordType::Branch => {
                 let set = PartitionSet::from_bytes(r.key).ok_or((status::MALFORMED, "a partition set".to_string()))?;
                 if let Some(p) = set.iter().find(|&p| !mine(p)) {
                     return Err((status::NOT_BACKUP, format!("partition {p} is not backed up here")));
+                }
+                if r.kind == RecordType::Branch {
+                    if let Some(p) = set.iter().find(|&p| shard.is_incomplete(p)) {
+                        return Err((status::BAD_SEQNO, format!("a branch for partition {p} during its resync")));
+                    }
+                    for p in set.iter() {
+                        shard.set_branch(p, r.cas);
+                    }
+                    continue;
                 }
                 if r.kind == RecordType::SnapshotBegin && r.flags == repl::SNAPSHOT_BACKFILL {
                     shard.begin_backfill(&set).map_err(disk)?;
@@ -467,8 +512,8 @@ fn apply(shard: &mut Shard, mine: &dyn Fn(u16) -> bool, value: &[u8], now: u32, 
         let result = match r.kind {
             RecordType::Put | RecordType::SnapshotItem => shard.apply(ChangeKind::Put, r.key, r.value, r.flags, r.expiry, r.cas, r.seqno, now),
             RecordType::Delete | RecordType::SnapshotDelete => shard.apply(ChangeKind::Delete, r.key, b"", 0, 0, r.cas, r.seqno, now),
-            RecordType::SnapshotEnd => shard.end_snapshot(p, r.seqno),
-            RecordType::Flush | RecordType::SnapshotBegin => Ok(()),
+            RecordType::SnapshotEnd => shard.end_snapshot(p, r.seqno).map(|()| shard.set_branch(p, r.cas)),
+            RecordType::Flush | RecordType::SnapshotBegin | RecordType::Branch => Ok(()),
         };
         result.map_err(disk)?;
         touched.insert(p);

@@ -112,6 +112,10 @@ pub struct Shard {
     changes: Changes,
     /// Partitions whose backup copy is being rebuilt by a full resync (not yet complete).
     incomplete: PartitionSet,
+    /// Per partition: the primary's branch this backup copy follows (0: none), kept in the
+    /// file `branches` of the shard's directory (`cluster::replication::history`).
+    branches: Vec<u64>,
+    branches_dirty: bool,
     /// The next commit fsyncs whatever the policy.
     sync_requested: bool,
     /// A value read from disk, to answer from.
@@ -143,6 +147,8 @@ impl Shard {
             recording: false,
             changes: Changes::default(),
             incomplete: PartitionSet::empty(),
+            branches: vec![0; crate::cluster::PARTITIONS as usize],
+            branches_dirty: false,
             sync_requested: false,
             scratch: Vec::new(),
             merge: None,
@@ -316,6 +322,15 @@ impl Shard {
             let body = s.len.saturating_sub(super::disk::segment::SEGMENT_HEADER_LEN as u64);
             s.dead = body.saturating_sub(live.get(&s.name.id).copied().unwrap_or(0));
             s.marks = marks.get(&s.name.id).copied().unwrap_or(0);
+        }
+        match fs.read(&log_config.dir.join(BRANCHES_FILE)) {
+            Ok(bytes) => match decode_branches(&bytes) {
+                Some(b) => shard.branches = b,
+                // Copies that follow no known branch are resynced: safe, only slower.
+                None => log::error!("{}: unreadable; every backup copy here will be resynced", log_config.dir.join(BRANCHES_FILE).display()),
+            },
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => log::error!("{}: {e}; every backup copy here will be resynced", log_config.dir.join(BRANCHES_FILE).display()),
         }
         shard.log = Some(Log::open(fs, log_config, segments)?);
         // A delayed flush that fell due while the shard was down: a running shard would have
@@ -515,9 +530,58 @@ impl Shard {
             for p in set.iter() {
                 self.seqnos[p as usize] = 0;
                 self.incomplete.insert(p);
+                self.set_branch(p, 0);
             }
         }
         Ok(())
+    }
+
+    /// The primary's branch the copy of `p` follows (0: none).
+    pub fn branch(&self, p: u16) -> u64 {
+        self.branches.get(p as usize).copied().unwrap_or(0)
+    }
+
+    /// The copy of `p` follows the primary's branch `id` from now on; kept on disk by
+    /// [`save_branches`](Self::save_branches).
+    pub fn set_branch(&mut self, p: u16, id: u64) {
+        if let Some(b) = self.branches.get_mut(p as usize) {
+            if *b != id {
+                *b = id;
+                self.branches_dirty = true;
+            }
+        }
+    }
+
+    /// Writes the copies' branches, if they changed, before the answer that follows them
+    /// leaves (atomically: a new file, fsynced, renamed).
+    pub fn save_branches(&mut self) -> io::Result<()> {
+        if !self.branches_dirty {
+            return Ok(());
+        }
+        if let Some(log) = &self.log {
+            let path = log.config().dir.join(BRANCHES_FILE);
+            log.fs().write_atomic(&path, &encode_branches(&self.branches))?;
+        }
+        self.branches_dirty = false;
+        Ok(())
+    }
+
+    /// Reads a small file of this shard's directory (`None`: no log, or no such file).
+    pub fn read_file(&self, name: &str) -> io::Result<Option<Vec<u8>>> {
+        let Some(log) = &self.log else { return Ok(None) };
+        match log.fs().read(&log.config().dir.join(name)) {
+            Ok(b) => Ok(Some(b)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Writes a small file of this shard's directory atomically (nothing without a log).
+    pub fn write_file(&self, name: &str, bytes: &[u8]) -> io::Result<()> {
+        match &self.log {
+            Some(log) => log.fs().write_atomic(&log.config().dir.join(name), bytes),
+            None => Ok(()),
+        }
     }
 
     /// A backfill of the copies of `set` begins: they keep their items, and are incomplete
@@ -1237,6 +1301,33 @@ fn record_len(key_len: usize, stored_len: u32) -> u32 {
 
 /// A counter is ASCII decimal below 2^64, as memcached's `safe_strtoull` reads it
 /// (trailing spaces, left by memcached's in-place decrement, are allowed).
+/// The file of a shard's directory that keeps its backup copies' branches.
+const BRANCHES_FILE: &str = "branches";
+
+/// `CKB1`, then (partition u16, branch u64) big-endian for every partition with a branch.
+fn encode_branches(branches: &[u64]) -> Vec<u8> {
+    let mut out = b"CKB1".to_vec();
+    for (p, &b) in branches.iter().enumerate().filter(|(_, &b)| b != 0) {
+        out.extend_from_slice(&(p as u16).to_be_bytes());
+        out.extend_from_slice(&b.to_be_bytes());
+    }
+    out
+}
+
+fn decode_branches(bytes: &[u8]) -> Option<Vec<u64>> {
+    let body = bytes.strip_prefix(b"CKB1")?;
+    if body.len() % 10 != 0 {
+        return None;
+    }
+    let mut out = vec![0; crate::cluster::PARTITIONS as usize];
+    for e in body.chunks_exact(10) {
+        let p = u16::from_be_bytes([e[0], e[1]]) as usize;
+        let b = u64::from_be_bytes(e[2..10].try_into().ok()?);
+        *out.get_mut(p)? = b;
+    }
+    Some(out)
+}
+
 pub fn parse_counter(value: &[u8]) -> Option<u64> {
     let digits = value.strip_suffix(b"\r\n").unwrap_or(value);
     let end = digits.iter().rposition(|&b| b != b' ').map_or(0, |p| p + 1);

@@ -11,6 +11,7 @@
 use std::collections::VecDeque;
 
 use super::backfill::Backfill;
+use super::history::History;
 use crate::cluster::PARTITIONS;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -65,13 +66,18 @@ pub struct Backlog {
     clock_us: u64,
     /// What a backup older than the backlog's reach can be backfilled from.
     pub backfill: Backfill,
+    /// The branches of this primary's history: which copies are prefixes of it.
+    pub history: History,
 }
 
 impl Backlog {
     /// A backlog of at most `budget` bytes (about), for a core whose partitions stand at
     /// `last` (their seqnos when the node started).
     pub fn new(budget: usize, last: impl Fn(u16) -> u64) -> Backlog {
-        Backlog::with_backfill(budget, last, 0, 3600)
+        let mut b = Backlog::with_backfill(budget, last, 0, 3600);
+        // One branch, id 0: what a copy that never heard of a branch follows.
+        b.history = History::single(0, &b.last);
+        b
     }
 
     /// [`new`](Self::new) for a shard that has issued CAS values up to `cas`, keeping
@@ -81,7 +87,7 @@ impl Backlog {
         // What happened before this process started is not here.
         let evicted = last.clone();
         let backfill = Backfill::new(&last, cas, budget / 4, purge_after_s);
-        Backlog { entries: VecDeque::new(), base: 0, bytes: 0, budget, last, evicted, clock_us: 0, backfill }
+        Backlog { entries: VecDeque::new(), base: 0, bytes: 0, budget, last, evicted, clock_us: 0, backfill, history: History::default() }
     }
 
     /// The time (µs, the caller's clock) the changes pushed from now on were committed at:
@@ -148,6 +154,11 @@ impl Backlog {
     pub fn covers(&self, partition: u16, seqno: u64) -> bool {
         let p = partition as usize % PARTITIONS as usize;
         seqno >= self.evicted[p] && seqno <= self.last[p]
+    }
+
+    /// Every partition's seqno now (where a new branch of the history begins).
+    pub fn lasts(&self) -> &[u64] {
+        &self.last
     }
 
     pub fn last(&self, partition: u16) -> u64 {

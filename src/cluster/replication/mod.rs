@@ -15,6 +15,7 @@
 
 pub mod backfill;
 pub mod backlog;
+pub mod history;
 pub mod lag;
 pub mod stream;
 

@@ -104,6 +104,9 @@ pub struct Stream {
     /// when asked), while its OPEN answer says what it holds, committed or not.
     confirmed: Vec<u64>,
     mode: Vec<Mode>,
+    /// Whole copies accepted from another branch of the primary's history: told the current
+    /// one before their next change.
+    rebranch: PartitionSet,
     resync: Option<Resync>,
     /// The frames in flight, in order.
     in_flight: VecDeque<Flight>,
@@ -156,6 +159,7 @@ impl Stream {
             acked: vec![0; n],
             confirmed: vec![0; n],
             mode: vec![Mode::NeedResync; n],
+            rebranch: PartitionSet::empty(),
             resync: None,
             in_flight: VecDeque::new(),
             unacked: 0,
@@ -254,14 +258,21 @@ impl Stream {
             // next, and is resynced.
             self.acked[p] = 0;
             self.confirmed[p] = 0;
-            if pos.whole && backlog.covers(pos.partition, pos.seqno) {
+            self.rebranch.remove(pos.partition);
+            // A copy whose history is not a prefix of this primary's (another branch past
+            // where it was cut, or ahead of it) is resynced in full.
+            let prefix = pos.whole && backlog.history.is_prefix(pos.branch, pos.partition, pos.seqno, backlog.last(pos.partition));
+            if prefix && pos.branch != backlog.history.current() {
+                self.rebranch.insert(pos.partition);
+            }
+            if prefix && backlog.covers(pos.partition, pos.seqno) {
                 self.acked[p] = pos.seqno;
                 self.mode[p] = Mode::Live;
                 self.sent[p] = pos.seqno;
                 if pos.seqno < backlog.last(pos.partition) {
                     self.counters.partial_catchups += 1;
                 }
-            } else if pos.whole && backlog.backfill.since(pos.partition, pos.seqno, backlog.last(pos.partition)).is_some() {
+            } else if prefix && backlog.backfill.since(pos.partition, pos.seqno, backlog.last(pos.partition)).is_some() {
                 self.mode[p] = Mode::NeedBackfill;
                 self.sent[p] = pos.seqno;
             } else {
@@ -312,6 +323,19 @@ impl Stream {
         buf.clear();
         if self.state != StreamState::Running || self.unacked >= self.window {
             return false;
+        }
+        if !self.rebranch.is_empty() {
+            // Before any change of those partitions; a backfill's or resync's end tells the
+            // branch itself.
+            let mut set = PartitionSet::empty();
+            for p in self.rebranch.iter().filter(|&p| self.mode[p as usize] == Mode::Live) {
+                set.insert(p);
+            }
+            if !set.is_empty() {
+                let branch = backlog.history.current();
+                Record { kind: RecordType::Branch, partition: 0, seqno: 0, cas: branch, flags: 0, expiry: 0, key: &set.0, value: b"" }.write(buf);
+            }
+            self.rebranch = PartitionSet::empty();
         }
         self.resync_step(backlog, scan, buf);
         let oldest_us = self.live_step(backlog, buf);
@@ -372,7 +396,9 @@ impl Stream {
             // A backfill needs every note after the backup's seqno: none purged meanwhile.
             let noted = r.backfill.is_none() || (backlog.backfill.floor(p) <= self.sent[p as usize] && !r.failed.contains(p));
             if noted && (kept || backlog.covers(p, high)) {
-                Record { kind: RecordType::SnapshotEnd, partition: p, seqno: high, cas: 0, flags: 0, expiry: 0, key: b"", value: b"" }.write(buf);
+                // The copy now follows this primary's current branch.
+                let branch = backlog.history.current();
+                Record { kind: RecordType::SnapshotEnd, partition: p, seqno: high, cas: branch, flags: 0, expiry: 0, key: b"", value: b"" }.write(buf);
                 self.mode[p as usize] = Mode::Live;
                 self.sent[p as usize] = high;
             } else {

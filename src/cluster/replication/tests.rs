@@ -129,7 +129,7 @@ impl Backup {
     }
 
     fn positions(&self) -> Vec<Position> {
-        PARTS.iter().map(|&p| Position { partition: p, seqno: self.copy(p).seqno, whole: !self.copy(p).incomplete }).collect()
+        PARTS.iter().map(|&p| Position { partition: p, seqno: self.copy(p).seqno, whole: !self.copy(p).incomplete, branch: 0 }).collect()
     }
 
     /// Applies a frame as the server does: record by record until one is refused.
@@ -145,6 +145,7 @@ impl Backup {
                     }
                     continue;
                 }
+                RecordType::Branch => continue,
                 RecordType::Flush | RecordType::SnapshotBegin => {
                     let set = sets(r.key);
                     self.items.retain(|(p, _), _| !set.contains(*p));
@@ -338,7 +339,7 @@ fn a_backfill_sends_the_changed_and_noted_keys_only() {
 
     let mut stream = Stream::new(1, 0, set_of(&[1]));
     stream.open();
-    stream.on_open(&[Position { partition: 1, seqno: 100, whole: true }], &backlog, 0).unwrap();
+    stream.on_open(&[Position { partition: 1, seqno: 100, whole: true, branch: 0 }], &backlog, 0).unwrap();
     assert_eq!(stream.phase(), "backfilling");
     let mut sent = Vec::new();
     while let Some(f) = stream.next_frame(&backlog, &mut &primary) {
@@ -372,7 +373,7 @@ fn partial_catch_up_sends_only_what_the_backup_lacks() {
     }
     let mut stream = Stream::new(1, 0, set_of(&[1]));
     stream.open();
-    stream.on_open(&[Position { partition: 1, seqno: 7, whole: true }], &backlog, 0).unwrap();
+    stream.on_open(&[Position { partition: 1, seqno: 7, whole: true, branch: 0 }], &backlog, 0).unwrap();
     let mut no_scan = NoScan;
     let f = stream.next_frame(&backlog, &mut no_scan).unwrap();
     let seqnos: Vec<u64> = Records::new(&f).map(|r| r.unwrap().seqno).collect();
@@ -386,7 +387,7 @@ fn an_acknowledgement_tells_when_its_oldest_change_was_committed() {
     let mut backlog = Backlog::new(1 << 20, |_| 0);
     let mut stream = Stream::new(1, 0, set_of(&[1]));
     stream.open();
-    stream.on_open(&[Position { partition: 1, seqno: 0, whole: true }], &backlog, 0).unwrap();
+    stream.on_open(&[Position { partition: 1, seqno: 0, whole: true, branch: 0 }], &backlog, 0).unwrap();
     let mut no_scan = NoScan;
     backlog.set_clock(1_000);
     backlog.push(EntryKind::Put, 1, 1, 1, 0, 0, b"k", b"v");
@@ -396,7 +397,7 @@ fn an_acknowledgement_tells_when_its_oldest_change_was_committed() {
     backlog.set_clock(3_000);
     backlog.push(EntryKind::Put, 1, 3, 3, 0, 0, b"k", b"v");
     stream.next_frame(&backlog, &mut no_scan).unwrap();
-    let ack = |s: u64| [Position { partition: 1, seqno: s, whole: true }];
+    let ack = |s: u64| [Position { partition: 1, seqno: s, whole: true, branch: 0 }];
     assert_eq!(stream.on_ack(&ack(2), 5), Ok(Some(1_000)), "the frame's first change");
     assert_eq!(stream.on_ack(&ack(3), 6), Ok(Some(3_000)));
 }
@@ -407,7 +408,7 @@ fn a_backup_ahead_of_the_primary_acknowledges_nothing_until_resynced() {
     let backlog = Backlog::new(1 << 20, |p| if p == 1 { 5 } else { 0 });
     let mut stream = Stream::new(1, 0, set_of(&[1]));
     stream.open();
-    stream.on_open(&[Position { partition: 1, seqno: 9, whole: true }], &backlog, 0).unwrap();
+    stream.on_open(&[Position { partition: 1, seqno: 9, whole: true, branch: 0 }], &backlog, 0).unwrap();
     assert_eq!(stream.acked(1), 0, "seqnos 6..9 of the backup are not this primary's");
     assert!(!stream.is_live(1), "resynced");
 }
@@ -422,17 +423,17 @@ fn only_changes_answers_count_for_durable_writes() {
     }
     let mut stream = Stream::new(1, 0, set_of(&[1]));
     stream.open();
-    stream.on_open(&[Position { partition: 1, seqno: 5, whole: true }], &backlog, 0).unwrap();
+    stream.on_open(&[Position { partition: 1, seqno: 5, whole: true, branch: 0 }], &backlog, 0).unwrap();
     assert_eq!((stream.acked(1), stream.confirmed(1)), (5, 0));
     let mut no_scan = NoScan;
     backlog.push(EntryKind::Put, 1, 6, 6, 0, 0, b"k", b"v");
     stream.next_frame(&backlog, &mut no_scan).unwrap();
-    stream.on_ack(&[Position { partition: 1, seqno: 6, whole: true }], 1).unwrap();
+    stream.on_ack(&[Position { partition: 1, seqno: 6, whole: true, branch: 0 }], 1).unwrap();
     assert_eq!(stream.confirmed(1), 6, "an answer after the backup's commit covers all it holds");
     // Reopened: nothing confirmed until the next answer.
     stream.down("cut".into());
     stream.open();
-    stream.on_open(&[Position { partition: 1, seqno: 6, whole: true }], &backlog, 2).unwrap();
+    stream.on_open(&[Position { partition: 1, seqno: 6, whole: true, branch: 0 }], &backlog, 2).unwrap();
     assert_eq!(stream.confirmed(1), 0);
 }
 
@@ -441,7 +442,7 @@ fn reordered_duplicated_and_dropped_frames_are_refused() {
     let mut backlog = Backlog::new(1 << 20, |_| 0);
     let mut stream = Stream::new(1, 0, set_of(&[1]));
     stream.open();
-    stream.on_open(&[Position { partition: 1, seqno: 0, whole: true }], &backlog, 0).unwrap();
+    stream.on_open(&[Position { partition: 1, seqno: 0, whole: true, branch: 0 }], &backlog, 0).unwrap();
     let mut no_scan = NoScan;
     let mut frames = Vec::new();
     for s in 1..=3 {
@@ -495,7 +496,7 @@ fn notes_purged_during_a_backfill_turn_it_into_a_full_resync() {
 
     let mut stream = Stream::new(1, 0, set_of(&[1]));
     stream.open();
-    stream.on_open(&[Position { partition: 1, seqno: 10, whole: true }], &backlog, 0).unwrap();
+    stream.on_open(&[Position { partition: 1, seqno: 10, whole: true, branch: 0 }], &backlog, 0).unwrap();
     let mut step = 0;
     while let Some(f) = stream.next_frame(&backlog, &mut &primary) {
         if step == 0 {
@@ -517,7 +518,7 @@ fn answers_to_frames_sent_before_a_refusal_are_dropped_after_it() {
     let mut stream = Stream::new(1, 0, set_of(&[1]));
     stream.open();
     assert!(!stream.stale_answer(), "the OPEN answer is this opening's");
-    stream.on_open(&[Position { partition: 1, seqno: 0, whole: true }], &backlog, 0).unwrap();
+    stream.on_open(&[Position { partition: 1, seqno: 0, whole: true, branch: 0 }], &backlog, 0).unwrap();
     for s in 1..=3 {
         backlog.push(EntryKind::Put, 1, s, s, 0, 0, b"k", b"v");
     }
@@ -534,7 +535,7 @@ fn answers_to_frames_sent_before_a_refusal_are_dropped_after_it() {
     // OPEN's: dropped unread, so it cannot confirm seqno 6 for this opening.
     assert!(stream.stale_answer(), "an answer to a frame of the last opening");
     assert!(!stream.stale_answer(), "the new OPEN's answer");
-    stream.on_open(&[Position { partition: 1, seqno: 3, whole: true }], &backlog, 1).unwrap();
+    stream.on_open(&[Position { partition: 1, seqno: 3, whole: true, branch: 0 }], &backlog, 1).unwrap();
     assert_eq!(stream.confirmed(1), 0);
     // A lost link takes its answers with it: nothing more to drop.
     stream.next_frame(&backlog, &mut NoScan).unwrap();
@@ -542,4 +543,40 @@ fn answers_to_frames_sent_before_a_refusal_are_dropped_after_it() {
     stream.link_lost();
     stream.open();
     assert!(!stream.stale_answer());
+}
+
+#[test]
+fn a_copy_from_a_cut_branch_is_resynced_and_one_within_it_is_rebranched() {
+    use super::history::History;
+    // Branch 7 reached seqno 120 of partition 1 on the old primary process; it restarted
+    // having kept 100, opened branch 9, and has written 101..130 since.
+    let mut backlog = Backlog::new(1 << 20, |p| if p == 1 { 100 } else { 0 });
+    let mut history = History::single(7, &vec![0; crate::cluster::PARTITIONS as usize]);
+    history.open(9, backlog.lasts());
+    backlog.history = history;
+    for s in 101..=130 {
+        backlog.push(EntryKind::Put, 1, s, 1000 + s, 0, 0, b"k", b"v");
+    }
+    // A backup at 120 under branch 7: ahead of what branch 7 kept, though behind the primary.
+    let mut stream = Stream::new(1, 0, set_of(&[1]));
+    stream.open();
+    stream.on_open(&[Position { partition: 1, seqno: 120, whole: true, branch: 7 }], &backlog, 0).unwrap();
+    assert!(!stream.is_live(1) && stream.phase() == "resyncing", "not a prefix: resynced");
+    assert_eq!(stream.acked(1), 0);
+    // A backup at 100 under branch 7: a prefix; told branch 9 before the changes 101..130.
+    let mut stream = Stream::new(1, 0, set_of(&[1]));
+    stream.open();
+    stream.on_open(&[Position { partition: 1, seqno: 100, whole: true, branch: 7 }], &backlog, 0).unwrap();
+    assert!(stream.is_live(1));
+    let f = stream.next_frame(&backlog, &mut NoScan).unwrap();
+    let records: Vec<_> = Records::new(&f).map(|r| r.unwrap()).collect();
+    assert_eq!((records[0].kind, records[0].cas), (RecordType::Branch, 9));
+    assert_eq!(records[1].seqno, 101);
+    assert_eq!(records.last().unwrap().seqno, 130);
+    // Already on branch 9: no Branch record.
+    let mut stream = Stream::new(1, 0, set_of(&[1]));
+    stream.open();
+    stream.on_open(&[Position { partition: 1, seqno: 125, whole: true, branch: 9 }], &backlog, 0).unwrap();
+    let f = stream.next_frame(&backlog, &mut NoScan).unwrap();
+    assert_eq!(Records::new(&f).next().unwrap().unwrap().seqno, 126);
 }

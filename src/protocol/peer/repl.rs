@@ -50,6 +50,9 @@ pub enum RecordType {
     SnapshotEnd = 6,
     /// A key of a partition being backfilled that no longer lives (seqno 0, no value).
     SnapshotDelete = 7,
+    /// The whole copies of the partitions in the key follow the primary's branch `cas` from
+    /// here on (sent when the primary accepts a copy from an earlier branch).
+    Branch = 8,
 }
 
 /// `SnapshotBegin` flags: a backfill (keep the copy's items) rather than a full resync.
@@ -58,7 +61,7 @@ pub const SNAPSHOT_BACKFILL: u32 = 1;
 impl RecordType {
     fn from_u8(b: u8) -> Option<RecordType> {
         use RecordType::*;
-        [Put, Delete, Flush, SnapshotBegin, SnapshotItem, SnapshotEnd, SnapshotDelete].into_iter().find(|t| *t as u8 == b)
+        [Put, Delete, Flush, SnapshotBegin, SnapshotItem, SnapshotEnd, SnapshotDelete, Branch].into_iter().find(|t| *t as u8 == b)
     }
 }
 
@@ -153,7 +156,7 @@ fn parse_record(b: &[u8]) -> Result<(Record<'_>, usize), &'static str> {
     let ok = match kind {
         RecordType::Put | RecordType::SnapshotItem => (1..=MAX_KEY_LEN).contains(&key_len),
         RecordType::Delete | RecordType::SnapshotDelete => (1..=MAX_KEY_LEN).contains(&key_len) && value_len == 0,
-        RecordType::Flush | RecordType::SnapshotBegin => key_len == PartitionSet::LEN && value_len == 0,
+        RecordType::Flush | RecordType::SnapshotBegin | RecordType::Branch => key_len == PartitionSet::LEN && value_len == 0,
         RecordType::SnapshotEnd => key_len == 0 && value_len == 0,
     };
     if !ok {
@@ -247,10 +250,12 @@ pub struct Position {
     pub seqno: u64,
     /// The copy is whole (no full resync under way).
     pub whole: bool,
+    /// The primary's branch the copy follows (`cluster::replication::history`; 0: none).
+    pub branch: u64,
 }
 
 /// Bytes one position takes in an answer.
-pub const POSITION_LEN: usize = 11;
+pub const POSITION_LEN: usize = 19;
 
 /// An OK answer to REPL_OPEN or REPL_CHANGES listing positions.
 pub fn write_positions(out: &mut Vec<u8>, op: Op, opaque: u32, positions: impl Iterator<Item = Position>) {
@@ -259,6 +264,7 @@ pub fn write_positions(out: &mut Vec<u8>, op: Op, opaque: u32, positions: impl I
         value.extend_from_slice(&p.partition.to_be_bytes());
         value.extend_from_slice(&p.seqno.to_be_bytes());
         value.push(p.whole as u8);
+        value.extend_from_slice(&p.branch.to_be_bytes());
     }
     write_frame(out, RESPONSE_MAGIC, op, status::OK, opaque, 0, &[], &[], &value);
 }
@@ -290,10 +296,11 @@ pub fn parse_positions_value(value: &[u8]) -> Result<Vec<Position>, &'static str
             1 => true,
             _ => return Err("a state byte other than 0 or 1"),
         };
+        let branch = x.u64().ok_or("branch")?;
         if partition >= crate::cluster::PARTITIONS {
             return Err("a partition out of range");
         }
-        out.push(Position { partition, seqno, whole });
+        out.push(Position { partition, seqno, whole, branch });
     }
     Ok(out)
 }
@@ -333,7 +340,7 @@ mod tests {
 
     #[test]
     fn positions_round_trip() {
-        let ps = vec![Position { partition: 1, seqno: 5, whole: true }, Position { partition: 1023, seqno: 0, whole: false }];
+        let ps = vec![Position { partition: 1, seqno: 5, whole: true, branch: 0 }, Position { partition: 1023, seqno: 0, whole: false, branch: 0 }];
         let mut out = Vec::new();
         write_positions(&mut out, Op::ReplOpen, 7, ps.clone().into_iter());
         let (f, _) = Frame::decode(&out, 1 << 20).unwrap().unwrap();
