@@ -65,7 +65,7 @@ pub struct Args {
     /// Client connections (spread over the nodes).
     #[arg(long, default_value_t = 6)]
     pub clients: usize,
-    /// Keys k0..k{keys-1}.
+    /// Keys (names kN), chosen so that every node is the primary of about as many.
     #[arg(long, default_value_t = 10)]
     pub keys: u32,
     #[arg(long, default_value_t = 20_000)]
