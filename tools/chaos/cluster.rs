@@ -1,11 +1,13 @@
 //! The caskade processes under test: the generated cluster file, start, readiness, kill -9,
 //! SIGSTOP/SIGCONT and stop, each by its own pid.
 
+use std::collections::HashSet;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 pub struct Node {
@@ -39,9 +41,42 @@ pub struct Cluster {
     pub server_args: Vec<String>,
 }
 
-/// A port the kernel says is free now (bound on 127.0.0.1 and released).
+/// A loopback port free now, never handed out before by this process, and below the
+/// kernel's ephemeral range. Binding port 0 and releasing it is not enough: the kernel may
+/// hand out the same port again (run 26 of a soak, seed 726, gave 36089 to node a's proxy
+/// and to node b's client port, and b could not listen), and a port in the ephemeral range
+/// can be taken by an outgoing connection before the node binds it.
 pub fn free_port() -> std::io::Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+    static HANDED_OUT: Mutex<Option<HashSet<u16>>> = Mutex::new(None);
+    let mut handed_out = HANDED_OUT.lock().unwrap_or_else(|e| e.into_inner());
+    let handed_out = handed_out.get_or_insert_with(HashSet::new);
+    let (low, high) = fixed_port_range();
+    let span = u64::from(high - low);
+    // Spread over the range by pid and time, so that two harnesses rarely meet.
+    let mut next = u64::from(std::process::id()).wrapping_mul(2_654_435_761)
+        ^ std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| u64::from(d.subsec_nanos()));
+    for _ in 0..10_000 {
+        next = next.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+        let port = low + ((next >> 33) % span) as u16;
+        if !handed_out.contains(&port) && TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            handed_out.insert(port);
+            return Ok(port);
+        }
+    }
+    Err(std::io::Error::new(std::io::ErrorKind::AddrNotAvailable, format!("no free loopback port in {low}..{high}")))
+}
+
+/// Ports below the kernel's ephemeral range (`ip_local_port_range`), above the well-known ones.
+fn fixed_port_range() -> (u16, u16) {
+    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().and_then(|w| w.parse::<u16>().ok()))
+        .unwrap_or(32768);
+    if ephemeral_low > 12_000 {
+        (10_000, ephemeral_low)
+    } else {
+        (ephemeral_low.saturating_sub(8_000).max(2_000), ephemeral_low)
+    }
 }
 
 fn loopback(port: u16) -> SocketAddr {
@@ -241,4 +276,18 @@ fn text_stats(addr: SocketAddr, command: &str) -> Option<String> {
         out.extend_from_slice(&buf[..n]);
     }
     String::from_utf8(out).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A run takes 4 ports a node, a soak hundreds: never one twice, none in the ephemeral range.
+    #[test]
+    fn ports_are_never_handed_out_twice() {
+        let (low, high) = fixed_port_range();
+        let ports: Vec<u16> = (0..400).map(|_| free_port().expect("a free port")).collect();
+        assert_eq!(ports.iter().collect::<HashSet<_>>().len(), ports.len());
+        assert!(ports.iter().all(|p| (low..high).contains(p)), "{low}..{high}: {ports:?}");
+    }
 }

@@ -10,7 +10,8 @@
 //!         ──▶ node b ──▶ proxy(c) ──▶ node c                                    timeline.svg
 //!         ──▶ node c ──▶ proxy(a) ──▶ node a      nemesis: kill/stop/cut/hold/delay/lossy
 //! ```
-//! Exit status: 0 every run valid, 1 a violation found, 2 the harness itself failed.
+//! Exit status: 0 every run valid, 1 a violation found, 2 the harness itself failed (one
+//! run, three times).
 
 mod check;
 mod client;
@@ -65,7 +66,7 @@ pub struct Args {
     /// Client connections (spread over the nodes).
     #[arg(long, default_value_t = 6)]
     pub clients: usize,
-    /// Keys k0..k{keys-1}.
+    /// Keys (names kN), chosen so that every node is the primary of about as many.
     #[arg(long, default_value_t = 10)]
     pub keys: u32,
     #[arg(long, default_value_t = 20_000)]
@@ -118,6 +119,9 @@ pub struct Args {
     pub check: Option<PathBuf>,
 }
 
+/// How many times one run is started before a harness failure ends the whole command.
+const HARNESS_TRIES: u32 = 3;
+
 fn main() {
     let args = Args::parse();
     if let Some(path) = &args.check {
@@ -128,25 +132,37 @@ fn main() {
     });
     let out = args.out.clone().unwrap_or_else(|| std::env::temp_dir().join(format!("caskade-chaos-{seed}")));
     let mut invalid = 0;
+    let mut harness_failures = 0;
     let mut summaries = Vec::new();
     for run in 0..args.runs {
-        match run::run(&args, run, seed.wrapping_add(run), &out.join(format!("run-{run}"))) {
-            Ok(summary) => {
-                if summary["valid"] != true {
-                    invalid += 1;
-                    println!("  replay: --seed {} --runs 1 (same flags)", seed.wrapping_add(run));
+        let dir = out.join(format!("run-{run}"));
+        let mut attempt = 0;
+        let summary = loop {
+            match run::run(&args, run, seed.wrapping_add(run), &dir) {
+                Ok(summary) => break summary,
+                Err(e) => {
+                    // The harness failed (a node did not start, a restart did not serve):
+                    // no verdict on the history. The run is kept aside and tried again,
+                    // on fresh ports, at most HARNESS_TRIES times; each failure is counted.
+                    eprintln!("caskade-chaos: run {run} (seed {}): {e}", seed.wrapping_add(run));
+                    harness_failures += 1;
+                    attempt += 1;
+                    let _ = std::fs::rename(&dir, out.join(format!("run-{run}-harness-failed-{attempt}")));
+                    if attempt == HARNESS_TRIES {
+                        std::process::exit(2);
+                    }
                 }
-                summaries.push(summary);
             }
-            Err(e) => {
-                eprintln!("caskade-chaos: run {run} (seed {}): {e}", seed.wrapping_add(run));
-                std::process::exit(2);
-            }
+        };
+        if summary["valid"] != true {
+            invalid += 1;
+            println!("  replay: --seed {} --runs 1 (same flags)", seed.wrapping_add(run));
         }
+        summaries.push(summary);
     }
     let total = |k: &str| summaries.iter().map(|s| s[k].as_u64().unwrap_or(0)).sum::<u64>();
     let all = serde_json::json!({
-        "runs": args.runs, "seed": seed, "invalid_runs": invalid,
+        "runs": args.runs, "seed": seed, "invalid_runs": invalid, "harness_failures": harness_failures,
         "durability": args.durability, "nemesis": args.nemesis,
         "ops": total("ops"), "ok": total("ok"), "failed": total("failed"), "unknown": total("unknown"),
         "replica_reads": total("replica_reads"),
@@ -155,8 +171,8 @@ fn main() {
     });
     let _ = std::fs::write(out.join("summary.json"), format!("{all:#}"));
     println!(
-        "{} runs, {} ops, {} faults, {} invalid runs; files under {}",
-        args.runs, all["ops"], all["faults"], invalid, out.display()
+        "{} runs, {} ops, {} faults, {} invalid runs ({} harness failures tried again); files under {}",
+        args.runs, all["ops"], all["faults"], invalid, harness_failures, out.display()
     );
     std::process::exit(if invalid == 0 { 0 } else { 1 });
 }

@@ -101,11 +101,13 @@ fn drive(args: &Args, seed: u64, cluster: &mut Cluster, faults: &Faults, enabled
         next_value: AtomicU64::new(0),
         op_timeout: Duration::from_millis(args.op_timeout_ms),
     });
+    let map = cluster.map();
+    let keys: Arc<[u32]> = workload::spread_keys(&map, args.keys).into();
     let clients: Vec<_> = (0..args.clients)
         .map(|c| {
             let node = c % ids.len();
             let (shared, addr) = (shared.clone(), cluster.nodes[node].client);
-            let (keys, max_ops) = (args.keys, args.max_ops_per_client);
+            let (keys, max_ops) = (keys.clone(), args.max_ops_per_client);
             let pace = Duration::from_secs_f64(1.0 / args.rate.max(0.1));
             let client_seed = seed.wrapping_mul(31).wrapping_add(c as u64);
             std::thread::spawn(move || workload::run_client(shared, node, addr, keys, max_ops, pace, client_seed))
@@ -116,7 +118,6 @@ fn drive(args: &Args, seed: u64, cluster: &mut Cluster, faults: &Faults, enabled
     let mut schedule = Schedule::new(seed, enabled.to_vec(), Duration::from_millis(args.fault_min_ms), Duration::from_millis(args.fault_max_ms));
     let phase_end = Duration::from_secs_f64(args.warmup_s + args.faults_s);
     std::thread::sleep(Duration::from_secs_f64(args.warmup_s));
-    let map = cluster.map();
     let read_backups = ids.len() > 1 && args.replicas == 1;
     let mut snapshots = Vec::new();
     let mut failure = None;
@@ -130,7 +131,7 @@ fn drive(args: &Args, seed: u64, cluster: &mut Cluster, faults: &Faults, enabled
         let cutoff_ns = if nemesis == Nemesis::Kill { start_ns } else { shared.now_ns() };
         nemesis::finish(nemesis, target, cluster);
         if nemesis.kills() && read_backups {
-            read_backup_copies(&shared, cluster, &map, target, args.keys, cutoff_ns, &mut snapshots);
+            read_backup_copies(&shared, cluster, &map, target, &keys, cutoff_ns, &mut snapshots);
         }
         let healed = nemesis::heal(nemesis, target, cluster, faults);
         windows.push(Window { nemesis, target, start_ns, end_ns: shared.now_ns() });
@@ -150,9 +151,9 @@ fn drive(args: &Args, seed: u64, cluster: &mut Cluster, faults: &Faults, enabled
     }
     records.extend(snapshots);
     cluster.wait_connected(Duration::from_secs(30))?;
-    let mut finals = final_reads(&shared, cluster, args.keys, &mut records);
+    let mut finals = final_reads(&shared, cluster, &keys, &mut records);
     if read_backups {
-        final_backup_reads(&shared, cluster, &map, args.keys, &mut finals, &mut records);
+        final_backup_reads(&shared, cluster, &map, &keys, &mut finals, &mut records);
     }
     for r in records.iter_mut().filter(|r| check::acknowledged_write(r)) {
         r.acked_by = Some(acked_by(&map, r.key));
@@ -175,8 +176,8 @@ fn backup_of(map: &ClusterMap, key: u32) -> Option<usize> {
 
 /// While node `dead` is down: each of its keys read from its backup's copy (GET_REPLICA on
 /// the backup's own port, so nothing is forwarded), a few tries each.
-fn read_backup_copies(shared: &Shared, cluster: &Cluster, map: &ClusterMap, dead: usize, keys: u32, cutoff_ns: u64, out: &mut Vec<Record>) {
-    for key in (0..keys).filter(|&k| map.primary(partition_of(format!("k{k}").as_bytes())) == dead) {
+fn read_backup_copies(shared: &Shared, cluster: &Cluster, map: &ClusterMap, dead: usize, keys: &[u32], cutoff_ns: u64, out: &mut Vec<Record>) {
+    for &key in keys.iter().filter(|&&k| map.primary(partition_of(format!("k{k}").as_bytes())) == dead) {
         let Some(backup) = backup_of(map, key) else { continue };
         let process = SNAPSHOT_PROCESS + out.len() as u64;
         for _ in 0..3 {
@@ -194,9 +195,9 @@ fn read_backup_copies(shared: &Shared, cluster: &Cluster, map: &ClusterMap, dead
 /// At the end, each key's backup copy, read until it matches the final read through the
 /// nodes (the backups catch up after the heal), at most 3 s per key; the last read is kept
 /// (every write acknowledged before it must be in it).
-fn final_backup_reads(shared: &Shared, cluster: &Cluster, map: &ClusterMap, keys: u32, finals: &mut Vec<FinalRead>, records: &mut Vec<Record>) {
+fn final_backup_reads(shared: &Shared, cluster: &Cluster, map: &ClusterMap, keys: &[u32], finals: &mut Vec<FinalRead>, records: &mut Vec<Record>) {
     let process = FINAL_PROCESS + cluster.nodes.len() as u64;
-    for key in 0..keys {
+    for &key in keys {
         let Some(backup) = backup_of(map, key) else { continue };
         let want = finals.iter().find(|f| f.key == key && !f.replica).map(|f| f.value);
         let mut last = None;
@@ -225,11 +226,11 @@ fn final_backup_reads(shared: &Shared, cluster: &Cluster, map: &ClusterMap, keys
 }
 
 /// Reads every key through every node, each until a definite answer (at most 20 tries).
-fn final_reads(shared: &Shared, cluster: &Cluster, keys: u32, records: &mut Vec<Record>) -> Vec<FinalRead> {
+fn final_reads(shared: &Shared, cluster: &Cluster, keys: &[u32], records: &mut Vec<Record>) -> Vec<FinalRead> {
     let mut finals = Vec::new();
     for (node, n) in cluster.nodes.iter().enumerate() {
         let process = FINAL_PROCESS + node as u64;
-        for key in 0..keys {
+        for &key in keys {
             let name = format!("k{key}");
             for _ in 0..20 {
                 let Ok(mut c) = Client::connect(n.client, shared.op_timeout) else {

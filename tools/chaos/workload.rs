@@ -6,6 +6,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use caskade::cluster::{partition_of, ClusterMap};
+
 use crate::client::{self, Client};
 use crate::history::{Op, Outcome, Record, Ret};
 use crate::rng::Rng;
@@ -28,9 +30,31 @@ impl Shared {
     }
 }
 
+/// The key space: `count` key numbers (names `k{n}`) chosen so that every node is the
+/// primary of about as many (the first numbers whose primary still has room). Taking
+/// k0..k{count-1} as they hash would leave a node with none (with 3 nodes and 10 keys node
+/// a is the primary of none of them), and a kill of that node would test no backup copy.
+pub fn spread_keys(map: &ClusterMap, count: u32) -> Vec<u32> {
+    let nodes = map.nodes().len().max(1) as u32;
+    let room = |node: usize| (count / nodes + u32::from((node as u32) < count % nodes)) as usize;
+    let mut taken = vec![0usize; nodes as usize];
+    let mut keys = Vec::with_capacity(count as usize);
+    for n in 0..u32::MAX {
+        if keys.len() == count as usize {
+            break;
+        }
+        let primary = map.primary(partition_of(format!("k{n}").as_bytes()));
+        if taken[primary] < room(primary) {
+            taken[primary] += 1;
+            keys.push(n);
+        }
+    }
+    keys
+}
+
 /// Runs one client until `stop` or `max_ops`; returns what it did.
 /// `pace`: the least time between the starts of two operations (the client's rate bound).
-pub fn run_client(shared: Arc<Shared>, node: usize, addr: SocketAddr, keys: u32, max_ops: u64, pace: Duration, seed: u64) -> Vec<Record> {
+pub fn run_client(shared: Arc<Shared>, node: usize, addr: SocketAddr, keys: Arc<[u32]>, max_ops: u64, pace: Duration, seed: u64) -> Vec<Record> {
     let mut rng = Rng::new(seed);
     let mut out = Vec::new();
     let mut process = shared.next_process.fetch_add(1, Relaxed);
@@ -48,7 +72,7 @@ pub fn run_client(shared: Arc<Shared>, node: usize, addr: SocketAddr, keys: u32,
             },
         };
         let started = Instant::now();
-        let key = rng.below(keys as u64) as u32;
+        let key = keys[rng.below(keys.len() as u64) as usize];
         let name = format!("k{key}");
         let roll = rng.below(100);
         let mut records = Vec::with_capacity(2);
@@ -188,5 +212,23 @@ mod tests {
         assert!(matches!(classify(Op::Incr, &reply(client::DURABILITY_IMPOSSIBLE)), Outcome::Failed(_)));
         assert!(matches!(classify(Op::Set(1), &reply(client::TEMPORARY_FAILURE)), Outcome::Unknown(_)));
         assert_eq!(classify(Op::Set(1), &reply(client::OK)), Outcome::Ok(Ret::Stored));
+    }
+
+    /// Every node is the primary of its share of the keys; one node takes k0..k{n-1}.
+    #[test]
+    fn the_keys_are_spread_over_the_primaries() {
+        use caskade::cluster::map::MapNode;
+        let nodes = |n: usize| (0..n).map(|i| MapNode { id: format!("{}", (b'a' + i as u8) as char), peer: format!("127.0.0.1:{}", 7000 + i) }).collect();
+        for (n, count, want) in [(3, 10, vec![4, 3, 3]), (5, 10, vec![2; 5]), (3, 2, vec![1, 1, 0])] {
+            let map = ClusterMap::derive("chaos", nodes(n), 1);
+            let keys = spread_keys(&map, count);
+            assert_eq!(keys.len(), count as usize);
+            let mut per = vec![0; n];
+            for k in &keys {
+                per[map.primary(partition_of(format!("k{k}").as_bytes()))] += 1;
+            }
+            assert_eq!(per, want, "{n} nodes, {keys:?}");
+        }
+        assert_eq!(spread_keys(&ClusterMap::single(), 4), vec![0, 1, 2, 3]);
     }
 }
