@@ -393,3 +393,29 @@ fn a_restarted_primary_catches_its_backups_up_without_a_resync() {
         assert_eq!(stat(&stats, &format!("node:{id}:repl_resyncs")).as_deref(), Some("0"), "a resynced {id}'s copies after its restart");
     }
 }
+
+#[test]
+fn a_backfill_removes_a_version_that_expired_while_the_backup_was_down() {
+    // k lived on both copies without an expiry; while c was down it was written again with
+    // a 1 s expiry (a new CAS) and expired. A backfill must not leave the old version on c.
+    let files = ClusterFiles::with_settings(&IDS, "test", SECRET, "replication_backlog_mb = 1\n");
+    let mut nodes = files.start_all(&["-t", "2"]);
+    let keys: Vec<String> = keys(6000).into_iter().filter(|k| backup_of(k) == 2 && primary_of(k) == 0).take(300).collect();
+    let (short, rest) = keys.split_at(50);
+    let old: Vec<String> = keys.iter().map(|k| format!("set {k} 0 0 3\r\nold\r\n")).collect();
+    text_batch(&mut connect(&nodes[0]), &old);
+    wait_caught_up(&[&nodes[0], &nodes[1], &nodes[2]], Duration::from_secs(60));
+    nodes[2].kill();
+    let mut on_a = connect(&nodes[0]);
+    text_batch(&mut on_a, &short.iter().map(|k| format!("set {k} 0 1 5\r\nshort\r\n")).collect::<Vec<_>>());
+    // Past the 1 MiB backlog.
+    text_batch(&mut on_a, &(0..1500).map(|i| big_set(&format!("set {} 0 0 1\r\nx\r\n", rest[i % rest.len()]), 900)).collect::<Vec<_>>());
+    // The expiry's own time (2 s covers the one-second clock), then some reads that reclaim.
+    std::thread::sleep(Duration::from_millis(2500));
+    for k in short.iter().take(10) {
+        assert_eq!(binary_get(&mut connect(&nodes[0]), 0x00, k).0, 1, "{k} expired on its primary");
+    }
+    nodes[2] = files.start("c", &["-t", "2"]);
+    wait_caught_up(&[&nodes[0], &nodes[1], &nodes[2]], Duration::from_secs(90));
+    assert_copies_equal(&nodes[1], &keys);
+}

@@ -112,6 +112,12 @@ impl Replication {
     pub fn after_commit(&mut self, shard: &mut Shard, committed: bool) {
         shard.take_changes(&mut self.changes);
         self.backlog.set_clock(self.started.elapsed().as_micros() as u64);
+        // Items that went without a change (expired, evicted): a backup behind now may hold
+        // an older version a backfill would not replace; it is resynced in full instead.
+        for p in shard.take_gone().iter() {
+            let last = self.backlog.last(p);
+            self.backlog.backfill.raise_floor(p, last);
+        }
         for c in &self.changes.items {
             let kind = match c.kind {
                 ChangeKind::Put => EntryKind::Put,
@@ -443,11 +449,23 @@ struct ShardSnapshot<'a> {
 impl Snapshot for ShardSnapshot<'_> {
     fn items(&mut self, set: &PartitionSet, above: Option<&[u64]>, from: u64, budget: usize, out: &mut Vec<u8>) -> (Option<u64>, u64) {
         let mut items = 0;
-        let next = self.shard.scan_partitions(set, above, from as usize, budget, self.now, |key, value, flags, expiry, cas| {
-            let r = Record { kind: RecordType::SnapshotItem, partition: partition_of(key), seqno: 0, cas, flags, expiry, key, value };
-            r.write(out);
-            items += 1;
-        });
+        let out = std::cell::RefCell::new(out);
+        let next = self.shard.scan_partitions(
+            set,
+            above,
+            from as usize,
+            budget,
+            self.now,
+            |key, value, flags, expiry, cas| {
+                let r = Record { kind: RecordType::SnapshotItem, partition: partition_of(key), seqno: 0, cas, flags, expiry, key, value };
+                r.write(&mut out.borrow_mut());
+                items += 1;
+            },
+            |key| {
+                let r = Record { kind: RecordType::SnapshotDelete, partition: partition_of(key), seqno: 0, cas: 0, flags: 0, expiry: 0, key, value: b"" };
+                r.write(&mut out.borrow_mut());
+            },
+        );
         (next.map(|s| s as u64), items)
     }
 

@@ -109,6 +109,9 @@ pub struct Shard {
     seqnos: Vec<u64>,
     /// Whether mutations are recorded in `changes` (a node with backups to stream to).
     recording: bool,
+    /// Partitions an item left without a change (expired and reclaimed, or evicted), while
+    /// recording: a backfill cannot tell their backups, which are resynced instead.
+    gone: PartitionSet,
     changes: Changes,
     /// Partitions whose backup copy is being rebuilt by a full resync (not yet complete).
     incomplete: PartitionSet,
@@ -145,6 +148,7 @@ impl Shard {
             log: None,
             seqnos: vec![0; PARTITIONS as usize],
             recording: false,
+            gone: PartitionSet::empty(),
             changes: Changes::default(),
             incomplete: PartitionSet::empty(),
             branches: vec![0; crate::cluster::PARTITIONS as usize],
@@ -250,6 +254,7 @@ impl Shard {
         )?;
         for (slot, at) in expired_slots {
             if self.keydir.try_get(slot).and_then(|it| it.disk()).map(|d| d.loc) == Some(at) {
+                self.went_silently(slot);
                 self.keydir.remove(slot);
                 self.counters.reclaimed += 1;
             }
@@ -478,6 +483,20 @@ impl Shard {
         std::mem::swap(&mut self.changes, into);
     }
 
+    /// The partitions items left without a change since the last call (expiry, eviction).
+    pub fn take_gone(&mut self) -> PartitionSet {
+        std::mem::replace(&mut self.gone, PartitionSet::empty())
+    }
+
+    /// An item leaves without a change of its own (no seqno, nothing streamed).
+    fn went_silently(&mut self, slot: Slot) {
+        if self.recording {
+            if let Some(it) = self.keydir.try_get(slot) {
+                self.gone.insert(partition_of(it.key()));
+            }
+        }
+    }
+
     /// Whether this (backup) copy of `partition` is being rebuilt and is not complete.
     pub fn is_incomplete(&self, partition: u16) -> bool {
         self.incomplete.contains(partition)
@@ -667,6 +686,7 @@ impl Shard {
     /// a full resync reads a partition's live items a slice at a time. With `above`, only
     /// the items of partition `p` whose CAS is above `above[p]` (a backfill), whose values
     /// are not read otherwise.
+    #[allow(clippy::too_many_arguments)]
     pub fn scan_partitions(
         &mut self,
         set: &PartitionSet,
@@ -675,6 +695,7 @@ impl Shard {
         budget: usize,
         now: u32,
         mut each: impl FnMut(&[u8], &[u8], u32, u32, u64),
+        mut expired: impl FnMut(&[u8]),
     ) -> Option<Slot> {
         let end = self.keydir.slot_end();
         let mut slot = from;
@@ -684,9 +705,19 @@ impl Shard {
             slot += 1;
             match self.keydir.try_get(s) {
                 Some(item)
-                    if !item.is_expired(now)
-                        && set.contains(partition_of(item.key()))
-                        && above.is_none_or(|a| a.get(partition_of(item.key()) as usize).is_some_and(|&c| item.cas() > c)) => {}
+                    if set.contains(partition_of(item.key()))
+                        && above.is_none_or(|a| a.get(partition_of(item.key()) as usize).is_some_and(|&c| item.cas() > c)) =>
+                {
+                    if item.is_expired(now) {
+                        // Changed since the backup's seqno and expired since: its older
+                        // version on the backup may live on, so a backfill deletes it.
+                        if above.is_some() {
+                            expired(item.key());
+                            used += 48;
+                        }
+                        continue;
+                    }
+                }
                 Some(_) => {
                     used += 16;
                     continue;
@@ -1026,6 +1057,7 @@ impl Shard {
     fn find(&mut self, key: &[u8], now: u32) -> Option<Slot> {
         let slot = self.keydir.find(key)?;
         if self.keydir.get(slot).is_expired(now) {
+            self.went_silently(slot);
             self.drop_slot(slot);
             self.counters.reclaimed += 1;
             return None;
@@ -1057,6 +1089,7 @@ impl Shard {
                     self.note_evicted(slot, now);
                     self.counters.evictions += 1;
                 }
+                self.went_silently(slot);
                 self.drop_slot(slot);
             }
         }
