@@ -4,6 +4,8 @@ use std::time::Duration;
 
 use clap::Parser;
 
+use crate::ycsb;
+
 /// A load generator for servers that speak the memcached binary or text protocol.
 ///
 /// A few threads each drive many non-blocking connections; every connection keeps
@@ -82,6 +84,54 @@ pub struct Args {
     /// so that one connection's requests are all local or all cross-core.
     #[arg(long, value_parser = parse_only_core)]
     pub only_core: Option<(usize, usize)>,
+
+    /// `mix` (random GETs and SETs by --set-ratio over --keys, uniform), or one of YCSB's
+    /// core workloads `ycsb-a` .. `ycsb-f` (not `ycsb-e`: scans), which take their keys,
+    /// mix and distribution from YCSB and their sizes from --record-count, --field-count
+    /// and --field-length instead of --keys, --set-ratio and --value-size.
+    #[arg(long, default_value = "mix", value_parser = parse_workload)]
+    pub workload: Workload,
+
+    /// YCSB: records loaded by --prefill (keys `user` + fnvhash64(0..N)), and the key space
+    /// reads and updates draw from (YCSB's `recordcount`).
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub record_count: u64,
+
+    /// YCSB: fields per record (`fieldcount`); a record is one item of count x length bytes.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub field_count: u64,
+
+    /// YCSB: bytes per field (`fieldlength`).
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=64 << 20))]
+    pub field_length: u64,
+
+    /// YCSB: the request distribution instead of the workload's (`requestdistribution`).
+    #[arg(long)]
+    pub request_distribution: Option<ycsb::Distribution>,
+}
+
+/// What the measured run sends.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Workload {
+    Mix,
+    Ycsb(ycsb::Workload),
+}
+
+impl std::fmt::Display for Workload {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Workload::Mix => write!(f, "mix"),
+            Workload::Ycsb(w) => write!(f, "ycsb-{}", w.name),
+        }
+    }
+}
+
+fn parse_workload(s: &str) -> Result<Workload, String> {
+    match s {
+        "mix" => Ok(Workload::Mix),
+        _ if s.starts_with("ycsb-") => ycsb::Workload::core(s).map(Workload::Ycsb),
+        _ => Err(format!("`{s}`: mix, or ycsb-a, ycsb-b, ycsb-c, ycsb-d, ycsb-f")),
+    }
 }
 
 impl Args {
@@ -104,6 +154,47 @@ impl Args {
 
     pub fn threads(&self) -> usize {
         self.threads.min(self.connections) as usize
+    }
+
+    /// The workload with --request-distribution applied.
+    pub fn ycsb(&self) -> Option<ycsb::Workload> {
+        match &self.workload {
+            Workload::Mix => None,
+            Workload::Ycsb(w) => {
+                let mut w = w.clone();
+                if let Some(d) = &self.request_distribution {
+                    w.distribution = d.clone();
+                }
+                Some(w)
+            }
+        }
+    }
+
+    /// Keys the prefill writes and the run draws from: --keys, or YCSB's record count.
+    pub fn key_space(&self) -> u64 {
+        match self.workload {
+            Workload::Mix => self.keys,
+            Workload::Ycsb(_) => self.record_count,
+        }
+    }
+
+    /// Bytes in each SET's value: --value-size, or a YCSB record's fields.
+    pub fn value_size(&self) -> u64 {
+        match self.workload {
+            Workload::Mix => self.value_size as u64,
+            Workload::Ycsb(_) => self.field_count.saturating_mul(self.field_length),
+        }
+    }
+
+    /// Options that do not go together.
+    pub fn check(&self) -> Result<(), String> {
+        if matches!(self.workload, Workload::Ycsb(_)) && self.only_core.is_some() {
+            return Err("--only-core works with --workload mix only".into());
+        }
+        if self.workload == Workload::Mix && self.request_distribution.is_some() {
+            return Err("--request-distribution is for the ycsb-* workloads".into());
+        }
+        Ok(())
     }
 }
 
@@ -179,6 +270,31 @@ mod tests {
         assert!(parse_only_core("2/2").is_err());
         assert!(parse_only_core("0/0").is_err());
         assert!(parse_only_core("1").is_err());
+    }
+
+    #[test]
+    fn workloads() {
+        assert_eq!(parse_workload("mix"), Ok(Workload::Mix));
+        let a = parse_workload("ycsb-a").unwrap();
+        assert_eq!(a.to_string(), "ycsb-a");
+        let e = parse_workload("ycsb-e").unwrap_err();
+        assert!(e.contains("scan"), "{e}");
+        assert!(parse_workload("ycsb-z").is_err());
+        assert!(parse_workload("a").is_err());
+
+        let args = Args::parse_from(["loadgen", "--workload", "ycsb-d", "--record-count", "5000", "--field-count", "4"]);
+        assert_eq!((args.key_space(), args.value_size()), (5000, 400));
+        assert_eq!(args.ycsb().unwrap().distribution, ycsb::Distribution::Latest);
+        let args = Args::parse_from(["loadgen", "--workload", "ycsb-d", "--request-distribution", "uniform"]);
+        assert_eq!(args.ycsb().unwrap().distribution, ycsb::Distribution::Uniform);
+        // YCSB's defaults: 1000 records of 10 fields of 100 bytes.
+        let args = Args::parse_from(["loadgen", "--workload", "ycsb-a"]);
+        assert_eq!((args.key_space(), args.value_size()), (1000, 1000));
+        assert!(args.check().is_ok());
+        assert!(Args::parse_from(["loadgen", "--workload", "ycsb-a", "--only-core", "0/2"]).check().is_err());
+        assert!(Args::parse_from(["loadgen", "--request-distribution", "latest"]).check().is_err());
+        let mix = Args::parse_from(["loadgen", "--keys", "7", "--value-size", "9"]);
+        assert_eq!((mix.key_space(), mix.value_size()), (7, 9));
     }
 
     #[test]

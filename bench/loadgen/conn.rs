@@ -21,6 +21,8 @@ pub struct InFlight {
     pub op: Op,
     /// When the write that carried it was issued.
     pub sent: Instant,
+    /// A YCSB read-modify-write's GET: the key number to SET once it is answered.
+    pub then_set: Option<u64>,
 }
 
 /// Which keys a connection sends next.
@@ -51,6 +53,8 @@ pub struct Conn {
     pub alive: bool,
     pub plan: Plan,
     pub inflight: VecDeque<InFlight>,
+    /// Key numbers whose read-modify-write GET was answered: their SETs go out first.
+    pub due_sets: VecDeque<u64>,
     pub next_opaque: u32,
     /// Bytes `rstart..rend` of `rbuf` have been read and not yet decoded.
     pub rbuf: Vec<u8>,
@@ -78,6 +82,7 @@ impl Conn {
             alive: true,
             plan: Plan::Mix,
             inflight: VecDeque::with_capacity(depth),
+            due_sets: VecDeque::with_capacity(depth),
             next_opaque: 0,
             rbuf: vec![0; rbuf_len],
             rstart: 0,

@@ -18,10 +18,12 @@ mod keys;
 mod report;
 mod text;
 mod worker;
+mod ycsb;
 
 use std::io::Write as _;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::process::ExitCode;
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Barrier};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -39,8 +41,12 @@ const MAX_VALUE_SIZE: usize = 64 << 20;
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
     let args = Args::parse();
-    if args.value_size > MAX_VALUE_SIZE {
-        eprintln!("--value-size must be at most {MAX_VALUE_SIZE}");
+    if args.value_size() > MAX_VALUE_SIZE as u64 {
+        eprintln!("--value-size (or --field-count x --field-length) must be at most {MAX_VALUE_SIZE}");
+        return ExitCode::from(1);
+    }
+    if let Err(e) = args.check() {
+        eprintln!("{e}");
         return ExitCode::from(1);
     }
     let addr = match resolve(&args.server) {
@@ -93,9 +99,11 @@ fn run(args: &Args, addr: SocketAddr) -> Report {
     let mix = Mix {
         sets: args.set_ratio.sets,
         total: args.set_ratio.sets + args.set_ratio.gets,
-        keys: args.keys,
+        keys: args.key_space(),
         only_core: args.only_core,
     };
+    // YCSB's inserts take key numbers from one counter, past the loaded records.
+    let inserts = Arc::new(AtomicU64::new(args.key_space()));
     let depth = args.pipeline as usize;
     let prefill_depth = args.prefill_pipeline();
     // Barrier 1: all connected and prefilled. Barrier 2: the measured run starts.
@@ -114,9 +122,10 @@ fn run(args: &Args, addr: SocketAddr) -> Report {
             } else {
                 share(total_requests)
             };
-            let keys = (args.keys * t as u64 / threads as u64)
-                ..(args.keys * (t as u64 + 1) / threads as u64);
+            let key_space = args.key_space();
+            let keys = (key_space * t as u64 / threads as u64)..(key_space * (t as u64 + 1) / threads as u64);
             let (ready, go) = (ready.clone(), go.clone());
+            let chooser = args.ycsb().map(|w| ycsb::Chooser::new(w, key_space, inserts.clone()));
             let args = args.clone();
             thread::Builder::new()
                 .name(format!("loadgen-{t}"))
@@ -127,10 +136,11 @@ fn run(args: &Args, addr: SocketAddr) -> Report {
                         conns,
                         depth.max(prefill_depth),
                         mix,
-                        args.value_size,
+                        args.value_size() as usize,
                         seed,
                         args.text(),
-                    );
+                    )
+                    .map(|w| w.with_ycsb(chooser));
                     let mut worker = match worker {
                         Ok(w) => Some(w),
                         Err(e) => {
@@ -186,7 +196,7 @@ fn run(args: &Args, addr: SocketAddr) -> Report {
         elapsed,
         cpu,
         prefill: args.prefill.then_some(Prefill {
-            keys: args.keys,
+            keys: args.key_space(),
             elapsed: prefill_elapsed,
             counters: prefill,
         }),

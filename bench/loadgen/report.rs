@@ -53,18 +53,22 @@ impl Report {
     pub fn text(&self, args: &Args) -> String {
         let mut out = String::new();
         let c = &self.counters;
+        let mix = match args.ycsb() {
+            None => format!("set:get {}", args.set_ratio),
+            Some(w) => format!("{}  {:?}", args.workload, w.distribution).to_lowercase(),
+        };
         let _ = writeln!(
             out,
-            "server {}  {}  connections {} ({} open)  threads {}  pipeline {}  set:get {}  keys {}  value {} B",
+            "server {}  {}  connections {} ({} open)  threads {}  pipeline {}  {}  keys {}  value {} B",
             args.server,
             args.protocol,
             args.connections,
             self.connections,
             args.threads(),
             args.pipeline,
-            args.set_ratio,
-            args.keys,
-            args.value_size
+            mix,
+            args.key_space(),
+            args.value_size()
         );
         if let Some(p) = &self.prefill {
             let _ = writeln!(
@@ -132,8 +136,10 @@ impl Report {
             "pipeline": args.pipeline,
             "protocol": args.protocol,
             "set_ratio": args.set_ratio.to_string(),
-            "keys": args.keys,
-            "value_size": args.value_size,
+            "workload": args.workload.to_string(),
+            "request_distribution": args.ycsb().map(|w| format!("{:?}", w.distribution).to_lowercase()),
+            "keys": args.key_space(),
+            "value_size": args.value_size(),
             "requests": c.completed(),
             "elapsed_s": self.elapsed.as_secs_f64(),
             "ops_per_sec": self.ops_per_sec(),

@@ -15,6 +15,9 @@ use mio::{Events, Interest, Poll, Token};
 use crate::conn::{Conn, Fault, InFlight, Op, Plan, ReadOutcome};
 use crate::keys::{format_key, Rng, KEY_CAP};
 use crate::text;
+use crate::ycsb::{self, Chooser, YcsbOp};
+
+const _: () = assert!(ycsb::KEY_LEN_MAX <= KEY_CAP);
 
 /// After the deadline, how long answers to requests already sent are awaited.
 const DRAIN: Duration = Duration::from_secs(2);
@@ -109,6 +112,8 @@ pub struct Worker {
     conns: Vec<Conn>,
     rng: Rng,
     mix: Mix,
+    /// YCSB's operation and key choice instead of `mix`'s (keys named YCSB's way).
+    ycsb: Option<Chooser>,
     value: Vec<u8>,
     /// Speak the text protocol instead of the binary one.
     text: bool,
@@ -158,11 +163,18 @@ impl Worker {
             conns,
             rng: Rng::new(seed),
             mix,
+            ycsb: None,
             value: (0..value_size).map(|i| b'a' + (i % 26) as u8).collect(),
             text,
             hist: Histogram::new_with_bounds(1, HIST_MAX_NS, 3).expect("static histogram bounds"),
             counters,
         })
+    }
+
+    /// Sends YCSB's operations and keys instead of `mix`'s.
+    pub fn with_ycsb(mut self, chooser: Option<Chooser>) -> Worker {
+        self.ycsb = chooser;
+        self
     }
 
     /// Connections that were opened (some may have been dropped since).
@@ -326,13 +338,13 @@ impl Worker {
         let mut key = [0u8; KEY_CAP];
         let mut queued = false;
         while conn.inflight.len() < phase.depth {
-            let (op, k) = match &mut conn.plan {
+            let (op, k, then_set) = match &mut conn.plan {
                 Plan::Range { next, end } => {
                     if *next >= *end {
                         break;
                     }
                     *next += 1;
-                    (Op::Set, *next - 1)
+                    (Op::Set, *next - 1, None)
                 }
                 Plan::Mix => {
                     if *issued >= phase.budget {
@@ -342,34 +354,44 @@ impl Worker {
                         break;
                     }
                     *issued += 1;
-                    let op = if self.rng.below(self.mix.total as u64) < self.mix.sets as u64 {
-                        Op::Set
-                    } else {
-                        Op::Get
-                    };
-                    // Rejection sampling, bounded: a key space with no key on that core
-                    // falls back to any key rather than spinning.
-                    let mut k = self.rng.below(self.mix.keys);
-                    if let Some((core, cores)) = self.mix.only_core {
-                        for _ in 0..64 * cores {
-                            let len = format_key(k, &mut key);
-                            if caskade::cluster::core_of(&key[..len], cores) == core {
-                                break;
-                            }
-                            k = self.rng.below(self.mix.keys);
+                    if let Some(k) = conn.due_sets.pop_front() {
+                        (Op::Set, k, None)
+                    } else if let Some(chooser) = &mut self.ycsb {
+                        match chooser.next(&mut self.rng) {
+                            YcsbOp::Read(k) => (Op::Get, k, None),
+                            YcsbOp::Update(k) | YcsbOp::Insert(k) => (Op::Set, k, None),
+                            YcsbOp::ReadModifyWrite(k) => (Op::Get, k, Some(k)),
                         }
+                    } else {
+                        let op = if self.rng.below(self.mix.total as u64) < self.mix.sets as u64 {
+                            Op::Set
+                        } else {
+                            Op::Get
+                        };
+                        // Rejection sampling, bounded: a key space with no key on that core
+                        // falls back to any key rather than spinning.
+                        let mut k = self.rng.below(self.mix.keys);
+                        if let Some((core, cores)) = self.mix.only_core {
+                            for _ in 0..64 * cores {
+                                let len = format_key(k, &mut key);
+                                if caskade::cluster::core_of(&key[..len], cores) == core {
+                                    break;
+                                }
+                                k = self.rng.below(self.mix.keys);
+                            }
+                        }
+                        (op, k, None)
                     }
-                    (op, k)
                 }
             };
-            let key_len = format_key(k, &mut key);
+            let key_len = if self.ycsb.is_some() { ycsb::format_key(k, &mut key) } else { format_key(k, &mut key) };
             let opaque = conn.take_opaque();
             if self.text {
                 match op {
                     Op::Get => text::encode_get(&mut conn.wbuf, &key[..key_len]),
                     Op::Set => text::encode_set(&mut conn.wbuf, &key[..key_len], &self.value),
                 }
-                conn.inflight.push_back(InFlight { opaque, op, sent: now });
+                conn.inflight.push_back(InFlight { opaque, op, sent: now, then_set });
                 queued = true;
                 continue;
             }
@@ -400,6 +422,7 @@ impl Worker {
                 opaque,
                 op,
                 sent: now,
+                then_set,
             });
             queued = true;
         }
@@ -481,10 +504,12 @@ fn decode_responses(
             (Op::Get, Status::NoError) if resp.extras.len() == 4 => {
                 counters.gets += 1;
                 counters.hits += 1;
+                conn.due_sets.extend(req.then_set);
             }
             (Op::Get, Status::KeyNotFound) => {
                 counters.gets += 1;
                 counters.misses += 1;
+                conn.due_sets.extend(req.then_set);
             }
             (Op::Get, status) => {
                 counters.gets += 1;
@@ -533,10 +558,12 @@ fn decode_text_responses(
             (Op::Get, text::Reply::Hit) => {
                 counters.gets += 1;
                 counters.hits += 1;
+                conn.due_sets.extend(req.then_set);
             }
             (Op::Get, text::Reply::Miss) => {
                 counters.gets += 1;
                 counters.misses += 1;
+                conn.due_sets.extend(req.then_set);
             }
             (Op::Set, text::Reply::Stored) => counters.sets += 1,
             (Op::Get, _) => {

@@ -75,8 +75,10 @@ pub struct Connection {
 }
 
 pub enum ReadStatus {
-    /// Bytes were added (how many).
-    Data(usize),
+    /// Bytes were added (how many); `drained`: fewer than there was room for, so the socket
+    /// had no more (epoll(7): for a stream socket a short read shows that the input was
+    /// exhausted, and data that arrives later raises a new edge).
+    Data { n: usize, drained: bool },
     /// Nothing more to read for now.
     WouldBlock,
     /// The peer closed its side, or the socket failed.
@@ -146,12 +148,13 @@ impl Connection {
                 self.rbuf.resize(needed, 0);
             }
         }
+        let room = self.rbuf.len() - self.rend;
         loop {
             match self.socket.read(&mut self.rbuf[self.rend..]) {
                 Ok(0) => return ReadStatus::Closed,
                 Ok(n) => {
                     self.rend += n;
-                    return ReadStatus::Data(n);
+                    return ReadStatus::Data { n, drained: n < room };
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return ReadStatus::WouldBlock,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,

@@ -564,6 +564,9 @@ impl Log {
             self.hint = hint;
             return Err(e);
         }
+        if let Some(s) = self.segments.get_mut(&closed.id) {
+            s.file.seal();
+        }
         self.counters.segments_rolled += 1;
         let (fs, dir) = (self.fs.clone(), self.config.dir.clone());
         // Hints are an optimisation: written off the event loop, checked when read.
@@ -603,6 +606,9 @@ impl Log {
     pub fn close(&mut self) -> io::Result<()> {
         self.commit()?;
         self.sync()?;
+        if let Some(s) = self.segments.get_mut(&self.active) {
+            s.file.seal();
+        }
         let name = self.active().name;
         match self.hint.take() {
             Some(hint) => self.fs.write_atomic(&name.hint_path(&self.config.dir), &hint.finish()),

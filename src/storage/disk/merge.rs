@@ -236,6 +236,7 @@ impl Merge {
     pub fn finish(mut self) -> io::Result<(Segment, Vec<Moved>, Plan)> {
         self.append_watermark()?;
         self.out.sync()?;
+        self.out.seal();
         let hint = std::mem::replace(&mut self.hint, HintWriter::new(self.output)).finish();
         self.fs.write_atomic(&self.output.hint_path(&self.dir), &hint)?;
         let path = self.output.path(&self.dir);
@@ -275,6 +276,7 @@ impl Merge {
         let (fs, dir, output, mut out) = (self.fs.clone(), self.dir.clone(), self.output, self.out);
         let thread = std::thread::Builder::new().name("caskade-merge".into()).spawn(move || {
             out.sync()?;
+            out.seal();
             fs.write_atomic(&output.hint_path(&dir), &hint)?;
             let path = output.path(&dir);
             fs.rename(&tmp_path(&path), &path)?;
