@@ -11,7 +11,7 @@ use caskade::storage::disk::{Fsync, LogConfig, RealFs};
 use caskade::storage::{Command, Mode, Outcome, Shard, ShardConfig};
 
 fn open(dir: &std::path::Path) -> Shard {
-    let config = ShardConfig { memory_limit: 64 << 20, max_item_size: 1 << 20, mode: Mode::Store, primary_only: None };
+    let config = ShardConfig { memory_limit: 64 << 20, max_item_size: 1 << 20, mode: Mode::Store, primary_only: None, epoch: None };
     let log = LogConfig { dir: dir.to_path_buf(), shard: 0, segment_size: 64 << 20, fsync: Fsync::Always, compress_min: 0 };
     Shard::open(config, Arc::new(RealFs), log, caskade::stats::unix_now()).expect("open the shard").0
 }
@@ -81,7 +81,7 @@ fn a_merge_after_a_full_resync_does_not_bring_back_the_old_seqno() {
     let dir = tempfile::tempdir().expect("a temporary directory");
     let now = caskade::stats::unix_now();
     let open_small = |dir: &std::path::Path| {
-        let config = ShardConfig { memory_limit: 64 << 20, max_item_size: 1 << 20, mode: Mode::Store, primary_only: None };
+        let config = ShardConfig { memory_limit: 64 << 20, max_item_size: 1 << 20, mode: Mode::Store, primary_only: None, epoch: None };
         let log = LogConfig { dir: dir.to_path_buf(), shard: 0, segment_size: 16 << 10, fsync: Fsync::Never, compress_min: 0 };
         let mut s = Shard::open(config, Arc::new(RealFs), log, now).expect("open the shard").0;
         s.set_merge_policy(MergePolicy { dead_fraction: 0.1, min_dead_bytes: 1, max_live_bytes: 1 << 20, step_bytes: 8 << 10 });

@@ -5,7 +5,8 @@
 //! (GET_REPLICA) must hold every write it acknowledged. And known-bad settings must fail the
 //! checks: `--in-memory` nodes forget what they acknowledged when killed, and under
 //! `durability = "none"` a primary cut off from its backup acknowledges writes its backup
-//! never gets.
+//! never gets; and a node whose map differs from the others' writes as primary partitions
+//! another node owns, which the nodes' logs show (two primaries in one epoch).
 //!
 //! Each run is the real `caskade-chaos` binary starting real `caskade` processes on free
 //! loopback ports; it polls until they serve and stops them by pid.
@@ -41,6 +42,8 @@ fn expect_valid(nemesis: &str) {
     assert_eq!(report["durability"], "majority", "{output}");
     assert_eq!(report["lost_on_backup"].as_array().map(Vec::len), Some(0), "{output}");
     assert_eq!(report["split_brain"].as_array().map(Vec::len), Some(0), "{output}");
+    // The split-brain check had the nodes' own word to go on: their logs' primary claims.
+    assert!(report["primary_claims"].as_u64().unwrap_or(0) >= 3, "{output}");
     // The final reads of every key's backup copy, at least.
     assert!(report["replica_reads"].as_u64().unwrap_or(0) >= 10, "{output}");
     let faults = report["faults"].as_array().cloned().unwrap_or_default();
@@ -90,6 +93,22 @@ fn durability_none_loses_writes_on_the_backup() {
     assert_eq!(report["valid"], false, "{output}");
     assert!(report["lost_on_backup"].as_array().map_or(0, Vec::len) > 0, "{output}");
     assert_eq!(report["lost_acknowledged_writes"].as_array().map(Vec::len), Some(0), "{output}");
+}
+
+/// The split-brain check can fail on real nodes: node a runs with a cluster file that
+/// leaves node c out, so its map makes it primary of partitions b and c own, and it writes
+/// them (under `durability = "none"` nothing waits for a backup). The nodes' logs say two
+/// primaries wrote those partitions in epoch 1.
+#[test]
+fn a_node_with_another_map_fails_the_split_brain_check() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let (code, output, report) = chaos(dir.path(), &["--nemesis", "pause", "--rogue-map", "--durability", "none"]);
+    assert_eq!(code, Some(1), "{output}");
+    assert_eq!(report["valid"], false, "{output}");
+    let split = report["split_brain"].as_array().cloned().unwrap_or_default();
+    assert!(!split.is_empty(), "{output}");
+    // Node a (index 0) is one of the two primaries of each.
+    assert!(split.iter().all(|b| b["epoch"] == 1 && b["primaries"].as_array().is_some_and(|p| p.len() == 2 && p[0] == 0)), "{output}");
 }
 
 /// `--check` on a hand-made history: acknowledged set 1, set 2, then a read of 1 (stale) is

@@ -11,7 +11,7 @@ const NOW: u32 = 1_800_000_000;
 
 fn open(dir: &std::path::Path, memory: usize) -> Shard {
     let fs: SharedFs = Arc::new(RealFs);
-    let config = ShardConfig { memory_limit: memory, max_item_size: 1 << 20, mode: Mode::Store, primary_only: None };
+    let config = ShardConfig { memory_limit: memory, max_item_size: 1 << 20, mode: Mode::Store, primary_only: None, epoch: None };
     let log = LogConfig { dir: dir.to_path_buf(), shard: 0, segment_size: 64 << 10, fsync: Fsync::Never, compress_min: 0 };
     let (mut shard, _) = Shard::open(config, fs, log, NOW).expect("open");
     shard.set_merge_policy(MergePolicy { dead_fraction: 0.3, min_dead_bytes: 1, max_live_bytes: 1 << 20, step_bytes: 8 << 10 });

@@ -322,7 +322,7 @@ fn a_backup_changed_behind_replications_back_is_found_and_repaired() {
     b.stop();
     let p = caskade::cluster::partition_of(victim.as_bytes());
     let dir = files.data_dir("b").join(format!("shard-{:03}", p % 2));
-    let config = ShardConfig { memory_limit: 64 << 20, max_item_size: 1 << 20, mode: Mode::Store, primary_only: None };
+    let config = ShardConfig { memory_limit: 64 << 20, max_item_size: 1 << 20, mode: Mode::Store, primary_only: None, epoch: None };
     let log = LogConfig { dir, shard: (p % 2) as u32, segment_size: 64 << 20, fsync: Fsync::Always, compress_min: 0 };
     let now = caskade::stats::unix_now();
     let (mut shard, _) = Shard::open(config, std::sync::Arc::new(RealFs), log, now).expect("open b's shard");

@@ -136,6 +136,7 @@ pub fn run_with(config: Config, args: Vec<OsString>, options: Options) -> io::Re
         max_item_size: config.max_item_size,
         mode: if config.in_memory { Mode::Cache } else { config.mode },
         primary_only: primary_partitions(&config),
+        epoch: config.cluster_file.as_ref().map(|f| f.map().revision()),
     };
     let life = Arc::new(Lifecycle::default());
     notify::status("starting");

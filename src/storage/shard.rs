@@ -19,6 +19,7 @@ use super::disk::watermark::Watermark;
 use super::disk::{Log, LogConfig, LogError, SharedFs};
 use super::expiry;
 use super::item::{charge_for, DiskRef, Item};
+use crate::cluster::claims::Claims;
 use super::keydir::{Keydir, Slot};
 use crate::cluster::{partition_of, PARTITIONS};
 
@@ -67,6 +68,9 @@ pub struct ShardConfig {
     /// primary for). The others are backup copies: their primaries' flushes reach them in
     /// stream order, and a local flush would drop changes the stream already applied.
     pub primary_only: Option<PartitionSet>,
+    /// A node of a cluster: the map's epoch, in which this shard's fresh seqnos are written
+    /// as primary (each partition's first is logged: the split-brain audit).
+    pub epoch: Option<u64>,
 }
 
 /// Counters only the shard can know; the core publishes them.
@@ -94,6 +98,8 @@ pub struct ShardCounters {
 pub struct Shard {
     keydir: Keydir,
     config: ShardConfig,
+    /// In a cluster: the partitions written as primary in the epoch (the split-brain audit).
+    claims: Option<Claims>,
     last_cas: u64,
     /// A FLUSH with a delay: every item is dropped when this time is reached.
     flush_at: Option<u32>,
@@ -139,6 +145,7 @@ impl Shard {
     pub fn new(config: ShardConfig) -> Shard {
         Shard {
             keydir: Keydir::new(),
+            claims: config.epoch.map(Claims::new),
             config,
             last_cas: 0,
             flush_at: None,
@@ -1025,6 +1032,9 @@ impl Shard {
         if seqno_of(kind, key) {
             let s = &mut self.seqnos[partition as usize];
             *s = (*s).max(seqno);
+            if let (None, Some(claims), Kind::Put | Kind::Delete) = (given, &mut self.claims, kind) {
+                claims.note(partition);
+            }
         }
         if self.recording && given.is_none() {
             let change = match kind {
@@ -1377,7 +1387,7 @@ mod tests {
     const NOW: u32 = 1_800_000_000;
 
     fn shard() -> Shard {
-        Shard::new(ShardConfig { memory_limit: 1 << 20, max_item_size: 1024, mode: Mode::Cache, primary_only: None })
+        Shard::new(ShardConfig { memory_limit: 1 << 20, max_item_size: 1024, mode: Mode::Cache, primary_only: None, epoch: None })
     }
 
     fn set(s: &mut Shard, k: &str, v: &str) -> Outcome<Vec<u8>> {
@@ -1505,7 +1515,7 @@ mod tests {
 
     #[test]
     fn eviction_keeps_usage_under_the_limit_and_prefers_unreferenced_items() {
-        let mut s = Shard::new(ShardConfig { memory_limit: 100 * charge_for(4, 10), max_item_size: 1024, mode: Mode::Cache, primary_only: None });
+        let mut s = Shard::new(ShardConfig { memory_limit: 100 * charge_for(4, 10), max_item_size: 1024, mode: Mode::Cache, primary_only: None, epoch: None });
         for i in 0..100 {
             set(&mut s, &format!("k{i:03}"), "0123456789");
         }
@@ -1526,7 +1536,7 @@ mod tests {
 
     #[test]
     fn an_item_larger_than_the_shard_is_out_of_memory() {
-        let mut s = Shard::new(ShardConfig { memory_limit: 100, max_item_size: 1024, mode: Mode::Cache, primary_only: None });
+        let mut s = Shard::new(ShardConfig { memory_limit: 100, max_item_size: 1024, mode: Mode::Cache, primary_only: None, epoch: None });
         assert_eq!(set(&mut s, "a", &"x".repeat(200)), Outcome::OutOfMemory);
         let mut s = shard();
         assert_eq!(set(&mut s, "a", &"x".repeat(2000)), Outcome::TooLarge);
@@ -1536,7 +1546,7 @@ mod tests {
     fn a_backup_change_without_room_leaves_its_copy_not_whole() {
         // No room (store semantics, no log: nothing to evict): the apply fails, and the
         // partition says it is not whole, so its primary resyncs it rather than go on past.
-        let mut s = Shard::new(ShardConfig { memory_limit: 100, max_item_size: 1024, mode: Mode::Store, primary_only: None });
+        let mut s = Shard::new(ShardConfig { memory_limit: 100, max_item_size: 1024, mode: Mode::Store, primary_only: None, epoch: None });
         let p = partition_of(b"k");
         assert!(s.apply(ChangeKind::Put, b"k", &[7; 500], 0, 0, 1, 1, NOW).is_err());
         assert!(s.is_incomplete(p));

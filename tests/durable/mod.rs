@@ -48,7 +48,7 @@ impl Default for Setup {
 
 impl Setup {
     pub fn open(&self, fs: SharedFs, dir: &Path, now: u32) -> io::Result<(Shard, RecoveryReport)> {
-        let config = ShardConfig { memory_limit: self.memory_limit, max_item_size: self.max_item_size, mode: self.mode, primary_only: None };
+        let config = ShardConfig { memory_limit: self.memory_limit, max_item_size: self.max_item_size, mode: self.mode, primary_only: None, epoch: None };
         let log = LogConfig {
             dir: dir.to_path_buf(),
             shard: 0,

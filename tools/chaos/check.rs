@@ -4,9 +4,10 @@
 //! of a value nobody wrote; nodes and backups agreeing at the end; one primary acknowledging
 //! per partition and epoch.
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
 
+use crate::cluster::Claims;
 use crate::history::{Op, Outcome, Record, Ret};
 use crate::wgl::{self, Call, Verdict};
 use crate::workload::VALUE_STEP;
@@ -57,6 +58,8 @@ pub struct Findings {
     /// Backup copies read (GET_REPLICA) with a definite answer.
     pub replica_reads: usize,
     pub split_brain: Vec<SplitBrain>,
+    /// (partition, epoch) pairs some node's log says it wrote as primary.
+    pub primary_claims: usize,
 }
 
 impl Findings {
@@ -71,7 +74,7 @@ impl Findings {
 }
 
 /// `records` includes the final reads (as reads); `finals` lists them again by key.
-pub fn check(records: &[Record], finals: &[FinalRead], budget_per_key: Duration) -> Findings {
+pub fn check(records: &[Record], finals: &[FinalRead], claims: &Claims, budget_per_key: Duration) -> Findings {
     let mut by_key: BTreeMap<u32, Vec<&Record>> = BTreeMap::new();
     for r in records {
         by_key.entry(r.key).or_default().push(r);
@@ -115,15 +118,18 @@ pub fn check(records: &[Record], finals: &[FinalRead], budget_per_key: Duration)
             }
         }
     }
-    f.split_brain = split_brain(records);
+    f.primary_claims = claims.len();
+    f.split_brain = split_brain(records, claims);
     f
 }
 
-/// The split-brain check: per (partition, epoch), the primaries that acknowledged writes;
-/// more than one is a violation. It sees only what the records say about who acknowledged
-/// (see `Record::acked_by`).
-pub fn split_brain(records: &[Record]) -> Vec<SplitBrain> {
-    let mut primaries: BTreeMap<(u16, u64), BTreeSet<usize>> = BTreeMap::new();
+/// The split-brain check: per (partition, epoch), the nodes that wrote it as primary; more
+/// than one is a violation. Two sources: the nodes' own logs (`claims`: each partition's
+/// first write as primary per epoch, see `caskade::cluster::claims`), and any record that
+/// names the primary and epoch that acknowledged it (`Record::acked_by`: a history written
+/// by hand, or a client that learns them from replies).
+pub fn split_brain(records: &[Record], claims: &Claims) -> Vec<SplitBrain> {
+    let mut primaries: Claims = claims.clone();
     for r in records {
         if let (Some(by), true) = (r.acked_by, acknowledged_write(r)) {
             let partition = caskade::cluster::partition_of(format!("k{}", r.key).as_bytes());
@@ -238,14 +244,14 @@ mod tests {
             rec(Op::Read, Outcome::Ok(Ret::Value(Some(M))), 10, 11),
         ];
         let finals = [FinalRead { key: 1, value: Some(M), replica: false }];
-        let f = check(&h, &finals, Duration::from_secs(1));
+        let f = check(&h, &finals, &Claims::new(), Duration::from_secs(1));
         assert_eq!(f.not_linearizable, vec![1]);
         assert_eq!(f.lost_writes.len(), 1);
         assert_eq!(f.lost_writes[0].acked, Op::Set(2 * M));
         assert!(!f.ok());
 
         let h = vec![rec(Op::Set(M), Outcome::Ok(Ret::Stored), 0, 1), rec(Op::Read, Outcome::Ok(Ret::Value(Some(M + 1))), 2, 3)];
-        let f = check(&h, &[], Duration::from_secs(1));
+        let f = check(&h, &[], &Claims::new(), Duration::from_secs(1));
         assert_eq!(f.phantom_reads, vec![(1, M + 1)]);
     }
 
@@ -258,11 +264,11 @@ mod tests {
             rec(Op::Read, Outcome::Ok(Ret::Value(None)), 10, 11),
         ];
         let finals = [FinalRead { key: 1, value: None, replica: false }, FinalRead { key: 1, value: None, replica: false }];
-        let f = check(&h, &finals, Duration::from_secs(1));
+        let f = check(&h, &finals, &Claims::new(), Duration::from_secs(1));
         assert!(f.ok(), "{f:?}");
         // Nodes that disagree at the end.
         let finals = [FinalRead { key: 1, value: None, replica: false }, FinalRead { key: 1, value: Some(M), replica: false }];
-        assert_eq!(check(&h, &finals, Duration::from_secs(1)).divergent, vec![1]);
+        assert_eq!(check(&h, &finals, &Claims::new(), Duration::from_secs(1)).divergent, vec![1]);
     }
 
     fn replica_read(found: Option<u64>, cutoff_ns: u64, at: u64) -> Record {
@@ -279,19 +285,19 @@ mod tests {
         ];
         // The backup has only the first write: the second, acknowledged at 3, is lost.
         let h = [&writes[..], &[replica_read(Some(M), 10, 12)]].concat();
-        let f = check(&h, &[], Duration::from_secs(1));
+        let f = check(&h, &[], &Claims::new(), Duration::from_secs(1));
         assert_eq!(f.lost_on_backup.len(), 1, "{f:?}");
         assert_eq!(f.lost_on_backup[0].acked, Op::Set(2 * M));
         assert_eq!(f.lost_on_backup[0].replica_read, Some((12, 10)));
         assert!(!f.ok());
         // Nothing at all on the backup: lost too.
         let h = [&writes[..], &[replica_read(None, 10, 12)]].concat();
-        assert_eq!(check(&h, &[], Duration::from_secs(1)).lost_on_backup.len(), 1);
+        assert_eq!(check(&h, &[], &Claims::new(), Duration::from_secs(1)).lost_on_backup.len(), 1);
         // The backup has the latest: fine; and a write acknowledged only after the kill
         // (at 11, by no primary that died) is not asked of it.
         let late = rec(Op::Set(3 * M), Outcome::Ok(Ret::Stored), 4, 11);
         let h = [&writes[..], &[late.clone(), replica_read(Some(2 * M), 10, 12)]].concat();
-        let f = check(&h, &[], Duration::from_secs(1));
+        let f = check(&h, &[], &Claims::new(), Duration::from_secs(1));
         assert!(f.lost_on_backup.is_empty() && f.replica_reads == 1, "{f:?}");
         // An ambiguous write (0xa3: unknown) of the value found explains it.
         let h = [
@@ -299,14 +305,14 @@ mod tests {
             &[rec(Op::Set(3 * M), Outcome::Unknown("sync write ambiguous (0xa3)".into()), 4, 5), replica_read(Some(3 * M), 10, 12)],
         ]
         .concat();
-        assert!(check(&h, &[], Duration::from_secs(1)).lost_on_backup.is_empty());
+        assert!(check(&h, &[], &Claims::new(), Duration::from_secs(1)).lost_on_backup.is_empty());
         // A failed write (0xa1) explains nothing.
         let h = [
             &writes[..],
             &[rec(Op::Set(3 * M), Outcome::Failed("durability impossible (0xa1)".into()), 4, 5), replica_read(Some(3 * M), 10, 12)],
         ]
         .concat();
-        let f = check(&h, &[], Duration::from_secs(1));
+        let f = check(&h, &[], &Claims::new(), Duration::from_secs(1));
         assert_eq!(f.lost_on_backup.len(), 1);
         assert_eq!(f.phantom_reads, vec![(1, 3 * M)]);
         // Backup reads stay out of the linearizability search.
@@ -324,13 +330,32 @@ mod tests {
         };
         let p = caskade::cluster::partition_of(b"k1");
         let h = vec![acked(0, 1, 0), acked(1, 1, 2), acked(0, 1, 4)];
-        assert_eq!(split_brain(&h), vec![SplitBrain { partition: p, epoch: 1, primaries: vec![0, 1] }]);
-        assert!(!check(&h, &[], Duration::from_secs(1)).ok());
+        assert_eq!(split_brain(&h, &Claims::new()), vec![SplitBrain { partition: p, epoch: 1, primaries: vec![0, 1] }]);
+        assert!(!check(&h, &[], &Claims::new(), Duration::from_secs(1)).ok());
         let h = vec![acked(0, 1, 0), acked(1, 2, 2), acked(1, 2, 4)];
-        assert!(split_brain(&h).is_empty());
+        assert!(split_brain(&h, &Claims::new()).is_empty());
         // A write that did not take effect acknowledges nothing.
         let mut failed = acked(1, 1, 2);
         failed.outcome = Outcome::Failed("durability impossible (0xa1)".into());
-        assert!(split_brain(&[acked(0, 1, 0), failed]).is_empty());
+        assert!(split_brain(&[acked(0, 1, 0), failed], &Claims::new()).is_empty());
+    }
+
+    /// The nodes' logs alone: two nodes claiming one partition in one epoch are found, with
+    /// or without a history that names them; one node per (partition, epoch) is not.
+    #[test]
+    fn two_claims_in_one_epoch_are_found() {
+        let claims = |entries: &[(u16, u64, usize)]| {
+            let mut c = Claims::new();
+            for &(p, e, n) in entries {
+                c.entry((p, e)).or_default().insert(n);
+            }
+            c
+        };
+        let ok = claims(&[(5, 1, 0), (6, 1, 1), (5, 2, 1)]);
+        assert!(split_brain(&[], &ok).is_empty());
+        let bad = claims(&[(5, 1, 0), (6, 1, 1), (5, 1, 2)]);
+        assert_eq!(split_brain(&[], &bad), vec![SplitBrain { partition: 5, epoch: 1, primaries: vec![0, 2] }]);
+        let f = check(&[], &[], &bad, Duration::from_secs(1));
+        assert!(!f.ok() && f.primary_claims == 2);
     }
 }

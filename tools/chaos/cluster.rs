@@ -1,7 +1,7 @@
 //! The caskade processes under test: the generated cluster file, start, readiness, kill -9,
 //! SIGSTOP/SIGCONT and stop, each by its own pid.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -30,13 +30,21 @@ pub struct FileSettings {
     pub replicas: usize,
     pub durability: String,
     pub durability_timeout_ms: u64,
+    /// Known-bad: node a gets a cluster file without the last node, so its map makes it
+    /// primary of partitions another node owns (a split brain on purpose).
+    pub rogue_map: bool,
 }
+
+/// Per (partition, epoch), the nodes whose logs say they wrote it as primary.
+pub type Claims = BTreeMap<(u16, u64), BTreeSet<usize>>;
 
 pub struct Cluster {
     pub nodes: Vec<Node>,
     pub settings: FileSettings,
     /// `None` for a single node (no `--cluster`).
     pub file: Option<PathBuf>,
+    /// Node a's cluster file under `rogue_map`.
+    pub rogue_file: Option<PathBuf>,
     pub binary: PathBuf,
     pub server_args: Vec<String>,
 }
@@ -103,26 +111,22 @@ impl Cluster {
                 paused: false,
             });
         }
-        let file = if n > 1 {
+        let (file, rogue_file) = if n > 1 {
             std::fs::write(dir.join("secret"), "chaos-secret-0123456789abcdef\n")?;
-            let FileSettings { forward_timeout_ms, replicas, durability, durability_timeout_ms } = &settings;
-            let mut text = format!(
-                "[cluster]\nname = \"chaos\"\nsecret_file = \"secret\"\nforward_timeout_ms = {forward_timeout_ms}\n\
-                 replicas = {replicas}\ndurability = \"{durability}\"\ndurability_timeout_ms = {durability_timeout_ms}\n"
-            );
-            for node in &nodes {
-                text += &format!(
-                    "[[cluster.node]]\nid = \"{}\"\nclient = \"{}\"\npeer = \"{}\"\nadmin = \"{}\"\n",
-                    node.id, node.client, node.peer_map, node.admin
-                );
-            }
             let path = dir.join("cluster.toml");
-            std::fs::write(&path, text)?;
-            Some(path)
+            std::fs::write(&path, cluster_file(&nodes, &settings, false))?;
+            let rogue = if settings.rogue_map {
+                let rogue = dir.join("cluster-rogue.toml");
+                std::fs::write(&rogue, cluster_file(&nodes, &settings, true))?;
+                Some(rogue)
+            } else {
+                None
+            };
+            (Some(path), rogue)
         } else {
-            None
+            (None, None)
         };
-        Ok(Cluster { nodes, settings, file, binary, server_args })
+        Ok(Cluster { nodes, settings, file, rogue_file, binary, server_args })
     }
 
     /// The map the nodes derive from the file (partition placement: primaries and backups).
@@ -143,7 +147,8 @@ impl Cluster {
             "--data-dir".into(), node.data.display().to_string(),
             "--threads".into(), "1".into(),
         ];
-        if let Some(file) = &self.file {
+        let file = if i == 0 { self.rogue_file.as_ref().or(self.file.as_ref()) } else { self.file.as_ref() };
+        if let Some(file) = file {
             args.extend(["--cluster".into(), file.display().to_string(), "--node".into(), node.id.clone()]);
             args.extend(["--peer-listen".into(), node.peer_real.to_string()]);
         }
@@ -151,6 +156,8 @@ impl Cluster {
         let log = std::fs::OpenOptions::new().create(true).append(true).open(&node.log)?;
         let mut command = Command::new(&self.binary);
         command.args(&args).stdin(Stdio::null()).stdout(log.try_clone()?).stderr(log);
+        // The split-brain audit: each partition's first write as primary, per epoch.
+        command.env("RUST_LOG", format!("{}=debug", caskade::cluster::claims::TARGET));
         // SAFETY: prctl(2) only, between fork and exec: if the harness dies (a test's timeout
         // kills it), its nodes die with it instead of holding their ports.
         unsafe {
@@ -184,7 +191,8 @@ impl Cluster {
 
     /// Waits until every node sees every other up (`stats cluster`), or `timeout`.
     pub fn wait_connected(&self, timeout: Duration) -> Result<(), String> {
-        if self.file.is_none() {
+        // Under a rogue map node a's links are refused for good (the maps differ).
+        if self.file.is_none() || self.rogue_file.is_some() {
             return Ok(());
         }
         let started = Instant::now();
@@ -203,6 +211,20 @@ impl Cluster {
             return Ok(());
         }
         Err(format!("the nodes did not all see each other up within {timeout:?}"))
+    }
+
+    /// What the nodes' logs say they wrote as primary (every start of each node).
+    pub fn claims(&self) -> Claims {
+        let mut claims = Claims::new();
+        for (i, node) in self.nodes.iter().enumerate() {
+            let Ok(bytes) = std::fs::read(&node.log) else { continue };
+            for line in String::from_utf8_lossy(&bytes).lines() {
+                if let Some(claim) = caskade::cluster::claims::parse(line) {
+                    claims.entry(claim).or_default().insert(i);
+                }
+            }
+        }
+        claims
     }
 
     pub fn pid(&self, i: usize) -> Option<i32> {
@@ -278,6 +300,23 @@ fn text_stats(addr: SocketAddr, command: &str) -> Option<String> {
     String::from_utf8(out).ok()
 }
 
+/// The cluster file's text; the rogue one leaves the last node out, so that node a's map
+/// (partition p on node p mod N, the nodes ordered by id) has other primaries.
+fn cluster_file(nodes: &[Node], settings: &FileSettings, rogue: bool) -> String {
+    let FileSettings { forward_timeout_ms, replicas, durability, durability_timeout_ms, .. } = settings;
+    let mut text = format!(
+        "[cluster]\nname = \"chaos\"\nsecret_file = \"secret\"\nforward_timeout_ms = {forward_timeout_ms}\n\
+         replicas = {replicas}\ndurability = \"{durability}\"\ndurability_timeout_ms = {durability_timeout_ms}\n"
+    );
+    for node in &nodes[..nodes.len() - usize::from(rogue)] {
+        text += &format!(
+            "[[cluster.node]]\nid = \"{}\"\nclient = \"{}\"\npeer = \"{}\"\nadmin = \"{}\"\n",
+            node.id, node.client, node.peer_map, node.admin
+        );
+    }
+    text
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -291,3 +330,4 @@ mod tests {
         assert!(ports.iter().all(|p| (low..high).contains(p)), "{low}..{high}: {ports:?}");
     }
 }
+

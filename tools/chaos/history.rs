@@ -58,10 +58,10 @@ pub struct Record {
     pub invoke_ns: u64,
     pub complete_ns: u64,
     pub outcome: Outcome,
-    /// For an acknowledged write: the node that acknowledged it as the partition's primary,
-    /// and the epoch of the map it did so under. Today the tool derives both from the static
-    /// map (no failover: one primary per partition, epoch = the map's revision); a history
-    /// written by hand, or a future server that reports them per reply, may say otherwise.
+    /// For an acknowledged write, when something says so: the node that acknowledged it as
+    /// the partition's primary, and the epoch. A live run leaves it empty (replies do not
+    /// name the node; the nodes' logs do, per partition: see `check::split_brain`); a
+    /// history written by hand may set it.
     pub acked_by: Option<AckedBy>,
 }
 

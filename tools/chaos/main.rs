@@ -105,6 +105,11 @@ pub struct Args {
     /// Run the nodes --in-memory (a known-bad setting under kill: acknowledged writes are lost).
     #[arg(long)]
     pub in_memory: bool,
+    /// Known-bad: node a runs with a cluster file that leaves the last node out, so it writes
+    /// as primary partitions another node owns (the split-brain check must fail).
+    /// Its links are refused (the maps differ); use with --durability none.
+    #[arg(long)]
+    pub rogue_map: bool,
     /// Where the runs' files go (history.jsonl, report.json, timeline.svg, node logs).
     #[arg(long)]
     pub out: Option<PathBuf>,

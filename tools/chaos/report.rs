@@ -59,6 +59,7 @@ pub fn summary_json(run: u64, seed: u64, records: &[Record], findings: &Findings
             "key": format!("k{}", l.key), "found": l.found, "acked": format!("{:?}", l.acked), "acked_complete_ns": l.acked_complete_ns,
             "read_ns": l.replica_read.map(|(at, _)| at), "cutoff_ns": l.replica_read.map(|(_, cutoff)| cutoff),
         })).collect::<Vec<_>>(),
+        "primary_claims": findings.primary_claims,
         "split_brain": findings.split_brain.iter().map(|b| serde_json::json!({
             "partition": b.partition, "epoch": b.epoch, "primaries": b.primaries,
         })).collect::<Vec<_>>(),
@@ -79,7 +80,7 @@ pub fn print_summary(s: &serde_json::Value, ids: &[String]) {
     println!(
         "run {} seed {}: {} ops ({} ok, {} failed, {} unknown), {} keys: {} linearizable, {} not, {} too hard; \
          {} lost acknowledged writes, {} missing from a backup ({} backup reads), {} phantom reads, {} divergent keys, \
-         {} split-brain partitions => {}",
+         {} split-brain partitions ({} primary claims logged) => {}",
         s["run"], s["seed"], s["ops"], s["ok"], s["failed"], s["unknown"], s["keys"], s["linearizable_keys"],
         s["not_linearizable_keys"].as_array().map_or(0, |a| a.len()),
         s["too_hard_keys"].as_array().map_or(0, |a| a.len()),
@@ -89,6 +90,7 @@ pub fn print_summary(s: &serde_json::Value, ids: &[String]) {
         s["phantom_reads"].as_array().map_or(0, |a| a.len()),
         s["divergent_final_reads"].as_array().map_or(0, |a| a.len()),
         s["split_brain"].as_array().map_or(0, |a| a.len()),
+        s["primary_claims"],
         if s["valid"] == true { "VALID" } else { "INVALID" },
     );
     for f in s["faults"].as_array().into_iter().flatten() {

@@ -10,8 +10,8 @@ use caskade::cluster::{partition_of, ClusterMap};
 
 use crate::check::{self, FinalRead};
 use crate::client::Client;
-use crate::cluster::{Cluster, FileSettings};
-use crate::history::{self, AckedBy, Op, Outcome, Record, Ret};
+use crate::cluster::{Claims, Cluster, FileSettings};
+use crate::history::{self, Op, Outcome, Record, Ret};
 use crate::nemesis::{self, Nemesis, Schedule, Window};
 use crate::proxy::{self, Faults};
 use crate::workload::{self, Shared};
@@ -47,6 +47,7 @@ pub fn run(args: &Args, run: u64, seed: u64, dir: &Path) -> Result<serde_json::V
         replicas: args.replicas,
         durability: args.durability.clone(),
         durability_timeout_ms: args.durability_timeout_ms,
+        rogue_map: args.rogue_map,
     };
     let mut cluster = Cluster::new(dir, args.nodes, binary, server_args, settings).map_err(|e| e.to_string())?;
     let ids: Vec<String> = cluster.nodes.iter().map(|n| n.id.clone()).collect();
@@ -60,6 +61,7 @@ pub fn run(args: &Args, run: u64, seed: u64, dir: &Path) -> Result<serde_json::V
     cluster.stop_all();
     faults.stop.store(true, Relaxed);
     let (records, finals, windows) = result?;
+    let claims = cluster.claims();
     if !args.keep_data {
         for node in &cluster.nodes {
             let _ = std::fs::remove_dir_all(&node.data);
@@ -67,7 +69,8 @@ pub fn run(args: &Args, run: u64, seed: u64, dir: &Path) -> Result<serde_json::V
     }
 
     history::write_jsonl(&dir.join("history.jsonl"), &records, &ids).map_err(|e| e.to_string())?;
-    let findings = check::check(&records, &finals, Duration::from_millis(args.check_budget_ms));
+    std::fs::write(dir.join("claims.json"), claims_json(&claims, &ids)).map_err(|e| e.to_string())?;
+    let findings = check::check(&records, &finals, &claims, Duration::from_millis(args.check_budget_ms));
     let figures = report::fault_figures(&records, &windows, ids.len());
     let mut summary = report::summary_json(run, seed, &records, &findings, &figures);
     summary["durability"] = serde_json::json!(args.durability);
@@ -155,19 +158,8 @@ fn drive(args: &Args, seed: u64, cluster: &mut Cluster, faults: &Faults, enabled
     if read_backups {
         final_backup_reads(&shared, cluster, &map, &keys, &mut finals, &mut records);
     }
-    for r in records.iter_mut().filter(|r| check::acknowledged_write(r)) {
-        r.acked_by = Some(acked_by(&map, r.key));
-    }
     records.sort_by_key(|r| (r.invoke_ns, r.process));
     Ok((records, finals, windows))
-}
-
-/// Who acknowledged a write to `key`: with no failover, the map's primary of its partition,
-/// always, in the map's one epoch (its revision). Derived, not observed: the split-brain
-/// check can fail on a history that says otherwise (by hand, or once replies carry the
-/// primary and epoch), not on this attribution.
-fn acked_by(map: &ClusterMap, key: u32) -> AckedBy {
-    AckedBy { primary: map.primary(partition_of(format!("k{key}").as_bytes())), epoch: map.revision() }
 }
 
 fn backup_of(map: &ClusterMap, key: u32) -> Option<usize> {
@@ -284,8 +276,48 @@ pub fn check_file(path: &Path, args: &Args) -> i32 {
             _ => None,
         })
         .collect();
-    let findings = check::check(&records, &finals, Duration::from_millis(args.check_budget_ms));
+    // The nodes' claims of the run, when the history is a run's (claims.json beside it).
+    let claims = match std::fs::read_to_string(path.with_file_name("claims.json")) {
+        Ok(text) => match claims_from_json(&text, &mut ids) {
+            Some(c) => c,
+            None => {
+                eprintln!("caskade-chaos: {}: not a claims file", path.with_file_name("claims.json").display());
+                return 2;
+            }
+        },
+        Err(_) => Claims::new(),
+    };
+    let findings = check::check(&records, &finals, &claims, Duration::from_millis(args.check_budget_ms));
     let summary = report::summary_json(0, args.seed.unwrap_or(0), &records, &findings, &[]);
     report::print_summary(&summary, &ids);
     if findings.ok() { 0 } else { 1 }
+}
+
+/// The nodes' primary claims as JSON: `[{"partition": 5, "epoch": 1, "nodes": ["a"]}, ...]`.
+fn claims_json(claims: &Claims, ids: &[String]) -> String {
+    let list: Vec<_> = claims
+        .iter()
+        .map(|(&(partition, epoch), nodes)| {
+            let nodes: Vec<&str> = nodes.iter().map(|&n| ids.get(n).map_or("?", |s| s.as_str())).collect();
+            serde_json::json!({ "partition": partition, "epoch": epoch, "nodes": nodes })
+        })
+        .collect();
+    format!("{:#}", serde_json::Value::from(list))
+}
+
+fn claims_from_json(text: &str, ids: &mut Vec<String>) -> Option<Claims> {
+    let mut claims = Claims::new();
+    for c in serde_json::from_str::<serde_json::Value>(text).ok()?.as_array()? {
+        let partition = u16::try_from(c["partition"].as_u64()?).ok()?;
+        let epoch = c["epoch"].as_u64()?;
+        for id in c["nodes"].as_array()? {
+            let id = id.as_str()?;
+            let n = ids.iter().position(|i| i == id).unwrap_or_else(|| {
+                ids.push(id.to_string());
+                ids.len() - 1
+            });
+            claims.entry((partition, epoch)).or_default().insert(n);
+        }
+    }
+    Some(claims)
 }

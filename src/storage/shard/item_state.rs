@@ -305,7 +305,7 @@ mod tests {
     const NOW: u32 = 1_800_000_000;
 
     fn shard() -> Shard {
-        Shard::new(ShardConfig { memory_limit: 1 << 20, max_item_size: 1024, mode: Mode::Cache, primary_only: None })
+        Shard::new(ShardConfig { memory_limit: 1 << 20, max_item_size: 1024, mode: Mode::Cache, primary_only: None, epoch: None })
     }
 
     fn set(s: &mut Shard, key: &str, ttl: u32) -> u64 {
