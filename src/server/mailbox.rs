@@ -6,9 +6,18 @@
 //! runs them in order, encodes each reply into one arena of its own, and sends back one
 //! [`Message::Replies`] batch, whose replies the first core slots into each connection's queue
 //! of pending replies. Batches to one core leave in the order they were made, so two commands
-//! of one connection on one shard never overtake each other. One wake per destination per turn.
+//! of one connection on one shard never overtake each other.
+//!
+//! A batch wakes its core only if that core is about to sleep: a core says so
+//! ([`Mailboxes::going_to_sleep`]) before it polls and looks at its inbox once more; a
+//! sender sends, then looks at that flag (both with a full fence between, so at least one
+//! of them sees the other: the core finds the batch, or the sender sees the flag and
+//! wakes it). A core in the middle of a turn drains its inbox in that turn or the next
+//! without a wake, which saves the `eventfd` write (issue 15). At most one wake per
+//! destination per turn.
 
 use std::ops::Range;
+use std::sync::atomic::{fence, AtomicBool, Ordering};
 use std::sync::Arc;
 
 use crossbeam_channel::{Receiver, Sender, TrySendError};
@@ -121,16 +130,47 @@ pub enum Message {
     Complete { conn: usize, generation: u64, seq: u64, bytes: Vec<u8> },
 }
 
+/// A core's "about to sleep" flag, on a cache line of its own (every sender reads it).
+#[repr(align(64))]
+#[derive(Default)]
+struct Asleep(AtomicBool);
+
 /// The sending side of every core's mailbox.
 #[derive(Clone)]
 pub struct Mailboxes {
     senders: Arc<[Sender<Message>]>,
     wakers: Arc<[Arc<Waker>]>,
+    asleep: Arc<[Asleep]>,
 }
 
 impl Mailboxes {
     pub fn new(senders: Vec<Sender<Message>>, wakers: Vec<Arc<Waker>>) -> Mailboxes {
-        Mailboxes { senders: senders.into(), wakers: wakers.into() }
+        let asleep = (0..senders.len()).map(|_| Asleep::default()).collect();
+        Mailboxes { senders: senders.into(), wakers: wakers.into(), asleep }
+    }
+
+    /// Core `core` is about to poll: from now on a batch sent to it wakes it. Returns
+    /// whether it may sleep, i.e. whether `inbox` (its own) is empty; if not, it must poll
+    /// without waiting. [`awake`](Self::awake) once the poll returns.
+    pub fn going_to_sleep(&self, core: usize, inbox: &Receiver<Message>) -> bool {
+        self.asleep[core].0.store(true, Ordering::Relaxed);
+        // Pairs with the fence in `wake_if_asleep`: the flag is seen there, or the batch
+        // sent before it is seen here.
+        fence(Ordering::SeqCst);
+        inbox.is_empty()
+    }
+
+    /// Core `core`'s poll returned: it will drain its inbox without being woken.
+    pub fn awake(&self, core: usize) {
+        self.asleep[core].0.store(false, Ordering::Relaxed);
+    }
+
+    /// Wakes `core` if it is (about to be) asleep; called after sending it a batch.
+    fn wake_if_asleep(&self, core: usize) {
+        fence(Ordering::SeqCst);
+        if self.asleep[core].0.load(Ordering::Relaxed) {
+            self.wake(core);
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -271,8 +311,106 @@ impl Outbox {
                 }
             }
             if sent {
-                mailboxes.wake(core);
+                mailboxes.wake_if_asleep(core);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mio::{Events, Poll, Token};
+    use std::time::Duration;
+
+    const WAKER: Token = Token(0);
+
+    /// Two cores' mailboxes with core 1's poll, and whether a poll of it sees a wake.
+    fn two_cores() -> (Mailboxes, Receiver<Message>, Poll) {
+        let poll = Poll::new().unwrap();
+        let other = Poll::new().unwrap();
+        let wakers = vec![Arc::new(Waker::new(other.registry(), WAKER).unwrap()), Arc::new(Waker::new(poll.registry(), WAKER).unwrap())];
+        let ((tx0, _rx0), (tx1, rx1)) = (channel(), channel());
+        (Mailboxes::new(vec![tx0, tx1], wakers), rx1, poll)
+    }
+
+    fn woken(poll: &mut Poll) -> bool {
+        let mut events = Events::with_capacity(8);
+        poll.poll(&mut events, Some(Duration::ZERO)).unwrap();
+        events.iter().any(|e| e.token() == WAKER)
+    }
+
+    /// Sends one batch to core 1, as a core's turn would; a full mailbox is tried again
+    /// (as the next turn would).
+    fn send_one(mailboxes: &Mailboxes) {
+        let mut outbox = Outbox::new(2);
+        let to = ReturnAddress { core: 1, conn: 0, generation: 0, seq: 0, read_at: 0, op: None };
+        outbox.replies(1).push(to, None, b"k", |out| {
+            out.extend_from_slice(b"reply");
+            false
+        });
+        outbox.send(mailboxes);
+        while !outbox.is_empty() {
+            std::thread::yield_now();
+            outbox.send(mailboxes);
+        }
+    }
+
+    #[test]
+    fn a_batch_wakes_only_a_core_about_to_sleep() {
+        let (mailboxes, inbox, mut poll) = two_cores();
+        // Core 1 is in the middle of a turn: the batch waits in its inbox, no wake.
+        send_one(&mailboxes);
+        assert!(!woken(&mut poll));
+        // Before it sleeps it looks again and finds it: it must not sleep.
+        assert!(!mailboxes.going_to_sleep(1, &inbox));
+        mailboxes.awake(1);
+        assert!(matches!(inbox.try_recv(), Ok(Message::Replies(_))));
+        // Now it sleeps with an empty inbox: the next batch wakes it.
+        assert!(mailboxes.going_to_sleep(1, &inbox));
+        send_one(&mailboxes);
+        assert!(woken(&mut poll));
+        mailboxes.awake(1);
+        assert!(inbox.try_recv().is_ok());
+        // Awake again: no wake.
+        send_one(&mailboxes);
+        assert!(!woken(&mut poll));
+    }
+
+    /// Sender and sleeper race on two threads: every batch is either found before the
+    /// sleep or wakes it; none waits for the poll's timeout.
+    #[test]
+    fn no_batch_is_left_asleep() {
+        let (mailboxes, inbox, mut poll) = two_cores();
+        const BATCHES: usize = 20_000;
+        let sender = {
+            let mailboxes = mailboxes.clone();
+            std::thread::spawn(move || {
+                for i in 0..BATCHES {
+                    send_one(&mailboxes);
+                    if i % 64 == 0 {
+                        std::thread::yield_now();
+                    }
+                }
+            })
+        };
+        let mut events = Events::with_capacity(8);
+        let (mut got, started) = (0, std::time::Instant::now());
+        while got < BATCHES {
+            // The end of a turn: a batch sent now is in the window the protocol closes.
+            for _ in 0..500 {
+                std::hint::spin_loop();
+            }
+            let timeout = if mailboxes.going_to_sleep(1, &inbox) { Duration::from_secs(5) } else { Duration::ZERO };
+            let slept = std::time::Instant::now();
+            poll.poll(&mut events, Some(timeout)).unwrap();
+            mailboxes.awake(1);
+            assert!(slept.elapsed() < Duration::from_secs(4), "a batch was left waiting after {got}");
+            while inbox.try_recv().is_ok() {
+                got += 1;
+            }
+        }
+        sender.join().unwrap();
+        assert!(started.elapsed() < Duration::from_secs(60));
     }
 }

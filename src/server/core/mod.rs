@@ -193,7 +193,12 @@ impl Core {
                 Some(d) => timeout.min(Duration::from_millis(d.saturating_sub(self.started.elapsed().as_millis() as u64) + 1)),
                 None => timeout,
             };
-            if let Err(e) = self.poll.poll(&mut events, Some(timeout)) {
+            // Batches sent from now on wake this core; one that came since the last drain
+            // means no sleep at all.
+            let timeout = if self.mailboxes.going_to_sleep(self.id, &self.inbox) { timeout } else { Duration::ZERO };
+            let polled = self.poll.poll(&mut events, Some(timeout));
+            self.mailboxes.awake(self.id);
+            if let Err(e) = polled {
                 if e.kind() != io::ErrorKind::Interrupted {
                     return Err(e);
                 }
