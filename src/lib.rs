@@ -20,7 +20,8 @@
 //!                    │ partition p = crc32c(key) % 1024; ClusterMap::owner(p) (server::route)
 //!                    ├─ Owner::Here ─▶ Shard k executes ─▶ ReplyTo::write_outcome ─▶ reply
 //!                    ├─ Owner::Core(j) (j = p % cores) ─▶ Outbox ─▶ core j's Mailbox (bounded
-//!                    │     crossbeam channel + mio::Waker, one wake per turn) ─▶ Shard j
+//!                    │     crossbeam channel + mio::Waker: at most one wake per turn, and
+//!                    │     only if core j said it is about to sleep) ─▶ Shard j
 //!                    │     executes and encodes ─▶ Message::Reply ─▶ core k slots it into
 //!                    │     the connection's queue
 //!                    └─ Owner::Node(B) ─▶ core k's peer link to (B, p % cores_B)
