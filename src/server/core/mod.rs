@@ -229,6 +229,12 @@ impl Core {
                 }
             }
             self.drain_inbox();
+            // Nothing of this turn waits for its commit: what the other cores asked for, and
+            // what this core asks of them, leaves now rather than after this core's own
+            // sockets are written (the other core's clients wait on it).
+            if !self.shard.needs_commit() {
+                self.outbox.send(&self.mailboxes);
+            }
             self.tick_links();
             // Requests to other nodes: they need not wait for this core's disk.
             self.write_links();
