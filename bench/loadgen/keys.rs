@@ -7,11 +7,10 @@ const PREFIX: &[u8] = b"key:";
 /// `%08d`: at least eight digits, zero-padded.
 const MIN_DIGITS: usize = 8;
 
-/// Writes `key:%08d` of `n` into `out` and returns its length.
-pub fn format_key(n: u64, out: &mut [u8; KEY_CAP]) -> usize {
-    let mut digits = [b'0'; 20];
+/// Writes `v` in decimal at the end of `digits`; returns where its first digit is (the
+/// places before it are left as they were).
+pub fn decimal(mut v: u64, digits: &mut [u8; 20]) -> usize {
     let mut i = digits.len();
-    let mut v = n;
     loop {
         i -= 1;
         digits[i] = b'0' + (v % 10) as u8;
@@ -20,6 +19,13 @@ pub fn format_key(n: u64, out: &mut [u8; KEY_CAP]) -> usize {
             break;
         }
     }
+    i
+}
+
+/// Writes `key:%08d` of `n` into `out` and returns its length.
+pub fn format_key(n: u64, out: &mut [u8; KEY_CAP]) -> usize {
+    let mut digits = [b'0'; 20];
+    let i = decimal(n, &mut digits);
     let start = i.min(digits.len() - MIN_DIGITS);
     let digits = &digits[start..];
     out[..PREFIX.len()].copy_from_slice(PREFIX);

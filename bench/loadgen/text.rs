@@ -27,17 +27,9 @@ pub fn encode_set(out: &mut Vec<u8>, key: &[u8], value: &[u8]) {
     out.extend_from_slice(b"\r\n");
 }
 
-fn push_decimal(out: &mut Vec<u8>, mut v: u64) {
+fn push_decimal(out: &mut Vec<u8>, v: u64) {
     let mut digits = [0u8; 20];
-    let mut i = digits.len();
-    loop {
-        i -= 1;
-        digits[i] = b'0' + (v % 10) as u8;
-        v /= 10;
-        if v == 0 {
-            break;
-        }
-    }
+    let i = crate::keys::decimal(v, &mut digits);
     out.extend_from_slice(&digits[i..]);
 }
 

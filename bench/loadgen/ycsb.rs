@@ -59,16 +59,7 @@ pub const KEY_LEN_MAX: usize = 4 + 19;
 /// YCSB's key name for a key number (`orderedinserts=false`): `user` + `fnvhash64(n)`.
 pub fn format_key(n: u64, out: &mut [u8]) -> usize {
     let mut digits = [0u8; 20];
-    let mut i = digits.len();
-    let mut v = fnvhash64(n);
-    loop {
-        i -= 1;
-        digits[i] = b'0' + (v % 10) as u8;
-        v /= 10;
-        if v == 0 {
-            break;
-        }
-    }
+    let i = crate::keys::decimal(fnvhash64(n), &mut digits);
     let len = 4 + digits.len() - i;
     out[..4].copy_from_slice(b"user");
     out[4..len].copy_from_slice(&digits[i..]);
